@@ -1,0 +1,44 @@
+//! `kolosal`: the management CLI (compile, clean, status, closure, info).
+
+use clap::{Parser, Subcommand};
+use kolosal::cli;
+
+/// Precompile Python programs and inspect what `kolosal-python` would do.
+#[derive(Debug, Parser)]
+#[command(name = "kolosal", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Compile trees (or an entry's import closure) to pycs, in parallel.
+    Compile(cli::compile::CompileArgs),
+    /// Remove pycs kolosal or Python wrote.
+    Clean(cli::clean::CleanArgs),
+    /// Report which pycs are fresh, stale, missing or orphaned.
+    Status(cli::status::StatusArgs),
+    /// Show the import closure of an entry, and why a module is in it.
+    Closure(cli::closure::ClosureArgs),
+    /// Show which interpreter would run, why, and its facts.
+    Info(cli::info::InfoArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Compile(a) => cli::compile::run(a),
+        Command::Clean(a) => cli::clean::run(a),
+        Command::Status(a) => cli::status::run(a),
+        Command::Closure(a) => cli::closure::run(a),
+        Command::Info(a) => cli::info::run(a),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("kolosal: error: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,2 @@
+//! Stage 3 of the pipeline: the import closure of an entry. Filled in by the
+//! closure work (issue 3).

@@ -1,0 +1,29 @@
+//! kolosal: start Python programs fast.
+//!
+//! The launcher (`kolosal-python`) runs a pipeline whose stages are the
+//! modules of this crate, in order:
+//!
+//! ```text
+//! argv ─► interpreter ─► closure ─► freshness ─► compile ─► exec
+//! ```
+//!
+//! * [`argv`]: CPython's command-line model, turning argv + environment into a
+//!   [`argv::LaunchSpec`].
+//! * [`interpreter`]: which real interpreter runs, and its probed facts.
+//! * [`closure`]: the import closure of the entry (scanner + importlib-exact resolver).
+//! * [`pyc`]: CPython's pyc rules (cache paths, header validation, source hashes).
+//! * [`freshness`]: applies the [`pyc`] rules to a set of modules, in parallel.
+//! * [`compile`]: a pool of target-interpreter workers that write fresh pycs.
+//! * [`exec`]: replaces this process with the real interpreter.
+//!
+//! The `kolosal` binary (management CLI) is built from [`cli`].
+
+pub mod argv;
+pub mod cache;
+pub mod cli;
+pub mod closure;
+pub mod compile;
+pub mod exec;
+pub mod freshness;
+pub mod interpreter;
+pub mod pyc;

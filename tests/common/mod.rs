@@ -1,0 +1,112 @@
+//! Shared helpers for the integration tests: which real interpreters to run
+//! against, and child processes with an explicit environment.
+//!
+//! This machine exports `PYTHONDONTWRITEBYTECODE=1` and `PYTHONUNBUFFERED=1`;
+//! every child here gets an environment built from scratch instead.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// One real interpreter under test.
+#[derive(Debug, Clone)]
+pub struct Python {
+    /// Executable path.
+    pub path: PathBuf,
+    /// `sys.version_info[:3]`.
+    pub version: (u32, u32, u32),
+}
+
+impl Python {
+    /// "3.11.7 (/root/.pyenv/versions/3.11.7/bin/python)".
+    pub fn label(&self) -> String {
+        format!("{}.{}.{} ({})", self.version.0, self.version.1, self.version.2, self.path.display())
+    }
+
+    /// A command running this interpreter with a clean environment.
+    pub fn cmd(&self) -> Command {
+        clean_command(&self.path)
+    }
+}
+
+/// A command for `program` whose environment holds only PATH, HOME, LANG and
+/// TMPDIR: no PYTHON* variable leaks in from the machine.
+pub fn clean_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.env_clear();
+    for keep in ["PATH", "HOME", "TMPDIR"] {
+        if let Some(v) = std::env::var_os(keep) {
+            cmd.env(keep, v);
+        }
+    }
+    cmd.env("LANG", "C.UTF-8");
+    cmd
+}
+
+/// Every CPython >= `min` found on this machine: pyenv's versions and
+/// /usr/bin/python3.*; `KOLOSAL_TEST_PYTHONS` (colon-separated paths)
+/// replaces the search.
+pub fn pythons_at_least(min: (u32, u32)) -> Vec<Python> {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(list) = std::env::var_os("KOLOSAL_TEST_PYTHONS") {
+        candidates.extend(std::env::split_paths(&list));
+    } else {
+        let root = std::env::var_os("PYENV_ROOT").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root/.pyenv"));
+        if let Ok(rd) = std::fs::read_dir(root.join("versions")) {
+            let mut dirs: Vec<_> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+            dirs.sort();
+            candidates.extend(dirs.into_iter().map(|d| d.join("bin/python3")));
+        }
+        for minor in 6..=20 {
+            candidates.push(PathBuf::from(format!("/usr/bin/python3.{minor}")));
+        }
+    }
+    let mut out: Vec<Python> = candidates
+        .into_iter()
+        .filter(|p| p.is_file())
+        .filter_map(|p| {
+            let o = clean_command(&p).args(["-c", "import sys;print(*sys.version_info[:3])"]).output().ok()?;
+            let s = String::from_utf8(o.stdout).ok()?;
+            let v: Vec<u32> = s.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+            (v.len() == 3 && (v[0], v[1]) >= min).then(|| Python { path: p, version: (v[0], v[1], v[2]) })
+        })
+        .collect();
+    out.sort_by(|a, b| a.version.cmp(&b.version).then(a.path.cmp(&b.path)));
+    out
+}
+
+/// Every CPython >= 3.7 found (the differential suites' default).
+pub fn pythons() -> Vec<Python> {
+    pythons_at_least((3, 7))
+}
+
+/// Prints, past the test harness's capture, which interpreters a suite ran on.
+/// Panics when there are none: a differential suite that compared nothing
+/// must not pass.
+pub fn report(suite: &str, pythons: &[Python]) {
+    assert!(!pythons.is_empty(), "{suite}: no CPython found to test against");
+    let labels: Vec<String> = pythons.iter().map(|p| p.label()).collect();
+    let _ = writeln!(std::io::stderr(), "[{suite}] ran on {} interpreter(s): {}", pythons.len(), labels.join(", "));
+}
+
+/// Prints a free-form line past the capture (figures, counts).
+pub fn note(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// True when the heavy suites (PyPI installs, whole-stdlib sweeps) should run:
+/// `KOLOSAL_TEST_HEAVY=1`, which `.ci/run` sets.
+pub fn heavy() -> bool {
+    std::env::var_os("KOLOSAL_TEST_HEAVY").is_some_and(|v| v == "1")
+}
+
+/// Path of the `kolosal` binary built for this test run.
+pub fn kolosal_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_kolosal"))
+}
+
+/// Path of the `kolosal-python` binary built for this test run.
+pub fn launcher_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_kolosal-python"))
+}

@@ -1,0 +1,6 @@
+"""Counting, kept apart to give the demo a relative import."""
+import collections
+
+
+def count_words(words):
+    return dict(collections.Counter(words))
