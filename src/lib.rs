@@ -26,4 +26,5 @@ pub mod compile;
 pub mod exec;
 pub mod freshness;
 pub mod interpreter;
+pub mod manifest;
 pub mod pyc;
