@@ -26,5 +26,6 @@ pub mod compile;
 pub mod exec;
 pub mod freshness;
 pub mod interpreter;
+pub mod log;
 pub mod manifest;
 pub mod pyc;
