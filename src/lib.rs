@@ -26,6 +26,7 @@ pub mod compile;
 pub mod exec;
 pub mod freshness;
 pub mod interpreter;
+pub mod knobs;
 pub mod log;
 pub mod manifest;
 pub mod pyc;
