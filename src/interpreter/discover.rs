@@ -345,7 +345,7 @@ fn is_python_name(b: &[u8]) -> bool {
     parts.next().is_none()
         && !major.is_empty()
         && major.iter().all(u8::is_ascii_digit)
-        && minor.is_none_or(|m| !m.is_empty() && m.iter().all(u8::is_ascii_digit))
+        && minor.map_or(true, |m| !m.is_empty() && m.iter().all(u8::is_ascii_digit))
 }
 
 /// First usable `name` on PATH: kolosal itself is skipped, a pyenv shim is
