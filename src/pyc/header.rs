@@ -253,3 +253,20 @@ mod tests {
         }
     }
 }
+
+/// The invalidation mode importlib uses when it rewrites the stale pyc at
+/// `pyc`: mirrors the write at the end of `SourceLoader.get_code`, which
+/// keeps an existing hash-based pyc hash-based (with its `check_source`
+/// flag) and otherwise writes a timestamp pyc. A missing or unreadable pyc,
+/// or one from another version, gives a timestamp pyc.
+pub fn rewrite_mode(pyc: &std::path::Path, rules: &PycRules) -> crate::pyc::InvalidationMode {
+    use crate::pyc::InvalidationMode;
+    use std::io::Read;
+    let mut buf = [0u8; 16];
+    let n = std::fs::File::open(pyc).and_then(|mut f| f.read(&mut buf)).unwrap_or(0);
+    match parse_header(&buf[..n], rules).map(|h| h.kind) {
+        Ok(PycKind::Hash { checked: true, .. }) => InvalidationMode::CheckedHash,
+        Ok(PycKind::Hash { checked: false, .. }) => InvalidationMode::UncheckedHash,
+        _ => InvalidationMode::Timestamp,
+    }
+}
