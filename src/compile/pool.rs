@@ -101,7 +101,10 @@ pub fn compile_all(
 
     let ever_started = state.ever_started.load(Ordering::SeqCst);
     let start_error = lock(&state.start_error).take();
-    let mut outcomes = state.outcomes.into_inner().unwrap_or_else(|e| e.into_inner());
+    let mut outcomes = state
+        .outcomes
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
     if outcomes.iter().any(Option::is_none) && !ever_started {
         return Err(start_error.unwrap_or_else(|| PoolError::Handshake {
             python: config.python.clone(),

@@ -51,7 +51,9 @@ impl Request<'_> {
         let source = self.source.as_bytes();
         let cfile = self.cfile.as_bytes();
         let payload_len = 4 + 4 + 1 + 1 + 4 + source.len() + cfile.len();
-        let payload_len32 = u32::try_from(payload_len).ok().filter(|&n| n <= MAX_FRAME)?;
+        let payload_len32 = u32::try_from(payload_len)
+            .ok()
+            .filter(|&n| n <= MAX_FRAME)?;
         let mut out = Vec::with_capacity(4 + payload_len);
         out.extend_from_slice(&payload_len32.to_le_bytes());
         out.extend_from_slice(&self.id.to_le_bytes());
@@ -184,7 +186,10 @@ mod tests {
     fn decode_responses() {
         assert_eq!(
             Response::decode(&[1, 0, 0, 0, 0]),
-            Some(Response { id: 1, reply: Reply::Written })
+            Some(Response {
+                id: 1,
+                reply: Reply::Written
+            })
         );
         let mut p = vec![2, 0, 0, 0, 1];
         p.extend_from_slice(&3u32.to_le_bytes());
@@ -206,7 +211,10 @@ mod tests {
         p.extend_from_slice(&0u32.to_le_bytes());
         assert!(matches!(
             Response::decode(&p),
-            Some(Response { reply: Reply::SyntaxError { line: None, .. }, .. })
+            Some(Response {
+                reply: Reply::SyntaxError { line: None, .. },
+                ..
+            })
         ));
         // Truncated or unknown payloads are rejected, never panic.
         assert_eq!(Response::decode(&[1, 0, 0]), None);
