@@ -15,7 +15,7 @@
 pub mod pool;
 pub mod protocol;
 
-pub use pool::{compile_all, worker_count, BYTES_PER_WORKER};
+pub use pool::{compile_all, worker_count};
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

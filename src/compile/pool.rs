@@ -1,8 +1,7 @@
 //! The worker pool: scheduling, time-outs, crash recovery.
 //!
 //! * Worker count: [`worker_count`]; a few small files get one worker, since
-//!   starting an interpreter costs about as much as compiling
-//!   [`BYTES_PER_WORKER`] of source.
+//!   starting an interpreter costs about as much as compiling a dozen.
 //! * Load balancing: one thread per worker slot takes the next job from a
 //!   shared queue when its worker finishes; jobs are queued largest source
 //!   first so a big file does not end up last on one worker.
@@ -28,11 +27,20 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// Source bytes one extra worker must have to compile before it pays for
-/// its own start-up. Measured here (see the crate report / tests): a
-/// `-I -S` worker starts in ~12 ms, and CPython 3.7-3.13 compile 3.5-10 MB/s
-/// of source, so one start-up costs as much as compiling ~40-120 KiB.
-pub const BYTES_PER_WORKER: u64 = 64 * 1024;
+/// Estimated worker CPU per file, besides compiling it: stat, read,
+/// `makedirs`, temp file, `os.replace`, two pipe frames (measured: ~0.8 ms on
+/// CPython 3.11, 1 KiB files).
+pub const COST_PER_FILE_US: u64 = 800;
+
+/// Estimated compile speed in source bytes per millisecond (CPython 3.7-3.13
+/// compile 3.5-10 MB/s here; 5 MB/s is the middle).
+pub const COMPILE_BYTES_PER_MS: u64 = 5_000;
+
+/// Estimated work one worker must have before starting it pays off. A
+/// `-I -S` worker costs ~11 ms CPU to start; measured wall-clock crossover
+/// of 1 vs 2 workers lies between 16 files (~20 ms of work) and 64 files
+/// (~70 ms), so a worker is started per ~30 ms of work.
+pub const WORK_PER_WORKER_US: u64 = 30_000;
 
 /// The least time a worker is given to start and greet the pool.
 const MIN_STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,8 +51,10 @@ const STDERR_TAIL: usize = 4096;
 /// How many workers to run for `jobs` files of `total_bytes` source.
 ///
 /// `requested > 0` is honoured (but never more workers than jobs). Otherwise:
-/// the available parallelism, capped at one worker per [`BYTES_PER_WORKER`]
-/// of source, and at least one. Zero jobs need zero workers.
+/// the available parallelism, capped at one worker per [`WORK_PER_WORKER_US`]
+/// of estimated work ([`COST_PER_FILE_US`] per file plus compiling
+/// `total_bytes` at [`COMPILE_BYTES_PER_MS`]), and at least one. Zero jobs
+/// need zero workers.
 pub fn worker_count(requested: usize, jobs: usize, total_bytes: u64) -> usize {
     if jobs == 0 {
         return 0;
@@ -53,7 +63,10 @@ pub fn worker_count(requested: usize, jobs: usize, total_bytes: u64) -> usize {
         requested
     } else {
         let parallelism = thread::available_parallelism().map_or(1, |n| n.get());
-        let by_work = usize::try_from(total_bytes / BYTES_PER_WORKER).unwrap_or(usize::MAX);
+        let work_us = (jobs as u64)
+            .saturating_mul(COST_PER_FILE_US)
+            .saturating_add(total_bytes.saturating_mul(1000) / COMPILE_BYTES_PER_MS);
+        let by_work = usize::try_from(work_us / WORK_PER_WORKER_US).unwrap_or(usize::MAX);
         parallelism.min(by_work)
     };
     n.clamp(1, jobs)
@@ -467,12 +480,15 @@ mod tests {
         assert_eq!(worker_count(4, 0, 1 << 30), 0);
         // A handful of small files: one worker.
         assert_eq!(worker_count(0, 5, 5 * 2000), 1);
+        assert_eq!(worker_count(0, 16, 16 * 1100), 1);
         // Plenty of work: every core.
         assert_eq!(worker_count(0, 1000, 1 << 30), par);
         // Never more workers than jobs, explicit counts honoured.
         assert_eq!(worker_count(8, 3, 1 << 30), 3);
         assert_eq!(worker_count(2, 100, 0), 2);
-        let two = 2 * BYTES_PER_WORKER;
-        assert_eq!(worker_count(0, 100, two), par.min(2));
+        // 64 small files (~70 ms of work): two workers if there are cores.
+        assert_eq!(worker_count(0, 64, 64 * 1100), par.min(2));
+        // One huge file cannot be split.
+        assert_eq!(worker_count(0, 1, 1 << 30), 1);
     }
 }
