@@ -131,6 +131,9 @@ struct Tree {
     modules: Vec<(OsString, PathBuf)>,
     /// The file with a syntax error, and its bad line.
     bad: PathBuf,
+    /// Other sources that do not compile (indentation, NUL bytes, bad
+    /// cookie, invalid UTF-8) or do not exist.
+    broken: Vec<PathBuf>,
     /// Sources whose directory cannot take a `__pycache__`.
     blocked: PathBuf,
     /// A source in a read-only (0o555) directory.
@@ -194,6 +197,19 @@ fn make_tree(root: &Path) -> Tree {
     let bad = src.join("bad_syntax.py");
     fs::write(&bad, "x = 1\ny = 2\ndef broken(:\n    pass\n").unwrap();
 
+    let mut broken = Vec::new();
+    for (name, body) in [
+        ("bad_indent.py", &b"def f():\nreturn 1\n"[..]),
+        ("bad_nul.py", b"x = 1\n\0\n"),
+        ("bad_cookie.py", b"# coding: no-such-codec\nx = 1\n"),
+        ("bad_utf8.py", b"x = 1\ns = '\xff\xfe'\n"),
+    ] {
+        let p = src.join(name);
+        fs::write(&p, body).unwrap();
+        broken.push(p);
+    }
+    broken.push(src.join("missing.py"));
+
     let blocked_dir = root.join("blocked");
     fs::create_dir_all(&blocked_dir).unwrap();
     let blocked = blocked_dir.join("b.py");
@@ -211,6 +227,7 @@ fn make_tree(root: &Path) -> Tree {
         root: root.to_path_buf(),
         modules,
         bad,
+        broken,
         blocked,
         readonly_dir_src,
     }
@@ -231,11 +248,12 @@ fn stdlib_sources(py: &Python) -> Vec<PathBuf> {
         .collect()
 }
 
-fn run_reference(py: &Python, dir: &Path, lines: &[String]) -> Vec<Value> {
+fn run_reference(py: &Python, dir: &Path, flags: &[&str], lines: &[String]) -> Vec<Value> {
     let list = dir.join("reference-jobs.txt");
     fs::write(&list, lines.join("\n")).unwrap();
     let out = py
         .cmd()
+        .args(flags)
         .arg("-c")
         .arg(REFERENCE)
         .arg(&list)
@@ -275,6 +293,7 @@ fn differential(py: &Python, k: usize) {
     // to separate cfiles.
     let mut sources: Vec<PathBuf> = tree.modules.iter().map(|(_, p)| p.clone()).collect();
     sources.push(tree.bad.clone());
+    sources.extend(tree.broken.iter().cloned());
     sources.extend(stdlib_sources(py));
     struct Case {
         job: CompileJob,
@@ -360,7 +379,7 @@ fn differential(py: &Python, k: usize) {
             lines.push(format!("P {opt} {}", hex(src.as_os_str().as_bytes())));
         }
     }
-    let reference = run_reference(py, tmp.path(), &lines);
+    let reference = run_reference(py, tmp.path(), &[], &lines);
     assert_eq!(reference.len(), lines.len(), "{label}");
     let mut in_place = Vec::new();
     for (n, opt) in (0..3u32)
@@ -444,7 +463,10 @@ fn differential(py: &Python, k: usize) {
                     "{what}: {message}"
                 );
                 let described = outcomes[n].describe();
-                let expected_prefix = format!("{}:{}: ", case.job.source.display(), line.unwrap());
+                let expected_prefix = match line {
+                    Some(line) => format!("{}:{line}: ", case.job.source.display()),
+                    None => format!("{}: ", case.job.source.display()),
+                };
                 assert!(
                     described.starts_with(&expected_prefix),
                     "{what}: {described}"
@@ -556,6 +578,9 @@ fn differential(py: &Python, k: usize) {
             );
         }
     }
+    if py.version >= (3, 11, 0) {
+        no_debug_ranges(py, tmp.path(), &tree);
+    }
     common::note(&format!(
         "[compile_pool] {label}: {} jobs, {written} matrix pycs compared with py_compile's, in {elapsed:.2?}",
         jobs.len()
@@ -604,6 +629,60 @@ print(len(bad))
         py.label(),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// 3.11+: `extra_flags = -X no_debug_ranges` reaches the worker: its pycs
+/// equal py_compile's under the same flag and differ from the default ones.
+fn no_debug_ranges(py: &Python, dir: &Path, tree: &Tree) {
+    let sources: Vec<&PathBuf> = tree.modules.iter().map(|(_, p)| p).take(4).collect();
+    let lines: Vec<String> = sources
+        .iter()
+        .enumerate()
+        .map(|(i, src)| {
+            let cfile = dir.join(format!("ndr-ref-{i}.pyc"));
+            format!(
+                "C 0 0 {} {}",
+                hex(src.as_os_str().as_bytes()),
+                hex(cfile.as_os_str().as_bytes())
+            )
+        })
+        .collect();
+    let reference = run_reference(py, dir, &["-X", "no_debug_ranges"], &lines);
+    assert!(
+        reference.iter().all(|r| r["kind"] == "ok"),
+        "{}",
+        py.label()
+    );
+    let jobs: Vec<CompileJob> = sources
+        .iter()
+        .enumerate()
+        .map(|(i, src)| CompileJob {
+            source: (*src).clone(),
+            cfile: dir.join(format!("ndr-ours-{i}.pyc")),
+            optimize: 0,
+            invalidation: InvalidationMode::Timestamp,
+        })
+        .collect();
+    let config = PoolConfig {
+        extra_flags: vec!["-X".into(), "no_debug_ranges".into()],
+        ..PoolConfig::new(&py.path)
+    };
+    let out = compile_all(&jobs, &config, &|_, _| {}).unwrap();
+    for (i, job) in jobs.iter().enumerate() {
+        assert!(out[i].is_written(), "{}: {}", py.label(), out[i].describe());
+        let ours = fs::read(&job.cfile).unwrap();
+        assert!(
+            ours == fs::read(dir.join(format!("ndr-ref-{i}.pyc"))).unwrap(),
+            "{}: {i}",
+            py.label()
+        );
+        let default = fs::read(dir.join("ours/o0-timestamp").join(format!("{i}.pyc"))).unwrap();
+        assert!(
+            ours.len() < default.len(),
+            "{}: -X no_debug_ranges had no effect",
+            py.label()
+        );
+    }
 }
 
 /// How `-v` prints a path (surrogate-escaped bytes as `\udcXX`).
