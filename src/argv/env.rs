@@ -15,7 +15,10 @@ pub(crate) struct Env<'a> {
 
 impl<'a> Env<'a> {
     pub fn new(lookup: &'a dyn Fn(&str) -> Option<OsString>, use_environment: bool) -> Self {
-        Env { lookup, use_environment }
+        Env {
+            lookup,
+            use_environment,
+        }
     }
 
     /// The variable's value, or `None` when unset, empty, or the environment

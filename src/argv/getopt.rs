@@ -82,7 +82,12 @@ pub(crate) struct GetOpt<'a> {
 impl<'a> GetOpt<'a> {
     /// A fresh scan (`_PyOS_ResetGetOpt`).
     pub fn new(args: &'a [OsString], version: Version) -> Self {
-        GetOpt { args, version, optind: 0, cluster: &[] }
+        GetOpt {
+            args,
+            version,
+            optind: 0,
+            cluster: &[],
+        }
     }
 
     /// The next option. Mirrors `_PyOS_GetOpt`.

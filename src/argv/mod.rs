@@ -84,7 +84,11 @@ impl LaunchSpec {
     /// relative to the working directory.
     pub fn pycache_prefix_resolved(&self, cwd: &Path) -> Option<PathBuf> {
         let prefix = self.pycache_prefix.as_ref()?;
-        Some(if prefix.is_absolute() { prefix.clone() } else { cwd.join(prefix) })
+        Some(if prefix.is_absolute() {
+            prefix.clone()
+        } else {
+            cwd.join(prefix)
+        })
     }
 }
 
@@ -194,7 +198,8 @@ pub fn parse(
                 run_cm = Some((c, arg));
                 break;
             }
-            Opt::Short(b'h' | b'?', _) | Opt::Long(LongOpt::HelpAll | LongOpt::HelpEnv | LongOpt::HelpXoptions, _) => {
+            Opt::Short(b'h' | b'?', _)
+            | Opt::Long(LongOpt::HelpAll | LongOpt::HelpEnv | LongOpt::HelpXoptions, _) => {
                 if v >= (3, 8) {
                     stop_at(Stop::Help);
                 } else {
@@ -202,7 +207,10 @@ pub fn parse(
                 }
             }
             Opt::Long(LongOpt::CheckHashBasedPycs, value) => {
-                match value.and_then(|b| std::str::from_utf8(b).ok()).and_then(HashCheckMode::parse) {
+                match value
+                    .and_then(|b| std::str::from_utf8(b).ok())
+                    .and_then(HashCheckMode::parse)
+                {
                     Some(mode) => hash_mode = mode,
                     None => stop_at(Stop::Error(
                         "--check-hash-based-pycs must be one of 'default', 'always', or 'never'",
@@ -248,7 +256,11 @@ pub fn parse(
         check_int_max_str_digits(&x, &env)?;
     }
 
-    let frozen_modules = if v >= (3, 11) { frozen_modules(&x)? } else { None };
+    let frozen_modules = if v >= (3, 11) {
+        frozen_modules(&x)?
+    } else {
+        None
+    };
 
     // Target: mirrors the end of config_parse_cmdline.
     let optind = g.optind;
@@ -270,7 +282,11 @@ pub fn parse(
         target,
         script_args_start,
         optimize: env.flag("PYTHONOPTIMIZE", count_o, v),
-        pycache_prefix: if v >= (3, 8) { pycache_prefix(&x, &env) } else { None },
+        pycache_prefix: if v >= (3, 8) {
+            pycache_prefix(&x, &env)
+        } else {
+            None
+        },
         check_hash_based_pycs: hash_mode,
         isolated: opt_i,
         ignore_environment: !use_environment,
@@ -336,7 +352,9 @@ fn check_utf8(x: &XOptions<'_>, env: &Env<'_>) -> Result<(), NotUnderstood> {
         Some(None | Some(b"0" | b"1")) => Ok(()),
         Some(Some(_)) => refuse("invalid -X utf8 option value"),
         None => match env.get("PYTHONUTF8") {
-            Some(value) if value != "0" && value != "1" => refuse("invalid PYTHONUTF8 environment variable value"),
+            Some(value) if value != "0" && value != "1" => {
+                refuse("invalid PYTHONUTF8 environment variable value")
+            }
             _ => Ok(()),
         },
     }
@@ -352,12 +370,16 @@ fn check_int_max_str_digits(x: &XOptions<'_>, env: &Env<'_>) -> Result<(), NotUn
     let valid = |n: Option<i32>| matches!(n, Some(n) if n == 0 || n >= THRESHOLD);
     if let Some(value) = env.get("PYTHONINTMAXSTRDIGITS") {
         if !valid(env::str_to_int(value.as_bytes())) {
-            return refuse("PYTHONINTMAXSTRDIGITS: invalid limit; must be >= 640 or 0 for unlimited");
+            return refuse(
+                "PYTHONINTMAXSTRDIGITS: invalid limit; must be >= 640 or 0 for unlimited",
+            );
         }
     }
     if let Some(value) = x.int_max_str_digits {
         if !valid(value.and_then(env::str_to_int)) {
-            return refuse("-X int_max_str_digits: invalid limit; must be >= 640 or 0 for unlimited");
+            return refuse(
+                "-X int_max_str_digits: invalid limit; must be >= 640 or 0 for unlimited",
+            );
         }
     }
     Ok(())
