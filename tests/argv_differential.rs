@@ -267,6 +267,8 @@ fn matrix() -> Vec<Case> {
         &["-V", "-X", "int_max_str_digits=5"],
         &["-V", "-X", "frozen_modules=bad"],
         &["-Eé", "-c", "{code}"],
+        &["-m", ""],
+        &["-m.probe_mod"],
     ] {
         m.push(case(args, &[]));
     }

@@ -267,6 +267,9 @@ pub fn parse(
     let (target, script_args_start) = match run_cm {
         Some((b'c', code)) => (Target::Command(OsStr::from_bytes(code).to_owned()), optind),
         Some((_, module)) => match std::str::from_utf8(module) {
+            // runpy._get_module_details refuses these before searching.
+            Ok("") => return refuse("empty -m module name"),
+            Ok(m) if m.starts_with('.') => return refuse("relative -m module name"),
             Ok(m) => (Target::Module(m.to_owned()), optind),
             Err(_) => return refuse("the -m module name is not valid UTF-8"),
         },
