@@ -504,3 +504,32 @@ import yes2
     ));
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// Single-core scanner throughput over every stdlib found (files held in
+/// memory). Run in release: `cargo test --release --test scan_vs_ast -- --ignored throughput --nocapture`.
+#[test]
+#[ignore]
+fn throughput() {
+    let pythons = common::pythons_at_least((3, 8));
+    common::report("scan throughput", &pythons);
+    let sources: Vec<Vec<u8>> = pythons
+        .iter()
+        .flat_map(|py| py_files(&stdlib_dir(py)))
+        .filter_map(|p| std::fs::read(p).ok())
+        .collect();
+    let bytes: usize = sources.iter().map(Vec::len).sum();
+    let mut best = f64::MAX;
+    let mut found = 0;
+    for _ in 0..3 {
+        let t0 = std::time::Instant::now();
+        found = sources.iter().map(|s| scan(s).len()).sum::<usize>();
+        best = best.min(t0.elapsed().as_secs_f64());
+    }
+    common::note(&format!(
+        "[scan throughput] {} files, {:.1} MB, {found} imports: best of 3 {:.3}s = {:.0} MB/s on one core",
+        sources.len(),
+        bytes as f64 / 1e6,
+        best,
+        bytes as f64 / 1e6 / best
+    ));
+}
