@@ -533,3 +533,63 @@ fn throughput() {
         bytes as f64 / 1e6 / best
     ));
 }
+
+/// Source encodings: files written by CPython itself in double-byte codecs
+/// whose trail bytes include `\` and braces, latin-1 with non-UTF-8 bytes,
+/// a UTF-8 BOM, CRLF and lone-CR line endings; each interpreter's ast is the
+/// reference.
+#[test]
+fn encodings_match_ast() {
+    const WRITER: &str = r##"
+import os, sys
+out = sys.argv[1]
+def tricky(enc):
+    # CJK characters whose encoding ends in a backslash or a brace.
+    found = []
+    for want in (b"\\", b"{", b"}"):
+        for cp in range(0x4E00, 0x9FFF):
+            try:
+                b = chr(cp).encode(enc)
+            except UnicodeEncodeError:
+                continue
+            if len(b) == 2 and b.endswith(want):
+                found.append(chr(cp))
+                break
+    return "".join(found)
+body = '''s = "{t}"; import a
+t = """{t}"""
+import b
+u = f"{t}{{x}}{t}" if 1 else f'{t}'
+{ident} = 1
+from c import d
+'''
+n = 0
+for enc in ("cp932", "shift_jis", "big5", "gbk", "gb18030", "johab"):
+    t = tricky(enc)
+    if not t:
+        continue
+    ident = "x" + t.replace("\\", "") if t.isidentifier() else "y"
+    text = "# -*- coding: %s -*-\n" % enc + body.replace("{t}", t).replace("{ident}", ident)
+    with open(os.path.join(out, "enc_%s.py" % enc), "wb") as f:
+        f.write(text.encode(enc))
+    n += 1
+with open(os.path.join(out, "latin1.py"), "wb") as f:
+    f.write("# coding: latin-1\nx = 'caf\xe9'\nimport e\n\xe9 = 1\nfrom f import g\n".encode("latin-1"))
+with open(os.path.join(out, "bom_crlf.py"), "wb") as f:
+    f.write(b"\xef\xbb\xbfimport h\r\nif x:\r\n    import i\r\nimport j\rimport k\r\n")
+print(n)
+"##;
+    let pythons = common::pythons_at_least((3, 8));
+    common::report("scan_vs_ast encodings", &pythons);
+    for py in &pythons {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = py.cmd().args(["-c", WRITER]).arg(dir.path()).output().expect("writer");
+        assert!(out.status.success(), "{}: writer failed: {}", py.label(), String::from_utf8_lossy(&out.stderr));
+        let dbcs: usize = String::from_utf8_lossy(&out.stdout).trim().parse().expect("count");
+        assert!(dbcs >= 4, "{}: too few double-byte codecs exercised: {dbcs}", py.label());
+        let files = py_files(dir.path());
+        let (tally, problems) = compare_files(py, &files);
+        assert_eq!(tally.parsed, files.len(), "{}: every encoded file parses", py.label());
+        assert!(problems.is_empty(), "{}: {problems:#?}", py.label());
+    }
+}

@@ -163,6 +163,9 @@ pub(crate) struct Lexer<'a> {
     first_pending: bool,
     indent: u32,
     line_has_tokens: bool,
+    /// Lead bytes of a double-byte source encoding whose trail bytes can be
+    /// ASCII (backslash, braces, ...): such a pair is skipped as one character.
+    lead: Option<&'static [bool; 256]>,
 }
 
 impl<'a> Lexer<'a> {
@@ -182,6 +185,16 @@ impl<'a> Lexer<'a> {
             first_pending: false,
             indent: 0,
             line_has_tokens: false,
+            lead: dbcs_lead_bytes(&src[pos..]),
+        }
+    }
+
+    /// Skips one character at `p`: two bytes for a double-byte lead byte.
+    #[inline]
+    fn char_len(&self, p: usize) -> usize {
+        match self.lead {
+            Some(lead) if lead[self.src[p] as usize] => 2,
+            _ => 1,
         }
     }
 
@@ -270,7 +283,7 @@ impl<'a> Lexer<'a> {
         let src = self.src;
         loop {
             while self.pos < src.len() && !FSTR_STOP[src[self.pos] as usize] {
-                self.pos += 1;
+                self.pos = (self.pos + self.char_len(self.pos)).min(src.len());
             }
             let p = self.pos;
             if p >= src.len() {
@@ -367,7 +380,9 @@ impl<'a> Lexer<'a> {
         let mut p = body_start;
         let body_end;
         loop {
-            let hit = if triple {
+            let hit = if self.lead.is_some() {
+                self.dbcs_find(p, quote, triple)
+            } else if triple {
                 memchr2(quote, b'\\', &src[p..])
             } else {
                 memchr3(quote, b'\\', b'\n', &src[p..])
@@ -408,6 +423,21 @@ impl<'a> Lexer<'a> {
         t.body = (body_start, body_end);
         t.str_flags = sflags;
         t
+    }
+
+    /// The offset from `p` of the next quote, backslash or (single-quoted)
+    /// newline, stepping over double-byte characters.
+    fn dbcs_find(&self, p: usize, quote: u8, triple: bool) -> Option<usize> {
+        let src = self.src;
+        let mut i = p;
+        while i < src.len() {
+            let c = src[i];
+            if c == quote || c == b'\\' || (c == b'\n' && !triple) {
+                return Some(i - p);
+            }
+            i += self.char_len(i);
+        }
+        None
     }
 
     /// Lexes a number starting at `self.pos` (a digit, or `.` then a digit).
@@ -537,8 +567,15 @@ impl<'a> Lexer<'a> {
                 C_QUOTE => return self.string(p, p, 0),
                 C_IDSTART => {
                     let mut e = p + 1;
-                    while e < src.len() && IDENT[src[e] as usize] {
-                        e += 1;
+                    if self.lead.is_some() {
+                        e = p;
+                        while e < src.len() && IDENT[src[e] as usize] {
+                            e = (e + self.char_len(e)).min(src.len());
+                        }
+                    } else {
+                        while e < src.len() && IDENT[src[e] as usize] {
+                            e += 1;
+                        }
                     }
                     if e - p <= 2 && matches!(self.at(e), b'\'' | b'"') {
                         if let Some(f) = prefix_flags(&src[p..e]) {
@@ -605,6 +642,78 @@ impl<'a> Lexer<'a> {
             }
         }
     }
+}
+
+static SJIS_LEAD: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0x81;
+    while i <= 0xFC {
+        t[i] = i <= 0x9F || i >= 0xE0;
+        i += 1;
+    }
+    t
+};
+
+static DBCS_LEAD: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0x81;
+    while i <= 0xFE {
+        t[i] = true;
+        i += 1;
+    }
+    t
+};
+
+/// The lead-byte table when the source declares (PEP 263 cookie on line 1,
+/// or on line 2 after a comment or blank line 1; mirrors
+/// `Parser/tokenizer.c:check_coding_spec`) an encoding whose trail bytes
+/// overlap ASCII: Shift JIS, Big5, GBK/GB18030, Johab.
+fn dbcs_lead_bytes(src: &[u8]) -> Option<&'static [bool; 256]> {
+    let mut rest = src;
+    for lineno in 0..2 {
+        let end = memchr(b'\n', rest).unwrap_or(rest.len());
+        let body = rest[..end].trim_ascii_start();
+        if body.first() == Some(&b'#') {
+            if let Some(enc) = coding_name(body) {
+                return match enc.as_str() {
+                    "shift-jis" | "shift-jis-2004" | "shift-jisx0213" | "sjis" | "s-jis" | "cp932" | "ms932"
+                    | "mskanji" | "ms-kanji" => Some(&SJIS_LEAD),
+                    "big5" | "big5-tw" | "csbig5" | "big5hkscs" | "big5-hkscs" | "hkscs" | "cp950" | "ms950" | "gbk"
+                    | "cp936" | "ms936" | "936" | "gb18030" | "gb18030-2000" | "johab" | "cp1361" | "ms1361" => {
+                        Some(&DBCS_LEAD)
+                    }
+                    _ => None,
+                };
+            }
+        } else if lineno == 0 && !body.is_empty() {
+            return None;
+        }
+        if end >= rest.len() {
+            return None;
+        }
+        rest = &rest[end + 1..];
+    }
+    None
+}
+
+/// The encoding named by `coding[:=] NAME` in a comment line, lower-cased
+/// with `_` as `-`.
+fn coding_name(line: &[u8]) -> Option<String> {
+    let mut rest = line;
+    loop {
+        let at = rest.windows(6).position(|w| w == b"coding")?;
+        rest = &rest[at + 6..];
+        if matches!(rest.first(), Some(b':' | b'=')) {
+            break;
+        }
+    }
+    let name: String = rest[1..]
+        .iter()
+        .skip_while(|&&c| c == b' ' || c == b'\t')
+        .take_while(|&&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        .map(|&c| if c == b'_' { '-' } else { c.to_ascii_lowercase() as char })
+        .collect();
+    (!name.is_empty()).then_some(name)
 }
 
 /// `STR_*` flags for a string prefix, or `None` when `p` is not one of
