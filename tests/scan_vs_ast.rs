@@ -543,33 +543,32 @@ fn encodings_match_ast() {
     const WRITER: &str = r##"
 import os, sys
 out = sys.argv[1]
-def tricky(enc):
-    # CJK characters whose encoding ends in a backslash or a brace.
-    found = []
-    for want in (b"\\", b"{", b"}"):
-        for cp in range(0x4E00, 0x9FFF):
-            try:
-                b = chr(cp).encode(enc)
-            except UnicodeEncodeError:
-                continue
-            if len(b) == 2 and b.endswith(want):
-                found.append(chr(cp))
-                break
-    return "".join(found)
-body = '''s = "{t}"; import a
-t = """{t}"""
+def tricky(enc, want):
+    # A CJK character whose encoding ends in `want` (a backslash or a brace).
+    for cp in range(0x4E00, 0x9FFF):
+        try:
+            b = chr(cp).encode(enc)
+        except UnicodeEncodeError:
+            continue
+        if len(b) == 2 and b.endswith(want):
+            return chr(cp)
+    return None
+body = '''s = "{b}"; import a
+t = """{b}"""
 import b
-u = f"{t}{{x}}{t}" if 1 else f'{t}'
+u = f"{b}{{x}}{o}{c}{b}" if 1 else f'{o}{b}'
+v = f"{x:{o}}" + '{b}'
 {ident} = 1
 from c import d
 '''
 n = 0
 for enc in ("cp932", "shift_jis", "big5", "gbk", "gb18030", "johab"):
-    t = tricky(enc)
-    if not t:
+    b, o, c = tricky(enc, b"\\"), tricky(enc, b"{"), tricky(enc, b"}")
+    if not b:
         continue
-    ident = "x" + t.replace("\\", "") if t.isidentifier() else "y"
-    text = "# -*- coding: %s -*-\n" % enc + body.replace("{t}", t).replace("{ident}", ident)
+    o, c = o or "o", c or "c"
+    ident = "x" + b if ("x" + b).isidentifier() else "y"
+    text = "# -*- coding: %s -*-\n" % enc + body.replace("{b}", b).replace("{o}", o).replace("{c}", c).replace("{ident}", ident)
     with open(os.path.join(out, "enc_%s.py" % enc), "wb") as f:
         f.write(text.encode(enc))
     n += 1
