@@ -30,21 +30,95 @@ fn check(input: &[u8]) {
     let t0 = Instant::now();
     let out = scan(input);
     let took = t0.elapsed();
-    assert!(took <= time_limit(input.len()), "scan of {} bytes took {took:?}", input.len());
+    assert!(
+        took <= time_limit(input.len()),
+        "scan of {} bytes took {took:?}",
+        input.len()
+    );
     // Every reported line lies within the input.
     let lines = input.iter().filter(|&&b| b == b'\n' || b == b'\r').count() as u32 + 1;
     for i in &out {
-        assert!(i.line >= 1 && i.line <= lines, "line {} outside 1..={lines}", i.line);
+        assert!(
+            i.line >= 1 && i.line <= lines,
+            "line {} outside 1..={lines}",
+            i.line
+        );
     }
 }
 
 /// Fragments that stress the lexer's modes when glued together at random.
 const FRAGMENTS: &[&str] = &[
-    "import ", "from ", " . ", "..", "a", "b.c", " as ", ", ", "(", ")", "[", "]", "{", "}", ":", ":=", ";", "\n", "\r\n",
-    "\r", "\t", "    ", "\x0c", "\\\n", "\\", "#", "'", "\"", "'''", "\"\"\"", "f'", "f\"", "rb'", "F\"\"\"", "t'", "{x", "!r",
-    ":>{w}", "}}", "{{", "\\N{DASH}", "if ", "elif ", "else", "while ", "try", "except ", "ImportError", "finally",
-    "def ", "lambda", "class ", "async ", "match ", "case ", "TYPE_CHECKING", "typing.", "__import__(", "importlib.",
-    "import_module(", "yield ", "raise ", "*", "\u{FB01}", "\u{00E9}", "\u{FEFF}", "\x00", "\x7f", "1if", "0x", "1e",
+    "import ",
+    "from ",
+    " . ",
+    "..",
+    "a",
+    "b.c",
+    " as ",
+    ", ",
+    "(",
+    ")",
+    "[",
+    "]",
+    "{",
+    "}",
+    ":",
+    ":=",
+    ";",
+    "\n",
+    "\r\n",
+    "\r",
+    "\t",
+    "    ",
+    "\x0c",
+    "\\\n",
+    "\\",
+    "#",
+    "'",
+    "\"",
+    "'''",
+    "\"\"\"",
+    "f'",
+    "f\"",
+    "rb'",
+    "F\"\"\"",
+    "t'",
+    "{x",
+    "!r",
+    ":>{w}",
+    "}}",
+    "{{",
+    "\\N{DASH}",
+    "if ",
+    "elif ",
+    "else",
+    "while ",
+    "try",
+    "except ",
+    "ImportError",
+    "finally",
+    "def ",
+    "lambda",
+    "class ",
+    "async ",
+    "match ",
+    "case ",
+    "TYPE_CHECKING",
+    "typing.",
+    "__import__(",
+    "importlib.",
+    "import_module(",
+    "yield ",
+    "raise ",
+    "*",
+    "\u{FB01}",
+    "\u{00E9}",
+    "\u{FEFF}",
+    "\x00",
+    "\x7f",
+    "1if",
+    "0x",
+    "1e",
 ];
 
 fn soup() -> impl Strategy<Value = Vec<u8>> {
@@ -60,22 +134,30 @@ fn soup() -> impl Strategy<Value = Vec<u8>> {
 
 #[test]
 fn arbitrary_bytes_never_panic() {
-    let mut runner = TestRunner::new(Config { cases: cases(512, 8192), ..Config::default() });
-    runner.run(&prop::collection::vec(any::<u8>(), 0..4096), |bytes| {
-        check(&bytes);
-        Ok(())
-    })
-    .unwrap();
+    let mut runner = TestRunner::new(Config {
+        cases: cases(512, 8192),
+        ..Config::default()
+    });
+    runner
+        .run(&prop::collection::vec(any::<u8>(), 0..4096), |bytes| {
+            check(&bytes);
+            Ok(())
+        })
+        .unwrap();
 }
 
 #[test]
 fn token_soup_never_panics() {
-    let mut runner = TestRunner::new(Config { cases: cases(1024, 16384), ..Config::default() });
-    runner.run(&soup(), |bytes| {
-        check(&bytes);
-        Ok(())
-    })
-    .unwrap();
+    let mut runner = TestRunner::new(Config {
+        cases: cases(1024, 16384),
+        ..Config::default()
+    });
+    runner
+        .run(&soup(), |bytes| {
+            check(&bytes);
+            Ok(())
+        })
+        .unwrap();
 }
 
 /// Real source files to mutate: a sample of the newest interpreter's stdlib.
@@ -83,7 +165,14 @@ fn corpus() -> Vec<Vec<u8>> {
     let pythons = common::pythons_at_least((3, 8));
     common::report("scan_fuzz corpus", &pythons[pythons.len() - 1..]);
     let py = &pythons[pythons.len() - 1];
-    let out = py.cmd().args(["-c", "import sysconfig; print(sysconfig.get_paths()['stdlib'])"]).output().expect("stdlib");
+    let out = py
+        .cmd()
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_paths()['stdlib'])",
+        ])
+        .output()
+        .expect("stdlib");
     let root = PathBuf::from(String::from_utf8(out.stdout).expect("utf-8").trim());
     let mut files: Vec<PathBuf> = walkdir::WalkDir::new(&root)
         .max_depth(2)
@@ -100,7 +189,11 @@ fn corpus() -> Vec<Vec<u8>> {
         .filter_map(|p| std::fs::read(p).ok())
         .filter(|s| s.len() < 200_000)
         .collect();
-    assert!(corpus.len() >= 20, "too few stdlib files to mutate: {}", corpus.len());
+    assert!(
+        corpus.len() >= 20,
+        "too few stdlib files to mutate: {}",
+        corpus.len()
+    );
     corpus
 }
 
@@ -113,10 +206,13 @@ enum Edit {
 
 fn edits() -> impl Strategy<Value = Vec<Edit>> {
     let edit = prop_oneof![
-        (any::<usize>(), prop_oneof![
-            prop::sample::select(FRAGMENTS).prop_map(|s| s.as_bytes().to_vec()),
-            prop::collection::vec(any::<u8>(), 1..4),
-        ])
+        (
+            any::<usize>(),
+            prop_oneof![
+                prop::sample::select(FRAGMENTS).prop_map(|s| s.as_bytes().to_vec()),
+                prop::collection::vec(any::<u8>(), 1..4),
+            ]
+        )
             .prop_map(|(at, b)| Edit::Insert(at, b)),
         (any::<usize>(), 1usize..64).prop_map(|(at, n)| Edit::Delete(at, n)),
         (any::<usize>(), any::<u8>()).prop_map(|(at, b)| Edit::Replace(at, b)),
@@ -150,14 +246,21 @@ fn apply(src: &[u8], edits: &[Edit]) -> Vec<u8> {
 #[test]
 fn mutated_stdlib_files_never_panic() {
     let corpus = corpus();
-    let mut runner = TestRunner::new(Config { cases: cases(300, 5000), ..Config::default() });
-    runner.run(&(any::<prop::sample::Index>(), edits()), |(idx, e)| {
-        let src = &corpus[idx.index(corpus.len())];
-        check(&apply(src, &e));
-        Ok(())
-    })
-    .unwrap();
-    common::note(&format!("[scan_fuzz] mutated {} stdlib files", corpus.len()));
+    let mut runner = TestRunner::new(Config {
+        cases: cases(300, 5000),
+        ..Config::default()
+    });
+    runner
+        .run(&(any::<prop::sample::Index>(), edits()), |(idx, e)| {
+            let src = &corpus[idx.index(corpus.len())];
+            check(&apply(src, &e));
+            Ok(())
+        })
+        .unwrap();
+    common::note(&format!(
+        "[scan_fuzz] mutated {} stdlib files",
+        corpus.len()
+    ));
 }
 
 /// Pathological shapes that would expose quadratic behaviour.
@@ -172,9 +275,14 @@ fn pathological_inputs_stay_linear() {
         "lambda:".repeat(n / 7).into_bytes(),
         "lambda ".repeat(n / 7).into_bytes(),
         "if x:\n".repeat(n / 6).into_bytes(),
-        (0..n / 10).map(|i| format!("{}if x:\n", " ".repeat(i % 400))).collect::<String>().into_bytes(),
+        (0..n / 10)
+            .map(|i| format!("{}if x:\n", " ".repeat(i % 400)))
+            .collect::<String>()
+            .into_bytes(),
         "try:\n import a\n".repeat(n / 16).into_bytes(),
-        "try: import a\nexcept ImportError: pass\n".repeat(n / 40).into_bytes(),
+        "try: import a\nexcept ImportError: pass\n"
+            .repeat(n / 40)
+            .into_bytes(),
         "except:\n".repeat(n / 8).into_bytes(),
         "import a.".repeat(n / 9).into_bytes(),
         "from . import (a,".repeat(n / 17).into_bytes(),

@@ -582,13 +582,35 @@ print(n)
     common::report("scan_vs_ast encodings", &pythons);
     for py in &pythons {
         let dir = tempfile::tempdir().expect("tempdir");
-        let out = py.cmd().args(["-c", WRITER]).arg(dir.path()).output().expect("writer");
-        assert!(out.status.success(), "{}: writer failed: {}", py.label(), String::from_utf8_lossy(&out.stderr));
-        let dbcs: usize = String::from_utf8_lossy(&out.stdout).trim().parse().expect("count");
-        assert!(dbcs >= 4, "{}: too few double-byte codecs exercised: {dbcs}", py.label());
+        let out = py
+            .cmd()
+            .args(["-c", WRITER])
+            .arg(dir.path())
+            .output()
+            .expect("writer");
+        assert!(
+            out.status.success(),
+            "{}: writer failed: {}",
+            py.label(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dbcs: usize = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("count");
+        assert!(
+            dbcs >= 4,
+            "{}: too few double-byte codecs exercised: {dbcs}",
+            py.label()
+        );
         let files = py_files(dir.path());
         let (tally, problems) = compare_files(py, &files);
-        assert_eq!(tally.parsed, files.len(), "{}: every encoded file parses", py.label());
+        assert_eq!(
+            tally.parsed,
+            files.len(),
+            "{}: every encoded file parses",
+            py.label()
+        );
         assert!(problems.is_empty(), "{}: {problems:#?}", py.label());
     }
 }

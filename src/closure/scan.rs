@@ -557,7 +557,7 @@ impl<'a> Scanner<'a> {
         while self.levels.last().is_some_and(|l| l.indent > indent) {
             self.levels.pop();
         }
-        if self.levels.last().is_none_or(|l| l.indent != indent) {
+        if self.levels.last().map_or(true, |l| l.indent != indent) {
             self.levels.push(Level {
                 indent,
                 last: Last::Other,
@@ -688,10 +688,8 @@ impl<'a> Scanner<'a> {
         l.header_open = false;
         l.header_closed = true;
         match l.header {
-            Header::If | Header::Elif => {
-                if matches!(l.tc_state, 1 | 3) && l.tc_last {
-                    l.body_flags |= TC;
-                }
+            Header::If | Header::Elif if matches!(l.tc_state, 1 | 3) && l.tc_last => {
+                l.body_flags |= TC
             }
             Header::Try => {
                 if let Some(lvl) = self.levels.get_mut(l.level) {
@@ -699,18 +697,14 @@ impl<'a> Scanner<'a> {
                     lvl.try_end = None;
                 }
             }
-            Header::Except => {
-                // mirrors the handler matching of the `except` clause: a bare
-                // except, or one naming ImportError or a base class of it.
-                if l.exc_qualifies || !l.exc_expr {
-                    if let Some(lvl) = self.levels.get(l.level) {
-                        if lvl.last == Last::Try {
-                            let end = lvl.try_end.unwrap_or(self.out.len()).min(self.out.len());
-                            let start = lvl.try_start.min(end);
-                            for imp in &mut self.out[start..end] {
-                                imp.flags.0 |= TRY;
-                            }
-                        }
+            // A bare except, or one naming ImportError or a base class of it,
+            // catches a failed import in the try body.
+            Header::Except if l.exc_qualifies || !l.exc_expr => {
+                if let Some(lvl) = self.levels.get(l.level).filter(|lvl| lvl.last == Last::Try) {
+                    let end = lvl.try_end.unwrap_or(self.out.len()).min(self.out.len());
+                    let start = lvl.try_start.min(end);
+                    for imp in &mut self.out[start..end] {
+                        imp.flags.0 |= TRY;
                     }
                 }
             }
@@ -1103,6 +1097,52 @@ def f():
     #[test]
     fn yield_from_and_raise_from_are_not_imports() {
         assert!(mods("def g():\n    yield from x\n    raise A from B\n").is_empty());
+    }
+
+    #[test]
+    fn template_strings_and_nested_fields() {
+        // t-strings (3.14) lex like f-strings; nothing inside them is an import.
+        let src =
+            "x = t'{a:{b}}import no'; import a\ny = T\"\"\"{t'{c}'}\nimport no2\"\"\"\nimport b\n";
+        assert_eq!(mods(src), vec![m("a", &[], 0, 1, 0), m("b", &[], 0, 4, 0)]);
+        // A quote reused inside a replacement field (PEP 701) and a comment in
+        // a multi-line field.
+        let src = "s = f\"{d[\"k\"] # }\"\n}\"; import c\n";
+        assert_eq!(mods(src), vec![m("c", &[], 0, 2, 0)]);
+    }
+
+    #[test]
+    fn python2_leftovers_still_scan() {
+        let src = "print >>sys.stderr, \"x\"\nexec \"import no\"\nprint `1`\nimport a\nur'x'\nfrom b import c\n";
+        assert_eq!(
+            mods(src),
+            vec![m("a", &[], 0, 4, 0), m("b", &["c"], 0, 6, 0)]
+        );
+    }
+
+    #[test]
+    fn bom_cr_and_invalid_utf8() {
+        let src = b"\xEF\xBB\xBFimport a\rif x:\r\n\timport b\r\xFF\xFE = 1\nimport c\n";
+        let got: Vec<_> = scan(src)
+            .into_iter()
+            .map(|i| (i.module, i.line, i.flags.0))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("a".into(), 1, 0),
+                ("b".into(), 3, COND),
+                ("c".into(), 5, 0)
+            ]
+        );
+    }
+
+    #[test]
+    fn flags_debug_and_ops() {
+        let f = ImportFlags::IN_FUNCTION | ImportFlags::DYNAMIC;
+        assert!(f.contains(ImportFlags::DYNAMIC) && !f.contains(ImportFlags::CONDITIONAL));
+        assert_eq!(format!("{f:?}"), "IN_FUNCTION|DYNAMIC");
+        assert_eq!(format!("{:?}", ImportFlags::NONE), "NONE");
     }
 
     #[test]

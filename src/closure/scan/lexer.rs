@@ -676,12 +676,11 @@ fn dbcs_lead_bytes(src: &[u8]) -> Option<&'static [bool; 256]> {
         if body.first() == Some(&b'#') {
             if let Some(enc) = coding_name(body) {
                 return match enc.as_str() {
-                    "shift-jis" | "shift-jis-2004" | "shift-jisx0213" | "sjis" | "s-jis" | "cp932" | "ms932"
-                    | "mskanji" | "ms-kanji" => Some(&SJIS_LEAD),
-                    "big5" | "big5-tw" | "csbig5" | "big5hkscs" | "big5-hkscs" | "hkscs" | "cp950" | "ms950" | "gbk"
-                    | "cp936" | "ms936" | "936" | "gb18030" | "gb18030-2000" | "johab" | "cp1361" | "ms1361" => {
-                        Some(&DBCS_LEAD)
-                    }
+                    "shift-jis" | "shift-jis-2004" | "shift-jisx0213" | "sjis" | "s-jis"
+                    | "cp932" | "ms932" | "mskanji" | "ms-kanji" => Some(&SJIS_LEAD),
+                    "big5" | "big5-tw" | "csbig5" | "big5hkscs" | "big5-hkscs" | "hkscs"
+                    | "cp950" | "ms950" | "gbk" | "cp936" | "ms936" | "936" | "gb18030"
+                    | "gb18030-2000" | "johab" | "cp1361" | "ms1361" => Some(&DBCS_LEAD),
                     _ => None,
                 };
             }
@@ -711,7 +710,13 @@ fn coding_name(line: &[u8]) -> Option<String> {
         .iter()
         .skip_while(|&&c| c == b' ' || c == b'\t')
         .take_while(|&&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
-        .map(|&c| if c == b'_' { '-' } else { c.to_ascii_lowercase() as char })
+        .map(|&c| {
+            if c == b'_' {
+                '-'
+            } else {
+                c.to_ascii_lowercase() as char
+            }
+        })
         .collect();
     (!name.is_empty()).then_some(name)
 }
