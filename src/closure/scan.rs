@@ -700,11 +700,20 @@ impl<'a> Scanner<'a> {
             // A bare except, or one naming ImportError or a base class of it,
             // catches a failed import in the try body.
             Header::Except if l.exc_qualifies || !l.exc_expr => {
-                if let Some(lvl) = self.levels.get(l.level).filter(|lvl| lvl.last == Last::Try) {
+                if let Some(lvl) = self
+                    .levels
+                    .get(l.level)
+                    .filter(|lvl| lvl.last == Last::Try)
+                    .copied()
+                {
                     let end = lvl.try_end.unwrap_or(self.out.len()).min(self.out.len());
                     let start = lvl.try_start.min(end);
                     for imp in &mut self.out[start..end] {
                         imp.flags.0 |= TRY;
+                    }
+                    // Flag each body once, however many handlers follow.
+                    if let Some(lvl) = self.levels.get_mut(l.level) {
+                        lvl.try_start = end;
                     }
                 }
             }
