@@ -239,6 +239,8 @@ struct Tally {
     imports: usize,
     dynamic: usize,
     bytes: usize,
+    /// Compared imports carrying each flag bit (TC, FUNC, TRY, COND).
+    flagged: [usize; 4],
 }
 
 /// Compares the scanner with `py`'s ast over `files`; returns the tally and
@@ -281,6 +283,11 @@ fn compare_files(py: &Python, files: &[PathBuf]) -> (Tally, Vec<String>) {
         tally.parsed += 1;
         tally.imports += expected.imports.len();
         tally.dynamic += expected.dynamic.len();
+        for row in &expected.imports {
+            for (bit, n) in tally.flagged.iter_mut().enumerate() {
+                *n += usize::from(row.4 & (1 << bit) != 0);
+            }
+        }
         for (what, got, want) in [
             ("imports", &imports, &expected.imports),
             ("dynamic", &dynamic, &expected.dynamic),
@@ -314,7 +321,8 @@ fn check(label: &str, py: &Python, files: &[PathBuf]) {
     let t0 = std::time::Instant::now();
     let (tally, problems) = compare_files(py, files);
     common::note(&format!(
-        "[scan_vs_ast] {label} on {}: {} files ({:.1} MB), {} parsed by ast and compared ({} imports, {} dynamic), \
+        "[scan_vs_ast] {label} on {}: {} files ({:.1} MB), {} parsed by ast and compared ({} imports, {} dynamic; \
+         flagged TYPE_CHECKING/IN_FUNCTION/TRY_IMPORT_ERROR/CONDITIONAL {:?}), \
          {} unparsable scanned without panic, {} disagreements, {:.1}s",
         py.label(),
         tally.files,
@@ -322,6 +330,7 @@ fn check(label: &str, py: &Python, files: &[PathBuf]) {
         tally.parsed,
         tally.imports,
         tally.dynamic,
+        tally.flagged,
         tally.unparsable,
         problems.len(),
         t0.elapsed().as_secs_f64()
