@@ -1,2 +1,5 @@
-//! Stage 3 of the pipeline: the import closure of an entry. Filled in by the
-//! closure work (issue 3).
+//! Stage 3 of the pipeline: the import closure of an entry.
+//!
+//! * [`resolve`]: the importlib-exact resolver (which file `import NAME` loads).
+
+pub mod resolve;
