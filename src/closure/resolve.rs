@@ -163,7 +163,10 @@ fn is_zip_file(p: &Path) -> bool {
 /// The full `sys.path` of a launch: `path0` (from [`sys_path0`]) followed by
 /// the probed `facts.sys_path`.
 pub fn launch_sys_path(facts: &PythonFacts, path0: Option<PathBuf>) -> Vec<PathBuf> {
-    path0.into_iter().chain(facts.sys_path.iter().cloned()).collect()
+    path0
+        .into_iter()
+        .chain(facts.sys_path.iter().cloned())
+        .collect()
 }
 
 /// mirrors `importlib._bootstrap_external._path_join` (POSIX):
@@ -524,7 +527,11 @@ pub enum RelativeImportError {
 ///
 /// mirrors `importlib._bootstrap._resolve_name` and the checks of
 /// `_sanity_check`: `package.rsplit('.', level - 1)` must have `level` parts.
-pub fn resolve_relative(name: &str, package: &str, level: u32) -> Result<String, RelativeImportError> {
+pub fn resolve_relative(
+    name: &str,
+    package: &str,
+    level: u32,
+) -> Result<String, RelativeImportError> {
     if level == 0 {
         return Ok(name.to_string());
     }
@@ -560,10 +567,19 @@ mod tests {
 
     #[test]
     fn join_mirrors_importlib() {
-        assert_eq!(py_join("/a/b/".as_ref(), "m.py".as_ref()), PathBuf::from("/a/b/m.py"));
-        assert_eq!(py_join("/".as_ref(), "m.py".as_ref()), PathBuf::from("/m.py"));
+        assert_eq!(
+            py_join("/a/b/".as_ref(), "m.py".as_ref()),
+            PathBuf::from("/a/b/m.py")
+        );
+        assert_eq!(
+            py_join("/".as_ref(), "m.py".as_ref()),
+            PathBuf::from("/m.py")
+        );
         assert_eq!(py_join("".as_ref(), "m.py".as_ref()), PathBuf::from("m.py"));
-        assert_eq!(py_join("/c".as_ref(), "./d".as_ref()), PathBuf::from("/c/./d"));
+        assert_eq!(
+            py_join("/c".as_ref(), "./d".as_ref()),
+            PathBuf::from("/c/./d")
+        );
     }
 
     #[test]
@@ -571,8 +587,14 @@ mod tests {
         assert_eq!(resolve_relative("x", "a.b", 1).unwrap(), "a.b.x");
         assert_eq!(resolve_relative("x", "a.b", 2).unwrap(), "a.x");
         assert_eq!(resolve_relative("", "a.b", 2).unwrap(), "a");
-        assert_eq!(resolve_relative("x", "a.b", 3), Err(RelativeImportError::BeyondTopLevel));
-        assert_eq!(resolve_relative("x", "", 1), Err(RelativeImportError::NoParent));
+        assert_eq!(
+            resolve_relative("x", "a.b", 3),
+            Err(RelativeImportError::BeyondTopLevel)
+        );
+        assert_eq!(
+            resolve_relative("x", "", 1),
+            Err(RelativeImportError::NoParent)
+        );
         assert_eq!(package_of("a.b", false), "a");
         assert_eq!(package_of("a.b", true), "a.b");
         assert_eq!(package_of("a", false), "");

@@ -21,7 +21,13 @@ pub struct Python {
 impl Python {
     /// "3.11.7 (/root/.pyenv/versions/3.11.7/bin/python)".
     pub fn label(&self) -> String {
-        format!("{}.{}.{} ({})", self.version.0, self.version.1, self.version.2, self.path.display())
+        format!(
+            "{}.{}.{} ({})",
+            self.version.0,
+            self.version.1,
+            self.version.2,
+            self.path.display()
+        )
     }
 
     /// A command running this interpreter with a clean environment.
@@ -52,7 +58,9 @@ pub fn pythons_at_least(min: (u32, u32)) -> Vec<Python> {
     if let Some(list) = std::env::var_os("KOLOSAL_TEST_PYTHONS") {
         candidates.extend(std::env::split_paths(&list));
     } else {
-        let root = std::env::var_os("PYENV_ROOT").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root/.pyenv"));
+        let root = std::env::var_os("PYENV_ROOT")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/root/.pyenv"));
         if let Ok(rd) = std::fs::read_dir(root.join("versions")) {
             let mut dirs: Vec<_> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
             dirs.sort();
@@ -66,10 +74,19 @@ pub fn pythons_at_least(min: (u32, u32)) -> Vec<Python> {
         .into_iter()
         .filter(|p| p.is_file())
         .filter_map(|p| {
-            let o = clean_command(&p).args(["-c", "import sys;print(*sys.version_info[:3])"]).output().ok()?;
+            let o = clean_command(&p)
+                .args(["-c", "import sys;print(*sys.version_info[:3])"])
+                .output()
+                .ok()?;
             let s = String::from_utf8(o.stdout).ok()?;
-            let v: Vec<u32> = s.split_whitespace().filter_map(|x| x.parse().ok()).collect();
-            (v.len() == 3 && (v[0], v[1]) >= min).then(|| Python { path: p, version: (v[0], v[1], v[2]) })
+            let v: Vec<u32> = s
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            (v.len() == 3 && (v[0], v[1]) >= min).then(|| Python {
+                path: p,
+                version: (v[0], v[1], v[2]),
+            })
         })
         .collect();
     out.sort_by(|a, b| a.version.cmp(&b.version).then(a.path.cmp(&b.path)));
@@ -85,9 +102,17 @@ pub fn pythons() -> Vec<Python> {
 /// Panics when there are none: a differential suite that compared nothing
 /// must not pass.
 pub fn report(suite: &str, pythons: &[Python]) {
-    assert!(!pythons.is_empty(), "{suite}: no CPython found to test against");
+    assert!(
+        !pythons.is_empty(),
+        "{suite}: no CPython found to test against"
+    );
     let labels: Vec<String> = pythons.iter().map(|p| p.label()).collect();
-    let _ = writeln!(std::io::stderr(), "[{suite}] ran on {} interpreter(s): {}", pythons.len(), labels.join(", "));
+    let _ = writeln!(
+        std::io::stderr(),
+        "[{suite}] ran on {} interpreter(s): {}",
+        pythons.len(),
+        labels.join(", ")
+    );
 }
 
 /// Prints a free-form line past the capture (figures, counts).
