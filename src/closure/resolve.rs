@@ -368,8 +368,8 @@ impl Resolver {
         }
     }
 
-    /// mirrors `PathFinder._path_importer_cache` + the `FileFinder` path hook
-    /// + `FileFinder.__init__`: `''` means the cwd; only directories get a
+    /// mirrors `PathFinder._path_importer_cache`, the `FileFinder` path hook
+    /// and `FileFinder.__init__`: `''` means the cwd; only directories get a
     /// FileFinder (zipimporter entries hold no pycs); the finder's path is
     /// spelled as each version's `__init__` spells it.
     fn finder_for(&self, entry: &Path) -> Option<PathBuf> {
