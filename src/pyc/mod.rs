@@ -1,6 +1,66 @@
 //! CPython's pyc rules, each in one place: where a pyc lives
-//! ([`cache_path`]), what its header must say ([`header`]), and how hash-based
-//! pycs key their source hash ([`source_hash`]).
+//! ([`cache_path`]), what its header must say ([`header`]), how hash-based
+//! pycs key their source hash ([`source_hash`]), and how the source loader
+//! puts them together to decide whether a pyc is used ([`validate`]).
+//!
+//! Every rule is a function of [`PycRules`], which holds the facts the target
+//! interpreter reported about itself (version, magic number, cache tag):
+//! nothing here hard-codes a magic number.
+
+pub mod cache_path;
+pub mod header;
+pub mod source_hash;
+pub mod validate;
+
+pub use cache_path::{cache_from_source, legacy_pyc_path, source_from_cache};
+pub use header::{mtime_field, mtime_seconds, parse_header, Header, PycKind};
+pub use source_hash::source_hash;
+pub use validate::{check, check_with_meta, StaleReason, Verdict};
+
+/// The facts about one interpreter that decide its pyc rules.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PycRules {
+    /// `sys.version_info[:2]`.
+    pub version: (u32, u32),
+    /// `importlib.util.MAGIC_NUMBER` (all 4 bytes, including the trailing `\r\n`).
+    pub magic: [u8; 4],
+    /// `sys.implementation.cache_tag`; `None` disables the `__pycache__` layout.
+    pub cache_tag: Option<String>,
+}
+
+impl PycRules {
+    /// The rules of the interpreter `f` describes; `None` when its reported
+    /// magic number is not 4 hex-encoded bytes.
+    pub fn from_facts(f: &crate::interpreter::PythonFacts) -> Option<Self> {
+        Some(PycRules {
+            version: f.minor_version(),
+            magic: f.magic_bytes()?,
+            cache_tag: f.cache_tag.clone(),
+        })
+    }
+
+    /// Length of the pyc header: 16 bytes since 3.7 (PEP 552: magic, flags,
+    /// 8 bytes of mtime+size or source hash), 12 on 3.6 (magic, mtime, size).
+    pub fn header_len(&self) -> usize {
+        if self.has_flags_field() {
+            16
+        } else {
+            12
+        }
+    }
+
+    /// Whether headers carry PEP 552's flags word (3.7+), and with it
+    /// hash-based pycs and `--check-hash-based-pycs`.
+    pub fn has_flags_field(&self) -> bool {
+        self.version >= (3, 7)
+    }
+
+    /// Whether `sys.pycache_prefix` exists (3.8+); older interpreters ignore
+    /// `-X pycache_prefix` and `PYTHONPYCACHEPREFIX`.
+    pub fn supports_pycache_prefix(&self) -> bool {
+        self.version >= (3, 8)
+    }
+}
 
 /// How hash-based pycs are checked: `--check-hash-based-pycs`, mirrored from
 /// `_imp.check_hash_based_pycs`.

@@ -1,0 +1,270 @@
+//! Would the source loader use this pyc? `SourceLoader.get_code`'s decision,
+//! made without running Python and reading only the pyc's header.
+
+use super::header::{parse_header, validate_timestamp, PycKind};
+use super::{source_hash, HashCheckMode, PycRules};
+use std::fs::{Metadata, OpenOptions};
+use std::io::{ErrorKind, Read};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+/// Why the loader would not use a pyc (and would compile the source instead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StaleReason {
+    /// No pyc at that path.
+    Missing,
+    /// The pyc exists but cannot be opened or read.
+    Unreadable,
+    /// The file is shorter than a header (`EOFError` in importlib).
+    ShortHeader,
+    /// The first 4 bytes are not this interpreter's magic number.
+    BadMagic,
+    /// Flag bits other than "hash-based" and "check source" are set.
+    BadFlags,
+    /// Timestamp pyc: the recorded mtime differs from the source's.
+    Mtime,
+    /// Timestamp pyc: the recorded size differs from the source's.
+    Size,
+    /// Hash pyc that must be checked: the recorded hash differs.
+    Hash,
+    /// The source cannot be stat'ed or (for a hash check) read.
+    SourceUnreadable,
+    /// The source or the pyc is not a regular file.
+    NotRegularFile,
+}
+
+impl StaleReason {
+    /// A stable short name, for `--json` output and logs.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Unreadable => "unreadable",
+            Self::ShortHeader => "short-header",
+            Self::BadMagic => "bad-magic",
+            Self::BadFlags => "bad-flags",
+            Self::Mtime => "mtime",
+            Self::Size => "size",
+            Self::Hash => "hash",
+            Self::SourceUnreadable => "source-unreadable",
+            Self::NotRegularFile => "not-regular-file",
+        }
+    }
+}
+
+impl std::fmt::Display for StaleReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The loader's decision about one pyc.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// The loader would unmarshal this pyc.
+    Fresh,
+    /// The loader would compile the source instead.
+    Stale(StaleReason),
+}
+
+impl Verdict {
+    /// True for [`Verdict::Fresh`].
+    pub fn is_fresh(&self) -> bool {
+        matches!(self, Verdict::Fresh)
+    }
+}
+
+/// Checks `pyc` against `source` exactly as `SourceLoader.get_code` would
+/// under `--check-hash-based-pycs mode`. Stats the source, reads the pyc's
+/// header, and reads the source only when a hash must be checked.
+pub fn check(source: &Path, pyc: &Path, rules: &PycRules, mode: HashCheckMode) -> Verdict {
+    // get_code: `st = self.path_stats(source_path)` (os.stat, follows symlinks)
+    match std::fs::metadata(source) {
+        Ok(meta) => check_with_meta(source, &meta, pyc, rules, mode),
+        Err(_) => Verdict::Stale(StaleReason::SourceUnreadable),
+    }
+}
+
+/// [`check`] with the source's metadata (`std::fs::metadata`, following
+/// symlinks) already in hand.
+///
+/// The loader also unmarshals the body of a pyc whose header passes; a
+/// corrupt body makes the import fail rather than recompile, so it is not a
+/// staleness this function reports (it reads only the header).
+// mirrors importlib._bootstrap_external.SourceLoader.get_code (the part that
+// decides between `_compile_bytecode(pyc)` and `source_to_code(source)`)
+pub fn check_with_meta(
+    source: &Path,
+    source_meta: &Metadata,
+    pyc: &Path,
+    rules: &PycRules,
+    mode: HashCheckMode,
+) -> Verdict {
+    match decide(source, source_meta, pyc, rules, mode) {
+        Ok(()) => Verdict::Fresh,
+        Err(reason) => Verdict::Stale(reason),
+    }
+}
+
+fn decide(
+    source: &Path,
+    source_meta: &Metadata,
+    pyc: &Path,
+    rules: &PycRules,
+    mode: HashCheckMode,
+) -> Result<(), StaleReason> {
+    if !source_meta.is_file() {
+        return Err(StaleReason::NotRegularFile);
+    }
+    let mut buf = [0u8; 16];
+    let n = read_header(pyc, &mut buf[..rules.header_len()])?;
+    let header = parse_header(&buf[..n], rules)?;
+    match header.kind {
+        PycKind::Timestamp { mtime, size } => validate_timestamp(
+            mtime,
+            size,
+            super::mtime_seconds(source_meta),
+            source_meta.len(),
+            rules,
+        ),
+        PycKind::Hash { checked, hash } => {
+            if !hash_must_be_checked(checked, mode) {
+                return Ok(());
+            }
+            let bytes = std::fs::read(source).map_err(|_| StaleReason::SourceUnreadable)?;
+            // mirrors importlib._bootstrap_external._validate_hash_pyc
+            if source_hash(rules, &bytes) == hash {
+                Ok(())
+            } else {
+                Err(StaleReason::Hash)
+            }
+        }
+    }
+}
+
+/// Whether a hash-based pyc is compared with its source.
+// mirrors get_code: `_imp.check_hash_based_pycs != 'never' and
+// (check_source or _imp.check_hash_based_pycs == 'always')`
+pub fn hash_must_be_checked(checked: bool, mode: HashCheckMode) -> bool {
+    match mode {
+        HashCheckMode::Never => false,
+        HashCheckMode::Always => true,
+        HashCheckMode::Default => checked,
+    }
+}
+
+/// Reads up to `buf.len()` bytes from the start of `pyc`; returns how many.
+/// One `open` and (on a local filesystem) one `read`; a FIFO never blocks
+/// (`O_NONBLOCK`), and a short read on something that is not a regular file
+/// is reported as such.
+fn read_header(pyc: &Path, buf: &mut [u8]) -> Result<usize, StaleReason> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(pyc)
+        .map_err(|e| {
+            if e.kind() == ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) {
+                StaleReason::Missing
+            } else {
+                StaleReason::Unreadable
+            }
+        })?;
+    let mut n = 0;
+    let mut failed = false;
+    while n < buf.len() {
+        match file.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => {
+                failed = true;
+                break;
+            }
+        }
+    }
+    if n < buf.len() {
+        // Rare path: tell a directory/FIFO/device from a truncated pyc.
+        match file.metadata() {
+            Ok(m) if !m.is_file() => return Err(StaleReason::NotRegularFile),
+            Err(_) => return Err(StaleReason::Unreadable),
+            Ok(_) if failed => return Err(StaleReason::Unreadable),
+            Ok(_) => {}
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn rules() -> PycRules {
+        PycRules {
+            version: (3, 12),
+            magic: [7, 7, b'\r', b'\n'],
+            cache_tag: Some("t".into()),
+        }
+    }
+
+    #[test]
+    fn file_kinds() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("m.py");
+        fs::write(&src, b"x = 1\n").unwrap();
+        let r = rules();
+        let v = |pyc: &Path| check(&src, pyc, &r, HashCheckMode::Default);
+        assert_eq!(
+            v(&dir.path().join("nope.pyc")),
+            Verdict::Stale(StaleReason::Missing)
+        );
+        assert_eq!(
+            v(&src.join("below-a-file.pyc")),
+            Verdict::Stale(StaleReason::Missing)
+        );
+        assert_eq!(v(dir.path()), Verdict::Stale(StaleReason::NotRegularFile));
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        assert_eq!(v(&fifo), Verdict::Stale(StaleReason::NotRegularFile));
+        assert_eq!(
+            check(dir.path(), &src, &r, HashCheckMode::Default),
+            Verdict::Stale(StaleReason::NotRegularFile)
+        );
+        assert_eq!(
+            check(
+                &dir.path().join("gone.py"),
+                &src,
+                &r,
+                HashCheckMode::Default
+            ),
+            Verdict::Stale(StaleReason::SourceUnreadable)
+        );
+    }
+
+    #[test]
+    fn hash_modes() {
+        use HashCheckMode::*;
+        assert!(!hash_must_be_checked(true, Never));
+        assert!(hash_must_be_checked(true, Default));
+        assert!(!hash_must_be_checked(false, Default));
+        assert!(hash_must_be_checked(false, Always));
+    }
+
+    #[test]
+    fn reason_names_are_distinct() {
+        use StaleReason::*;
+        let all = [
+            Missing,
+            Unreadable,
+            ShortHeader,
+            BadMagic,
+            BadFlags,
+            Mtime,
+            Size,
+            Hash,
+            SourceUnreadable,
+            NotRegularFile,
+        ];
+        let names: std::collections::HashSet<_> = all.iter().map(|r| r.as_str()).collect();
+        assert_eq!(names.len(), all.len());
+    }
+}
