@@ -8,12 +8,16 @@
 //!
 //! File layout (all integers little-endian):
 //! ```text
-//! "KOLIMP01" | u32 len + crate version | u64 entry count |
+//! "KOLIMP01" | u64 scanner fingerprint | u64 entry count |
 //! entry*: bytes path | u64 size | i64 mtime_ns | u32 import count |
 //!         import*: bytes module | u32 level | u32 line | u32 flags |
 //!                  u32 name count | bytes name*
 //! bytes = u32 length + raw bytes
 //! ```
+//!
+//! The scanner fingerprint hashes the crate version and the source of the
+//! scanner and of the flag translation, so a kolosal build whose scanner
+//! differs never trusts another build's results.
 
 use crate::cache;
 use std::collections::HashMap;
@@ -39,6 +43,22 @@ pub const FLAG_CONDITIONAL: u32 = 8;
 /// `__import__("x")`) with a literal name.
 pub const FLAG_DYNAMIC: u32 = 16;
 const FILE_NAME: &str = "imports-v1.bin";
+/// Identifies the scanner that produced cached results (see module docs).
+fn scanner_fingerprint() -> u64 {
+    use std::hash::Hasher;
+    let mut h = siphasher::sip::SipHasher13::new_with_keys(0x6b6f6c6f, 0x73616c);
+    for part in [
+        env!("CARGO_PKG_VERSION"),
+        include_str!("scan.rs"),
+        include_str!("graph.rs"),
+        include_str!("import_cache.rs"),
+    ] {
+        h.write(part.as_bytes());
+        h.write_u8(0xff);
+    }
+    h.finish()
+}
+
 /// Above this many entries, a save keeps only the entries used by this run.
 const MAX_ENTRIES: usize = 200_000;
 
@@ -187,7 +207,7 @@ fn encode<'a>(entries: impl Iterator<Item = (&'a PathBuf, &'a Entry)>) -> Vec<u8
     let entries: Vec<_> = entries.collect();
     let mut out = Vec::with_capacity(64 * entries.len() + 32);
     out.extend_from_slice(MAGIC);
-    put_bytes(&mut out, env!("CARGO_PKG_VERSION").as_bytes());
+    out.extend_from_slice(&scanner_fingerprint().to_le_bytes());
     out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
     for (path, e) in entries {
         put_bytes(&mut out, path.as_os_str().as_bytes());
@@ -242,7 +262,7 @@ fn decode(buf: &[u8]) -> Option<HashMap<PathBuf, Entry>> {
     if r.take(MAGIC.len())? != MAGIC {
         return None;
     }
-    if r.bytes()? != env!("CARGO_PKG_VERSION").as_bytes() {
+    if r.u64()? != scanner_fingerprint() {
         return None;
     }
     let count = r.u64()?;

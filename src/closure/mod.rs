@@ -2,8 +2,10 @@
 //!
 //! * [`scan`]: the token-level import scanner.
 //! * [`resolve`]: the importlib-exact resolver (which file `import NAME` loads).
+//! * [`graph`]: the closure walk (scan + resolve, breadth-first, in parallel).
 //! * [`import_cache`]: per-file scan results persisted across runs.
 
+pub mod graph;
 pub mod import_cache;
 pub mod resolve;
 pub mod scan;
