@@ -27,6 +27,7 @@ pub mod exec;
 pub mod freshness;
 pub mod interpreter;
 pub mod knobs;
+pub mod launch;
 pub mod log;
 pub mod manifest;
 pub mod pyc;

@@ -79,7 +79,10 @@ pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
         Target::NoRun => return Ok(Vec::new()),
     };
     let cache = ImportCache::load();
-    let options = ClosureOptions { cwd: Some(ctx.cwd.to_path_buf()), safe_path: spec.safe_path, skip_startup: false };
+    // -I drops sys.path[0] on every version; sys.flags.safe_path (3.11+) is
+    // only one way to say so.
+    let no_path0 = spec.safe_path || spec.isolated;
+    let options = ClosureOptions { cwd: Some(ctx.cwd.to_path_buf()), safe_path: no_path0, skip_startup: false };
     let closure = graph::compute(&facts, &entry, &options, &cache);
     if let Err(e) = cache.save() {
         log.debug(format_args!("import cache not saved: {e}"));
