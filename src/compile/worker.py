@@ -1,0 +1,179 @@
+# kolosal compile worker. Runs inside the TARGET interpreter, started as
+#   python -I -S [extra flags] -c <this script> [--test-hooks]
+# and compiles one source file per request until stdin reaches EOF.
+# Must stay compatible with Python 3.6: no walrus, no f-strings, no newer APIs
+# without a fallback.
+#
+# Protocol (all integers little-endian; see protocol.rs, which is the
+# authority):
+#   frame    = u32 payload length, payload
+#   hello    = worker -> pool, once at start: b"KOLOSAL-WORKER 1 " + magic hex
+#   request  = u32 id, u32 optimize, u8 mode, u8 attempt, u32 len(source),
+#              source bytes, cfile bytes (the rest)
+#   response = u32 id, u8 status, body
+#     status 0 (written):      empty body
+#     status 1 (syntax error): u32 line (0xFFFFFFFF = unknown), u32 len(path),
+#                              path bytes, UTF-8 message (the rest)
+#     status 2 (failed):       UTF-8 message
+# Paths travel as raw bytes and are decoded with os.fsdecode, so names that
+# are not valid in the filesystem encoding survive the round trip.
+import os
+import sys
+import struct
+import marshal
+import importlib._bootstrap_external as _bx
+
+try:
+    import _imp
+except ImportError:  # pragma: no cover - every CPython has _imp
+    _imp = None
+
+TIMESTAMP, CHECKED_HASH, UNCHECKED_HASH = 0, 1, 2
+NO_LINE = 0xFFFFFFFF
+
+# The protocol owns private copies of fds 0 and 1; the public ones point at
+# /dev/null and stderr, so nothing printed by compile() or a warning can
+# corrupt the frames.
+_proto_in = os.fdopen(os.dup(0), "rb")
+_proto_out = os.fdopen(os.dup(1), "wb")
+_devnull = os.open(os.devnull, os.O_RDONLY)
+os.dup2(_devnull, 0)
+os.close(_devnull)
+os.dup2(2, 1)
+
+# Compile-time warnings (SyntaxWarning, DeprecationWarning for invalid
+# escapes) would otherwise scroll past the user's launch; importing a pyc
+# never shows them either.
+import warnings
+warnings.simplefilter("ignore")
+
+TEST_HOOKS = "--test-hooks" in sys.argv[1:]
+
+
+def read_exact(n):
+    data = _proto_in.read(n)
+    if data is None or len(data) != n:
+        raise EOFError
+    return data
+
+
+def send(payload):
+    _proto_out.write(struct.pack("<I", len(payload)) + payload)
+    _proto_out.flush()
+
+
+def test_hook(source, attempt):
+    # Honoured only when the pool enabled test hooks (PoolConfig::test_hooks).
+    name = os.path.basename(source)
+    if "kolosal_hook_crash_first" in name and attempt == 0:
+        os.kill(os.getpid(), 9)
+    if "kolosal_hook_crash_always" in name:
+        os.kill(os.getpid(), 9)
+    if "kolosal_hook_exit_always" in name:
+        _proto_out.flush()
+        os._exit(3)
+    if "kolosal_hook_hang" in name:
+        import time
+        while True:
+            time.sleep(60)
+
+
+def compile_one(source, cfile, optimize, mode):
+    """Writes one pyc. Returns None, or raises.
+
+    Mirrors py_compile.compile(source, cfile=cfile, doraise=True,
+    optimize=optimize, invalidation_mode=mode) with one change taken from
+    importlib._bootstrap_external.SourceLoader.get_code: the source is
+    stat'ed BEFORE it is read, so a file edited meanwhile leaves a pyc
+    whose header is already stale instead of one that looks fresh.
+    """
+    # mirrors py_compile.compile: refuse symlinks and non-regular targets.
+    if os.path.islink(cfile):
+        raise FileExistsError(
+            "{} is a symlink and will be changed into a regular file if "
+            "import writes a byte-compiled file to it".format(cfile))
+    elif os.path.exists(cfile) and not os.path.isfile(cfile):
+        raise FileExistsError(
+            "{} is a non-regular file and will be changed into a regular "
+            "one if import writes a byte-compiled file to it".format(cfile))
+    # mirrors SourceFileLoader.path_stats (os.stat) and get_data (raw bytes).
+    st = os.stat(source)
+    with open(source, "rb") as f:
+        source_bytes = f.read()
+    # mirrors SourceLoader.source_to_code: compile() on the raw bytes, so the
+    # coding cookie is honoured and co_filename is the path as given.
+    code = compile(source_bytes, source, "exec", dont_inherit=True,
+                   optimize=optimize)
+    # mirrors py_compile.compile: create the cache directory.
+    try:
+        dirname = os.path.dirname(cfile)
+        if dirname:
+            os.makedirs(dirname)
+    except FileExistsError:
+        pass
+    if mode == TIMESTAMP:
+        if hasattr(_bx, "_code_to_timestamp_pyc"):
+            data = _bx._code_to_timestamp_pyc(code, st.st_mtime, st.st_size)
+        else:  # 3.6
+            data = _bx._code_to_bytecode(code, st.st_mtime, st.st_size)
+    else:
+        if not hasattr(_bx, "_code_to_hash_pyc"):
+            raise NotImplementedError(
+                "hash-based pycs need Python 3.7 or newer")
+        # mirrors importlib.util.source_hash (without importing
+        # importlib.util, which costs several ms of start-up).
+        source_hash = _imp.source_hash(_bx._RAW_MAGIC_NUMBER, source_bytes)
+        data = _bx._code_to_hash_pyc(code, source_hash,
+                                     mode == CHECKED_HASH)
+    # mirrors importlib._bootstrap_external._calc_mode: source mode | 0o200.
+    file_mode = st.st_mode | 0o200
+    # mirrors py_compile.compile: temp file + os.replace.
+    _bx._write_atomic(cfile, data, file_mode)
+
+
+def one_line(text):
+    return " ".join(str(text).split())
+
+
+def handle(payload):
+    job_id, optimize, mode, attempt, slen = struct.unpack_from("<IIBBI",
+                                                                payload, 0)
+    start = struct.calcsize("<IIBBI")
+    source = os.fsdecode(payload[start:start + slen])
+    cfile = os.fsdecode(payload[start + slen:])
+    head = struct.pack("<IB", job_id, 0)
+    if TEST_HOOKS:
+        test_hook(source, attempt)
+    try:
+        compile_one(source, cfile, optimize, mode)
+    except SyntaxError as err:
+        # Includes IndentationError and TabError; bad coding cookies and
+        # undecodable sources raise SyntaxError too.
+        path = err.filename if isinstance(err.filename, str) else source
+        line = err.lineno if isinstance(err.lineno, int) and \
+            0 <= err.lineno < NO_LINE else NO_LINE
+        msg = "{}: {}".format(type(err).__name__,
+                              one_line(err.msg if err.msg else err))
+        bpath = os.fsencode(path)
+        body = struct.pack("<II", line, len(bpath)) + bpath + \
+            msg.encode("utf-8", "replace")
+        return struct.pack("<IB", job_id, 1) + body
+    except Exception as err:
+        msg = "{}: {}".format(type(err).__name__, one_line(err))
+        return struct.pack("<IB", job_id, 2) + msg.encode("utf-8", "replace")
+    return head
+
+
+def main():
+    magic = getattr(_bx, "MAGIC_NUMBER", b"")
+    send(b"KOLOSAL-WORKER 1 " + magic.hex().encode("ascii"))
+    while True:
+        try:
+            (length,) = struct.unpack("<I", read_exact(4))
+            payload = read_exact(length)
+        except EOFError:
+            return
+        send(handle(payload))
+
+
+main()
