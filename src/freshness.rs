@@ -76,8 +76,14 @@ pub fn header_mode(kind: &PycKind) -> InvalidationMode {
 
 /// The loader's verdict on every `(source, pyc)` pair, in input order, under
 /// `--check-hash-based-pycs mode` (see [`pyc::check`]).
-pub fn check_all(pairs: &[(PathBuf, PathBuf)], rules: &PycRules, mode: HashCheckMode) -> Vec<Verdict> {
-    par_map(pairs, |(source, cfile)| pyc::check(source, cfile, rules, mode))
+pub fn check_all(
+    pairs: &[(PathBuf, PathBuf)],
+    rules: &PycRules,
+    mode: HashCheckMode,
+) -> Vec<Verdict> {
+    par_map(pairs, |(source, cfile)| {
+        pyc::check(source, cfile, rules, mode)
+    })
 }
 
 /// Whether `pyc` is what `kolosal compile` would write for `source` in mode
@@ -111,7 +117,9 @@ pub fn check_all_written(
     rules: &PycRules,
     wanted: InvalidationMode,
 ) -> Vec<Freshness> {
-    par_map(pairs, |(source, cfile)| check_written(source, cfile, rules, wanted))
+    par_map(pairs, |(source, cfile)| {
+        check_written(source, cfile, rules, wanted)
+    })
 }
 
 fn from_verdict(v: Verdict) -> Freshness {
@@ -205,10 +213,16 @@ mod tests {
         assert_eq!(w(&ts, Timestamp), Freshness::Fresh);
         assert_eq!(w(&ts, CheckedHash), Freshness::OtherMode(Timestamp));
         assert_eq!(w(&checked, CheckedHash), Freshness::Fresh);
-        assert_eq!(w(&checked, UncheckedHash), Freshness::OtherMode(CheckedHash));
+        assert_eq!(
+            w(&checked, UncheckedHash),
+            Freshness::OtherMode(CheckedHash)
+        );
         assert_eq!(w(&unchecked, UncheckedHash), Freshness::Fresh);
         // The loader trusts an unchecked pyc by default; compile does not.
-        assert_eq!(w(&bad_hash, UncheckedHash), Freshness::Stale(StaleReason::Hash));
+        assert_eq!(
+            w(&bad_hash, UncheckedHash),
+            Freshness::Stale(StaleReason::Hash)
+        );
         assert_eq!(
             pyc::check(&src, &bad_hash, &r, HashCheckMode::Default),
             Verdict::Fresh
@@ -223,7 +237,10 @@ mod tests {
         );
         fs::write(&src, b"x = 22\n").unwrap();
         assert!(matches!(w(&ts, Timestamp), Freshness::Stale(_)));
-        assert_eq!(w(&checked, CheckedHash), Freshness::Stale(StaleReason::Hash));
+        assert_eq!(
+            w(&checked, CheckedHash),
+            Freshness::Stale(StaleReason::Hash)
+        );
     }
 
     #[test]
@@ -246,7 +263,10 @@ mod tests {
         }
         assert_eq!(check_all(&pairs, &r, HashCheckMode::Default), expect);
         let few = &pairs[..5];
-        assert_eq!(check_all(few, &r, HashCheckMode::Default), expect[..5].to_vec());
+        assert_eq!(
+            check_all(few, &r, HashCheckMode::Default),
+            expect[..5].to_vec()
+        );
         let written = check_all_written(&pairs, &r, InvalidationMode::Timestamp);
         let as_verdicts: Vec<Verdict> = written
             .iter()

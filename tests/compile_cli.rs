@@ -168,7 +168,11 @@ fn import_check(
         if err.lines().any(|l| {
             l.starts_with("# ")
                 && l.ends_with(&format!(" matches {s}"))
-                && (if level == 0 { !l.contains(".opt-") } else { l.contains(&opt) })
+                && (if level == 0 {
+                    !l.contains(".opt-")
+                } else {
+                    l.contains(&opt)
+                })
         }) {
             matched += 1;
         }
@@ -304,7 +308,10 @@ fn faults_are_reported_and_the_rest_compiled() {
         let root = tmp.path().join("tree");
         let files: Vec<(String, Vec<u8>)> = vec![
             ("good.py".into(), b"X = 1\n".to_vec()),
-            ("bad_syntax.py".into(), b"X = 1\ndef f(:\n    pass\n".to_vec()),
+            (
+                "bad_syntax.py".into(),
+                b"X = 1\ndef f(:\n    pass\n".to_vec(),
+            ),
             (
                 "latin_cookie.py".into(),
                 b"# coding: latin-1\nS = \"\xe9\"\n".to_vec(),
@@ -327,18 +334,32 @@ fn faults_are_reported_and_the_rest_compiled() {
         let r = kolosal(
             &cache,
             tmp.path(),
-            &[os("compile"), os("--python"), py.path.as_os_str(), root.as_os_str()],
+            &[
+                os("compile"),
+                os("--python"),
+                py.path.as_os_str(),
+                root.as_os_str(),
+            ],
         );
         if !root_user {
             fs::set_permissions(root.join("ro"), fs::Permissions::from_mode(0o755)).unwrap();
         }
         assert_eq!(r.code, 1, "{}: {}", py.label(), r.stderr);
         let failing = 3 + usize::from(!root_user);
-        assert_eq!(summary(&r.stderr), (3, 0, failing), "{}: {}", py.label(), r.stderr);
+        assert_eq!(
+            summary(&r.stderr),
+            (3, 0, failing),
+            "{}: {}",
+            py.label(),
+            r.stderr
+        );
         let lines: Vec<&str> = r.stderr.lines().collect();
         let has = |needle: &str| lines.iter().any(|l| l.contains(needle));
         assert!(
-            has(&format!("{}:2: SyntaxError", root.join("bad_syntax.py").display())),
+            has(&format!(
+                "{}:2: SyntaxError",
+                root.join("bad_syntax.py").display()
+            )),
             "{}: {}",
             py.label(),
             r.stderr
@@ -352,10 +373,22 @@ fn faults_are_reported_and_the_rest_compiled() {
         let status = kolosal(
             &cache,
             tmp.path(),
-            &[os("status"), os("--json"), os("--python"), py.path.as_os_str(), root.as_os_str()],
+            &[
+                os("status"),
+                os("--json"),
+                os("--python"),
+                py.path.as_os_str(),
+                root.as_os_str(),
+            ],
         );
         let v: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
-        assert_eq!(v["levels"][0]["fresh"], 3, "{}: {}", py.label(), status.stdout);
+        assert_eq!(
+            v["levels"][0]["fresh"],
+            3,
+            "{}: {}",
+            py.label(),
+            status.stdout
+        );
         assert_eq!(v["sources"], files.len() + 1 + usize::from(!root_user));
         let tag = v["cache_tag"].as_str().unwrap().to_string();
         let mut odd_pyc = b"odd_\xff.".to_vec();
@@ -392,7 +425,13 @@ fn legacy_remove_source_leaves_a_tree_that_runs() {
         let py_arg = py.path.as_os_str();
         // Refusals: --remove-source alone, --legacy with two levels.
         for bad in [
-            vec![os("compile"), os("--python"), py_arg, os("--remove-source"), root.as_os_str()],
+            vec![
+                os("compile"),
+                os("--python"),
+                py_arg,
+                os("--remove-source"),
+                root.as_os_str(),
+            ],
             vec![
                 os("compile"),
                 os("--python"),
@@ -425,7 +464,10 @@ fn legacy_remove_source_leaves_a_tree_that_runs() {
         assert_eq!(summary(&r.stderr), (3, 0, 1));
         for rel in ["main", "lib/__init__", "lib/words"] {
             assert!(!root.join(format!("{rel}.py")).exists(), "{rel}.py kept");
-            assert!(root.join(format!("{rel}.pyc")).is_file(), "{rel}.pyc missing");
+            assert!(
+                root.join(format!("{rel}.pyc")).is_file(),
+                "{rel}.pyc missing"
+            );
         }
         // The source that did not compile is kept.
         assert!(root.join("broken.py").exists());
@@ -537,7 +579,16 @@ fn clean_and_status_match_the_disk_and_importlib() {
         let r = kolosal(
             &cache,
             tmp.path(),
-            &[os("compile"), os("--python"), py_arg, os("-o"), os("0"), os("-o"), os("1"), root.as_os_str()],
+            &[
+                os("compile"),
+                os("--python"),
+                py_arg,
+                os("-o"),
+                os("0"),
+                os("-o"),
+                os("1"),
+                root.as_os_str(),
+            ],
         );
         assert_eq!(r.code, 0, "{}", r.stderr);
         let tag = cache_tag(py);
@@ -613,8 +664,7 @@ fn clean_and_status_match_the_disk_and_importlib() {
             }
         }
         // status's fresh count is what importlib uses.
-        let live: Vec<&(String, Vec<u8>)> =
-            files.iter().filter(|(r, _)| r != "m_uni.py").collect();
+        let live: Vec<&(String, Vec<u8>)> = files.iter().filter(|(r, _)| r != "m_uni.py").collect();
         let modules: Vec<String> = live.iter().map(|(r, _)| module_name(r)).collect();
         let sources: Vec<PathBuf> = live.iter().map(|(r, _)| root.join(r)).collect();
         for (i, level) in [0u32, 1].iter().enumerate() {
@@ -637,17 +687,29 @@ fn clean_and_status_match_the_disk_and_importlib() {
                 p.parent().unwrap().ends_with("__pycache__") && !name.starts_with("m_uni.")
             })
             .collect();
-        let dry = kolosal(&cache, tmp.path(), &[os("clean"), os("--dry-run"), root.as_os_str()]);
+        let dry = kolosal(
+            &cache,
+            tmp.path(),
+            &[os("clean"), os("--dry-run"), root.as_os_str()],
+        );
         assert_eq!(dry.code, 0, "{}", dry.stderr);
         let would = dry.stdout.lines().filter(|l| l.ends_with(".pyc")).count();
         assert_eq!(would, removable.len(), "{}", dry.stdout);
-        assert!(dry.stdout.contains("kept 2 orphaned pycs"), "{}", dry.stdout);
+        assert!(
+            dry.stdout.contains("kept 2 orphaned pycs"),
+            "{}",
+            dry.stdout
+        );
         assert_eq!(pycs_on_disk(&root), on_disk, "dry run removed something");
-        let bytes: u64 = removable.iter().map(|p| fs::metadata(p).unwrap().len()).sum();
+        let bytes: u64 = removable
+            .iter()
+            .map(|p| fs::metadata(p).unwrap().len())
+            .sum();
         let real = kolosal(&cache, tmp.path(), &[os("clean"), root.as_os_str()]);
         assert_eq!(real.code, 0, "{}", real.stderr);
         assert!(
-            real.stdout.contains(&format!("removed {} pycs ({bytes} bytes)", removable.len())),
+            real.stdout
+                .contains(&format!("removed {} pycs ({bytes} bytes)", removable.len())),
             "{}",
             real.stdout
         );
@@ -656,7 +718,12 @@ fn clean_and_status_match_the_disk_and_importlib() {
         let all = kolosal(
             &cache,
             tmp.path(),
-            &[os("clean"), os("--orphans"), os("--legacy"), root.as_os_str()],
+            &[
+                os("clean"),
+                os("--orphans"),
+                os("--legacy"),
+                root.as_os_str(),
+            ],
         );
         assert_eq!(all.code, 0);
         assert!(pycs_on_disk(&root).is_empty());

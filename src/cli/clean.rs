@@ -93,7 +93,9 @@ pub fn clean(roots: &[PathBuf], opts: &CleanOptions) -> CleanReport {
                 Ok(e) => e,
                 Err(e) => {
                     let p = e.path().unwrap_or(root).display().to_string();
-                    report.errors.push(format!("{p}: cannot list directory: {e}"));
+                    report
+                        .errors
+                        .push(format!("{p}: cannot list directory: {e}"));
                     continue;
                 }
             };
@@ -215,7 +217,11 @@ pub fn run(args: CleanArgs) -> anyhow::Result<i32> {
     let report = clean(&roots, &opts);
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let verb = if args.dry_run { "would remove" } else { "removed" };
+    let verb = if args.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
     if args.dry_run || args.verbose {
         for p in report.removed.iter().chain(&report.removed_dirs) {
             writeln!(out, "{verb} {}", p.display())?;

@@ -206,10 +206,7 @@ pub fn run(args: CompileArgs) -> anyhow::Result<i32> {
             .map(|r| format!("(?:{r})"))
             .collect::<Vec<_>>()
             .join("|");
-        Some(
-            regex::bytes::Regex::new(&joined)
-                .map_err(|e| anyhow!("bad --exclude regex: {e}"))?,
-        )
+        Some(regex::bytes::Regex::new(&joined).map_err(|e| anyhow!("bad --exclude regex: {e}"))?)
     };
     let target = target_python(args.python.clone())?;
     let rules = &target.rules;
@@ -379,7 +376,11 @@ pub fn hardlink_dupes(
         for pair in levels.windows(2) {
             let (prev, cur) = (&pair[0].cfile, &pair[1].cfile);
             if let Err(e) = link_if_identical(prev, cur) {
-                errors.push(format!("{}: cannot hard-link to {}: {e}", cur.display(), prev.display()));
+                errors.push(format!(
+                    "{}: cannot hard-link to {}: {e}",
+                    cur.display(),
+                    prev.display()
+                ));
             }
         }
     }
@@ -420,7 +421,10 @@ pub fn remove_sources<'a>(
         match pyc::check(&t.source, &t.cfile, rules, HashCheckMode::Always) {
             pyc::Verdict::Fresh => {
                 if let Err(e) = std::fs::remove_file(&t.source) {
-                    errors.push(format!("{}: cannot remove the source: {e}", t.source.display()));
+                    errors.push(format!(
+                        "{}: cannot remove the source: {e}",
+                        t.source.display()
+                    ));
                 }
             }
             pyc::Verdict::Stale(r) => errors.push(format!(
@@ -458,7 +462,11 @@ mod tests {
             optimize: o,
         };
         let stale = vec![(t("a1.pyc", 1), None), (t("a2.pyc", 2), None)];
-        let errs = hardlink_dupes(&stale, &[Outcome::Written, Outcome::Written], &[t("a0.pyc", 0)]);
+        let errs = hardlink_dupes(
+            &stale,
+            &[Outcome::Written, Outcome::Written],
+            &[t("a0.pyc", 0)],
+        );
         assert!(errs.is_empty(), "{errs:?}");
         let ino = |n: &str| std::fs::metadata(p(n)).unwrap().ino();
         assert_eq!(ino("a0.pyc"), ino("a1.pyc"));

@@ -329,7 +329,10 @@ mod tests {
             prune: vec![],
         };
         let some = find_sources(&[r.to_path_buf()], &opts);
-        assert_eq!(names(&some, r), ["a.py", "b.py", "linked.py", "pkg/__init__.py"]);
+        assert_eq!(
+            names(&some, r),
+            ["a.py", "b.py", "linked.py", "pkg/__init__.py"]
+        );
         let top = WalkOptions {
             max_depth: Some(0),
             ..Default::default()
@@ -362,7 +365,10 @@ mod tests {
         };
         let t = targets(&["p/m.py".into()], &rules, &[0, 2], &layout).unwrap();
         assert_eq!(t[0].cfile, Path::new("p/__pycache__/m.cpython-312.pyc"));
-        assert_eq!(t[1].cfile, Path::new("p/__pycache__/m.cpython-312.opt-2.pyc"));
+        assert_eq!(
+            t[1].cfile,
+            Path::new("p/__pycache__/m.cpython-312.opt-2.pyc")
+        );
         let t = targets(&["p/m.py".into()], &rules, &[0], &Layout::Legacy).unwrap();
         assert_eq!(t[0].cfile, Path::new("p/m.pyc"));
         let tagless = PycRules {
