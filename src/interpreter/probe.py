@@ -1,7 +1,11 @@
 # kolosal interpreter probe. Runs inside the target interpreter (3.6+) and
 # prints one JSON object on stdout. Must stay compatible with Python 3.6:
 # no walrus, no f-string "=" specifiers, no newer stdlib APIs without getattr.
-import sys, json, importlib.util, importlib.machinery as machinery, sysconfig
+import sys
+# What start-up imported (site, .pth lines, sitecustomize), before this
+# script's own imports add json, sysconfig and friends.
+_STARTUP_MODULES = sorted(sys.modules)
+import json, importlib.util, importlib.machinery as machinery, sysconfig
 
 def _frozen_in_use():
     # Names the FrozenImporter would actually serve in this process
@@ -71,7 +75,7 @@ def main():
         "source_suffixes": list(machinery.SOURCE_SUFFIXES),
         "bytecode_suffixes": list(machinery.BYTECODE_SUFFIXES),
         "extension_suffixes": list(machinery.EXTENSION_SUFFIXES),
-        "startup_modules": sorted(sys.modules),
+        "startup_modules": _STARTUP_MODULES,
         "meta_path": [type(f).__module__ + "." + getattr(f, "__name__", type(f).__name__) for f in sys.meta_path],
         "path_hooks": [getattr(h, "__module__", "?") + "." + getattr(h, "__qualname__", getattr(h, "__name__", repr(h))) for h in sys.path_hooks],
         "flags": {

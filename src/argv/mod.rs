@@ -1,0 +1,392 @@
+//! Stage 1 of the pipeline: CPython's command-line model (argv + environment
+//! → [`LaunchSpec`]).
+//!
+//! [`parse`] reads a command line exactly as the target CPython (3.6–3.13)
+//! would: the option scanner is `_PyOS_GetOpt` ([`getopt`]), the option
+//! handling is `config_parse_cmdline` (Python/initconfig.c, 3.8+;
+//! Modules/main.c before), and environment variables follow
+//! `config_read_env_vars` ([`env`]). When CPython would refuse the command
+//! line, [`parse`] says [`NotUnderstood`] and the launcher simply execs
+//! Python without precompiling.
+//!
+//! Config errors that CPython only raises for other `-X` options or
+//! environment variables (`-X tracemalloc=bad`, `PYTHONHASHSEED=bad`,
+//! `PYTHONMALLOC=bad`, `-X cpu_count=bad`, `-X gil=0`, ...) are not modelled:
+//! for those [`parse`] answers `Ok` and Python itself reports the error.
+
+mod env;
+mod getopt;
+
+use crate::pyc::HashCheckMode;
+use env::Env;
+use getopt::{GetOpt, LongOpt, Opt, Version};
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// What the interpreter will run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `python FILE`: a script path, as given (may be relative, a directory or a zip).
+    Script(PathBuf),
+    /// `python -m MODULE`.
+    Module(String),
+    /// `python -c CODE`.
+    Command(OsString),
+    /// `python -`: the program is read from stdin.
+    Stdin,
+    /// No target: the REPL, or stdin when it is not a terminal.
+    Interactive,
+    /// Python exits before running anything (`-h`, `-V`, `--help`, `--help-all`, ...).
+    NoRun,
+}
+
+/// Everything the rest of the pipeline needs to know about a launch, as
+/// CPython itself would work it out from argv and the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchSpec {
+    /// What runs.
+    pub target: Target,
+    /// Index in argv (without argv[0]) of the program's `sys.argv[1]`:
+    /// `sys.argv[1:] == args[script_args_start..]`.
+    pub script_args_start: usize,
+    /// `sys.flags.optimize`: `max(count of -O, PYTHONOPTIMIZE)`.
+    pub optimize: u32,
+    /// `sys.pycache_prefix` as given (a relative prefix stays relative; see
+    /// [`LaunchSpec::pycache_prefix_resolved`]). 3.8+.
+    pub pycache_prefix: Option<PathBuf>,
+    /// `_imp.check_hash_based_pycs` (`--check-hash-based-pycs`, 3.7+).
+    pub check_hash_based_pycs: HashCheckMode,
+    /// `sys.flags.isolated` (`-I`).
+    pub isolated: bool,
+    /// `sys.flags.ignore_environment` (`-E`, `-I`).
+    pub ignore_environment: bool,
+    /// `sys.flags.no_user_site` (`-s`, `-I`, `PYTHONNOUSERSITE`).
+    pub no_user_site: bool,
+    /// `sys.flags.no_site` (`-S`).
+    pub no_site: bool,
+    /// `sys.flags.safe_path` (`-P`, `-I`, `PYTHONSAFEPATH`; 3.11+, always
+    /// false before).
+    pub safe_path: bool,
+    /// `sys.flags.dont_write_bytecode` (`-B`, `PYTHONDONTWRITEBYTECODE`).
+    pub dont_write_bytecode: bool,
+    /// `-X frozen_modules=on|off` (3.11+); `None` when not given (the
+    /// build's default applies).
+    pub frozen_modules: Option<bool>,
+    /// `-X no_debug_ranges` / `PYTHONNODEBUGRANGES` (3.11+).
+    pub no_debug_ranges: bool,
+    /// `sys.flags.verbose` (`-v` count, `PYTHONVERBOSE`).
+    pub verbose: u32,
+}
+
+impl LaunchSpec {
+    /// The pycache prefix as importlib will use it: a relative prefix is
+    /// relative to the working directory.
+    pub fn pycache_prefix_resolved(&self, cwd: &Path) -> Option<PathBuf> {
+        let prefix = self.pycache_prefix.as_ref()?;
+        Some(if prefix.is_absolute() {
+            prefix.clone()
+        } else {
+            cwd.join(prefix)
+        })
+    }
+}
+
+/// The command line is one CPython would refuse (or one this model does not
+/// follow); the reason is for logs. The launcher then execs Python without
+/// precompiling, and Python reports the problem itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotUnderstood(pub String);
+
+impl std::fmt::Display for NotUnderstood {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "command line not understood: {}", self.0)
+    }
+}
+
+impl std::error::Error for NotUnderstood {}
+
+fn refuse<T>(why: &str) -> Result<T, NotUnderstood> {
+    Err(NotUnderstood(why.to_owned()))
+}
+
+/// The `-X` options that matter here. CPython looks them up with
+/// `_Py_get_xoption`, which returns the FIRST option whose name (the part
+/// before `=`) matches, so the first occurrence of each is kept.
+/// Each is `Some(value)`, where value is `None` when the option has no `=`.
+#[derive(Default)]
+struct XOptions<'a> {
+    pycache_prefix: Option<Option<&'a [u8]>>,
+    frozen_modules: Option<Option<&'a [u8]>>,
+    int_max_str_digits: Option<Option<&'a [u8]>>,
+    utf8: Option<Option<&'a [u8]>>,
+    no_debug_ranges: bool,
+}
+
+impl<'a> XOptions<'a> {
+    /// Records one `-X` argument. Mirrors `_Py_get_xoption`'s name match.
+    fn add(&mut self, option: &'a [u8]) {
+        let (name, value) = match memchr::memchr(b'=', option) {
+            Some(i) => (&option[..i], Some(&option[i + 1..])),
+            None => (option, None),
+        };
+        let slot = match name {
+            b"pycache_prefix" => &mut self.pycache_prefix,
+            b"frozen_modules" => &mut self.frozen_modules,
+            b"int_max_str_digits" => &mut self.int_max_str_digits,
+            b"utf8" => &mut self.utf8,
+            b"no_debug_ranges" => {
+                self.no_debug_ranges = true;
+                return;
+            }
+            _ => return,
+        };
+        if slot.is_none() {
+            *slot = Some(value);
+        }
+    }
+}
+
+/// Why the option loop of `config_parse_cmdline` stopped early.
+enum Stop {
+    /// Usage error (exit 2).
+    Error(&'static str),
+    /// `-h`, `-?`, `--help`, `--help-*`: 3.8+ prints and exits at once.
+    Help,
+}
+
+/// Parses `args` (argv WITHOUT argv[0]) the way CPython `version`
+/// (`(major, minor)`) would under the environment `env`.
+///
+/// Mirrors `_PyOS_GetOpt` + `config_parse_cmdline` + `config_read_env_vars`
+/// (3.8+), `pymain_parse_cmdline_impl` (3.7) and `Py_Main` (3.6). Never
+/// panics, whatever the bytes.
+pub fn parse(
+    args: &[OsString],
+    env: &dyn Fn(&str) -> Option<OsString>,
+    version: (u32, u32),
+) -> Result<LaunchSpec, NotUnderstood> {
+    let v: Version = version;
+    let mut g = GetOpt::new(args, v);
+
+    // One scan serves both of CPython's passes: the pre-parse
+    // (`precmdline_parse_cmdline`, which reads -E/-I/-X up to -c/-m and
+    // ignores errors) and the real one, which stops at the first error or
+    // (3.8+) at -h.
+    let mut stop: Option<Stop> = None;
+    let mut help = false; // 3.6/3.7: -h sets a flag, parsing goes on
+    let mut print_version = false;
+    let mut run_cm: Option<(u8, &[u8])> = None;
+    let (mut count_o, mut count_v) = (0u32, 0u32);
+    let (mut opt_e, mut opt_i, mut opt_s, mut opt_big_s, mut opt_p, mut opt_b) =
+        (false, false, false, false, false, false);
+    let mut hash_mode = HashCheckMode::Default;
+    let mut x = XOptions::default();
+
+    loop {
+        let opt = g.next_opt();
+        let mut stop_at = |s: Stop| {
+            if stop.is_none() {
+                stop = Some(s);
+            }
+        };
+        match opt {
+            Opt::End => break,
+            Opt::Error(why) => stop_at(Stop::Error(why)),
+            // -c and -m end option parsing; what follows belongs to the program.
+            Opt::Short(c @ (b'c' | b'm'), Some(arg)) => {
+                run_cm = Some((c, arg));
+                break;
+            }
+            Opt::Short(b'h' | b'?', _)
+            | Opt::Long(LongOpt::HelpAll | LongOpt::HelpEnv | LongOpt::HelpXoptions, _) => {
+                if v >= (3, 8) {
+                    stop_at(Stop::Help);
+                } else {
+                    help = true;
+                }
+            }
+            Opt::Long(LongOpt::CheckHashBasedPycs, value) => {
+                match value
+                    .and_then(|b| std::str::from_utf8(b).ok())
+                    .and_then(HashCheckMode::parse)
+                {
+                    Some(mode) => hash_mode = mode,
+                    None => stop_at(Stop::Error(
+                        "--check-hash-based-pycs must be one of 'default', 'always', or 'never'",
+                    )),
+                }
+            }
+            Opt::Short(b'V', _) => print_version = true,
+            Opt::Short(b'O', _) => count_o = count_o.saturating_add(1),
+            Opt::Short(b'v', _) => count_v = count_v.saturating_add(1),
+            Opt::Short(b'E', _) => opt_e = true,
+            Opt::Short(b'I', _) => opt_i = true,
+            Opt::Short(b's', _) => opt_s = true,
+            Opt::Short(b'S', _) => opt_big_s = true,
+            Opt::Short(b'P', _) => opt_p = true,
+            Opt::Short(b'B', _) => opt_b = true,
+            Opt::Short(b'X', Some(arg)) => x.add(arg),
+            // b d i q R t u x W: no effect on imports or the target.
+            Opt::Short(..) => {}
+        }
+    }
+    // Only the pre-parse sees options after the real parse stopped, and it
+    // only uses -E, -I and -X utf8; everything else below is either decided
+    // by `stop` or comes from options before it.
+    let use_environment = !(opt_e || opt_i);
+    let env = Env::new(env, use_environment);
+
+    if v >= (3, 7) {
+        check_utf8(&x, &env)?;
+    }
+    match stop {
+        Some(Stop::Error(why)) => return refuse(why),
+        Some(Stop::Help) => return Ok(no_run(args)),
+        None => {}
+    }
+    if v == (3, 7) {
+        // 3.7 reads its whole config before acting on -h / -V.
+        check_int_max_str_digits(&x, &env)?;
+    }
+    if help || print_version {
+        return Ok(no_run(args));
+    }
+    if v >= (3, 8) {
+        check_int_max_str_digits(&x, &env)?;
+    }
+
+    let frozen_modules = if v >= (3, 11) {
+        frozen_modules(&x)?
+    } else {
+        None
+    };
+
+    // Target: mirrors the end of config_parse_cmdline.
+    let optind = g.optind;
+    let (target, script_args_start) = match run_cm {
+        Some((b'c', code)) => (Target::Command(OsStr::from_bytes(code).to_owned()), optind),
+        Some((_, module)) => match std::str::from_utf8(module) {
+            // runpy._get_module_details refuses these before searching.
+            Ok("") => return refuse("empty -m module name"),
+            Ok(m) if m.starts_with('.') => return refuse("relative -m module name"),
+            Ok(m) => (Target::Module(m.to_owned()), optind),
+            Err(_) => return refuse("the -m module name is not valid UTF-8"),
+        },
+        None => match args.get(optind) {
+            Some(a) if a.as_bytes() == b"-" => (Target::Stdin, optind + 1),
+            Some(a) => (Target::Script(PathBuf::from(a)), optind + 1),
+            None => (Target::Interactive, args.len()),
+        },
+    };
+
+    let safe_path = v >= (3, 11) && (opt_p || opt_i || env.is_set("PYTHONSAFEPATH"));
+    Ok(LaunchSpec {
+        target,
+        script_args_start,
+        optimize: env.flag("PYTHONOPTIMIZE", count_o, v),
+        pycache_prefix: if v >= (3, 8) {
+            pycache_prefix(&x, &env)
+        } else {
+            None
+        },
+        check_hash_based_pycs: hash_mode,
+        isolated: opt_i,
+        ignore_environment: !use_environment,
+        no_user_site: opt_s || opt_i || env.flag("PYTHONNOUSERSITE", 0, v) > 0,
+        no_site: opt_big_s,
+        safe_path,
+        dont_write_bytecode: opt_b || env.flag("PYTHONDONTWRITEBYTECODE", 0, v) > 0,
+        frozen_modules,
+        no_debug_ranges: v >= (3, 11) && (x.no_debug_ranges || env.is_set("PYTHONNODEBUGRANGES")),
+        verbose: env.flag("PYTHONVERBOSE", count_v, v),
+    })
+}
+
+/// A launch that runs nothing (help or version output).
+fn no_run(args: &[OsString]) -> LaunchSpec {
+    LaunchSpec {
+        target: Target::NoRun,
+        script_args_start: args.len(),
+        optimize: 0,
+        pycache_prefix: None,
+        check_hash_based_pycs: HashCheckMode::Default,
+        isolated: false,
+        ignore_environment: false,
+        no_user_site: false,
+        no_site: false,
+        safe_path: false,
+        dont_write_bytecode: false,
+        frozen_modules: None,
+        no_debug_ranges: false,
+        verbose: 0,
+    }
+}
+
+/// The effective pycache prefix. Mirrors `config_init_pycache_prefix`
+/// (3.8+): `-X pycache_prefix=PATH` wins; `-X pycache_prefix` or
+/// `-X pycache_prefix=` disables `PYTHONPYCACHEPREFIX`; an empty variable
+/// is unset.
+fn pycache_prefix(x: &XOptions<'_>, env: &Env<'_>) -> Option<PathBuf> {
+    match x.pycache_prefix {
+        Some(Some(value)) if !value.is_empty() => Some(PathBuf::from(OsStr::from_bytes(value))),
+        Some(_) => None,
+        None => env.get("PYTHONPYCACHEPREFIX").map(PathBuf::from),
+    }
+}
+
+/// `-X frozen_modules`. Mirrors `config_init_import` (3.11+): `on`, `off`,
+/// or no value (`-X frozen_modules`, `-X frozen_modules=`) meaning on;
+/// anything else is a fatal config error.
+fn frozen_modules(x: &XOptions<'_>) -> Result<Option<bool>, NotUnderstood> {
+    match x.frozen_modules {
+        None => Ok(None),
+        Some(None | Some(b"" | b"on")) => Ok(Some(true)),
+        Some(Some(b"off")) => Ok(Some(false)),
+        Some(Some(_)) => refuse("bad value for -X frozen_modules (expected \"on\" or \"off\")"),
+    }
+}
+
+/// UTF-8 mode settings. Mirrors `preconfig_init_utf8_mode` (3.8+;
+/// `pymain_init_utf8_mode` in 3.7): `-X utf8`, `-X utf8=0|1`, else
+/// `PYTHONUTF8=0|1`; any other value is a fatal error.
+fn check_utf8(x: &XOptions<'_>, env: &Env<'_>) -> Result<(), NotUnderstood> {
+    match x.utf8 {
+        Some(None | Some(b"0" | b"1")) => Ok(()),
+        Some(Some(_)) => refuse("invalid -X utf8 option value"),
+        None => match env.get("PYTHONUTF8") {
+            Some(value) if value != "0" && value != "1" => {
+                refuse("invalid PYTHONUTF8 environment variable value")
+            }
+            _ => Ok(()),
+        },
+    }
+}
+
+/// The integer string conversion limit. Mirrors
+/// `config_init_int_max_str_digits` (3.11+, backported to 3.7.14, 3.8.14,
+/// 3.9.14 and 3.10.7): `PYTHONINTMAXSTRDIGITS` and `-X int_max_str_digits=N`
+/// must be 0 or at least 640 (`_PY_LONG_MAX_STR_DIGITS_THRESHOLD`); the
+/// `-X` form needs a value.
+fn check_int_max_str_digits(x: &XOptions<'_>, env: &Env<'_>) -> Result<(), NotUnderstood> {
+    const THRESHOLD: i32 = 640;
+    let valid = |n: Option<i32>| matches!(n, Some(n) if n == 0 || n >= THRESHOLD);
+    if let Some(value) = env.get("PYTHONINTMAXSTRDIGITS") {
+        if !valid(env::str_to_int(value.as_bytes())) {
+            return refuse(
+                "PYTHONINTMAXSTRDIGITS: invalid limit; must be >= 640 or 0 for unlimited",
+            );
+        }
+    }
+    if let Some(value) = x.int_max_str_digits {
+        if !valid(value.and_then(env::str_to_int)) {
+            return refuse(
+                "-X int_max_str_digits: invalid limit; must be >= 640 or 0 for unlimited",
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
