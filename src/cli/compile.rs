@@ -173,6 +173,27 @@ pub fn roots(
     (roots, prune)
 }
 
+/// compileall's `-x`, repeatable: one regex matching when any of
+/// `patterns` matches (searched in the raw path bytes). `None` when empty.
+pub fn exclude_regex(patterns: &[String]) -> anyhow::Result<Option<regex::bytes::Regex>> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    for p in patterns {
+        if let Err(e) = regex::bytes::Regex::new(p) {
+            let why = e.to_string();
+            let why = why
+                .lines()
+                .last()
+                .unwrap_or("invalid")
+                .trim_start_matches("error: ");
+            bail!("bad --exclude regex {p:?}: {why}");
+        }
+    }
+    let joined: Vec<String> = patterns.iter().map(|r| format!("(?:{r})")).collect();
+    Ok(Some(regex::bytes::Regex::new(&joined.join("|"))?))
+}
+
 /// Sorted, deduplicated `-o` levels (compileall: `sorted(set(optimize))`);
 /// `[0]` when none is given.
 pub fn levels(given: &[u32]) -> Vec<u32> {
@@ -197,17 +218,7 @@ pub fn run(args: CompileArgs) -> anyhow::Result<i32> {
         // mirrors compileall.compile_file's ValueError
         bail!("--hardlink-dupes needs at least two -o levels (e.g. -o 1 -o 2)");
     }
-    let exclude = if args.exclude.is_empty() {
-        None
-    } else {
-        let joined = args
-            .exclude
-            .iter()
-            .map(|r| format!("(?:{r})"))
-            .collect::<Vec<_>>()
-            .join("|");
-        Some(regex::bytes::Regex::new(&joined).map_err(|e| anyhow!("bad --exclude regex: {e}"))?)
-    };
+    let exclude = exclude_regex(&args.exclude)?;
     let target = target_python(args.python.clone())?;
     let rules = &target.rules;
     let mode = args

@@ -22,11 +22,10 @@
 //!
 //! Exit code: 0, or 1 when some path could not be read.
 
-use crate::cli::compile::{levels, roots, target_python};
+use crate::cli::compile::{exclude_regex, levels, roots, target_python};
 use crate::compile::plan::{self, Layout, WalkOptions};
 use crate::freshness;
 use crate::pyc::{source_from_cache, HashCheckMode, PycRules, StaleReason, Verdict};
-use anyhow::anyhow;
 use clap::Args;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -220,15 +219,7 @@ pub fn run(args: StatusArgs) -> anyhow::Result<i32> {
     let target = target_python(args.python.clone())?;
     let levels = levels(&args.optimize);
     let (roots, prune) = roots(&args.paths, &target.facts, false, false);
-    let exclude = if args.exclude.is_empty() {
-        None
-    } else {
-        let joined: Vec<String> = args.exclude.iter().map(|r| format!("(?:{r})")).collect();
-        Some(
-            regex::bytes::Regex::new(&joined.join("|"))
-                .map_err(|e| anyhow!("bad --exclude regex: {e}"))?,
-        )
-    };
+    let exclude = exclude_regex(&args.exclude)?;
     let opts = WalkOptions {
         exclude,
         max_depth: args.max_depth,

@@ -239,7 +239,10 @@ fn cache_key(python: &Path, config: &ProbeConfig) -> Option<Vec<String>> {
     let resolved = abs.canonicalize().ok()?;
     let mut key = vec![
         // A new probe script asks new questions: never serve old answers.
-        format!("probe={:016x}", hash_key(&[super::probe::PROBE_SCRIPT.to_string()])),
+        format!(
+            "probe={:016x}",
+            hash_key(&[super::probe::PROBE_SCRIPT.to_string()])
+        ),
         format!("exe={}", encode_path(&abs)),
         stat_part("resolved", &resolved),
     ];
