@@ -1,0 +1,496 @@
+//! The closure walk: every module an entry may import, found by scanning
+//! sources and resolving each import with the importlib-exact [`Resolver`].
+//!
+//! The walk over-approximates: imports inside functions, `try`/`except`
+//! blocks and version or platform branches all count; only imports under
+//! `if TYPE_CHECKING:` are left out. What it cannot see: names computed at
+//! run time (`importlib.import_module(x)`, `__import__(x)`), imports made
+//! by extension modules or sourceless pycs, `from pkg import *` pulling
+//! submodules through `__all__`, `__path__` edited at run time, and custom
+//! finders on `sys.meta_path`.
+//!
+//! Roots are the entry plus, when `site` runs, the `import` lines of `.pth`
+//! files, `sitecustomize`/`usercustomize` and the probe's start-up modules
+//! (walked after the entry's own closure, so chains from the entry win).
+//! Each level of the breadth-first walk is scanned in parallel (rayon); an
+//! [`ImportCache`] keeps unchanged files from being rescanned.
+
+use super::import_cache::{Import, ImportCache, FLAG_TYPE_CHECKING};
+use super::resolve::{
+    launch_sys_path, package_of, resolve_relative, sys_path0, LaunchForm, ModuleKind,
+    ResolvedModule, Resolver,
+};
+use crate::interpreter::PythonFacts;
+use rayon::prelude::*;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// What the interpreter is asked to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// `python SCRIPT`: a file, or a directory holding `__main__.py`.
+    Script(PathBuf),
+    /// `python -m MODULE`.
+    Module(String),
+    /// `python -c CODE`.
+    Code(String),
+}
+
+impl Entry {
+    /// The launch form that decides `sys.path[0]`.
+    pub fn launch_form(&self) -> LaunchForm {
+        match self {
+            Entry::Script(p) => LaunchForm::Script(p.clone()),
+            Entry::Module(_) => LaunchForm::Module,
+            Entry::Code(_) => LaunchForm::Command,
+        }
+    }
+}
+
+/// Settings of one closure computation.
+#[derive(Debug, Clone, Default)]
+pub struct ClosureOptions {
+    /// The launch's working directory; `None` = this process's.
+    pub cwd: Option<PathBuf>,
+    /// `-P` / `PYTHONSAFEPATH` / `-I`: no `sys.path[0]`.
+    pub safe_path: bool,
+    /// Leave out the start-up roots (`.pth` imports, sitecustomize, the
+    /// probe's start-up modules).
+    pub skip_startup: bool,
+}
+
+/// Why a module is in the closure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    /// It is the entry, or a package the entry's module lives in.
+    Entry,
+    /// Imported while the interpreter starts (what is said is where).
+    Startup(String),
+    /// Imported by `importer` at `line`.
+    Import {
+        /// The importing module's name.
+        importer: String,
+        /// 1-based line of the import statement.
+        line: u32,
+    },
+}
+
+/// One module of the closure.
+#[derive(Debug, Clone)]
+pub struct ClosureModule {
+    /// The resolver's answer (name, kind, origin, search locations).
+    pub module: Arc<ResolvedModule>,
+    /// How the walk first reached it (breadth-first: a shortest chain).
+    pub via: Via,
+    /// The module runs as `__main__`.
+    pub is_main: bool,
+    /// Importlib reads this module's pyc: a `.py` module that is not a
+    /// script run directly (a script's own pyc is never used).
+    pub pyc_used: bool,
+}
+
+impl ClosureModule {
+    /// The module's name.
+    pub fn name(&self) -> &str {
+        &self.module.name
+    }
+}
+
+/// The import closure of one entry.
+#[derive(Debug, Clone, Default)]
+pub struct Closure {
+    /// Modules in the order the walk reached them (entry first).
+    pub modules: Vec<ClosureModule>,
+    /// The `sys.path` searched (`sys.path[0]` first, `''` = cwd).
+    pub sys_path: Vec<PathBuf>,
+    /// Every directory whose listing the resolver read.
+    pub probed_dirs: Vec<PathBuf>,
+    /// Sources scanned this run.
+    pub scanned: usize,
+    /// Sources whose imports came from the import cache.
+    pub cached: usize,
+    /// Sources that could not be read, with the error.
+    pub unreadable: Vec<(PathBuf, String)>,
+    index: HashMap<String, usize>,
+}
+
+impl Closure {
+    /// The module called `name`, if the closure holds it.
+    pub fn get(&self, name: &str) -> Option<&ClosureModule> {
+        self.index.get(name).map(|&i| &self.modules[i])
+    }
+
+    /// The chain of modules from a root to `name` (root first), following
+    /// each module's first importer; `None` when `name` is not in the closure.
+    pub fn why(&self, name: &str) -> Option<Vec<&ClosureModule>> {
+        let mut chain = vec![self.get(name)?];
+        while let Via::Import { importer, .. } = &chain[chain.len() - 1].via {
+            match self.get(importer) {
+                Some(m) if !chain.iter().any(|c| c.name() == m.name()) => chain.push(m),
+                _ => break,
+            }
+        }
+        chain.reverse();
+        Some(chain)
+    }
+
+    /// Modules whose pyc importlib will read (`.py` sources, not the script).
+    pub fn pyc_modules(&self) -> impl Iterator<Item = &ClosureModule> {
+        self.modules.iter().filter(|m| m.pyc_used)
+    }
+}
+
+/// Computes the closure of `entry` for the interpreter described by `facts`.
+/// `cache` supplies and records scan results (use
+/// [`ImportCache::in_memory`] for none).
+pub fn compute(
+    facts: &PythonFacts,
+    entry: &Entry,
+    options: &ClosureOptions,
+    cache: &ImportCache,
+) -> Closure {
+    compute_with(facts, entry, options, cache, &scan_imports)
+}
+
+/// Scans a file's bytes into imports.
+type ScanFn = dyn Fn(&[u8]) -> Vec<Import> + Sync;
+
+/// A node's imports and whether they came from the cache, or why not.
+type ScanResult = Result<(Arc<Vec<Import>>, bool), String>;
+
+/// A node to scan: its index, and where its imports come from.
+enum Code {
+    File(PathBuf),
+    Text(Vec<u8>),
+}
+
+struct Walk<'a> {
+    resolver: Resolver,
+    closure: Closure,
+    cache: &'a ImportCache,
+    scan: &'a ScanFn,
+    frontier: Vec<(usize, Code)>,
+    /// `__package__` for a node, by index (the script main has none).
+    package: HashMap<usize, String>,
+}
+
+fn compute_with(
+    facts: &PythonFacts,
+    entry: &Entry,
+    options: &ClosureOptions,
+    cache: &ImportCache,
+    scan: &ScanFn,
+) -> Closure {
+    let cwd = options
+        .cwd
+        .clone()
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_else(|| PathBuf::from("/"));
+    let path0 = sys_path0(
+        &entry.launch_form(),
+        options.safe_path,
+        facts.minor_version(),
+        &cwd,
+    );
+    let sys_path = launch_sys_path(facts, path0);
+    let mut walk = Walk {
+        resolver: Resolver::with_cwd(facts, sys_path.clone(), cwd.clone()),
+        closure: Closure {
+            sys_path,
+            ..Default::default()
+        },
+        cache,
+        scan,
+        frontier: Vec::new(),
+        package: HashMap::new(),
+    };
+    walk.add_entry(entry, &cwd);
+    while !walk.frontier.is_empty() {
+        walk.step();
+    }
+    // Start-up roots come after the entry's own closure so `--why` prefers
+    // the entry's chains (the probe's start-up list also holds the probe's
+    // own imports, such as json).
+    if !options.skip_startup && !facts.flags.no_site {
+        walk.add_startup(facts);
+        while !walk.frontier.is_empty() {
+            walk.step();
+        }
+    }
+    walk.closure.probed_dirs = walk.resolver.probed_dirs();
+    walk.closure
+}
+
+impl Walk<'_> {
+    /// Adds `module` (already resolved) unless present; queues its source.
+    fn push(&mut self, module: Arc<ResolvedModule>, via: Via, is_main: bool) -> usize {
+        if let Some(&i) = self.closure.index.get(&module.name) {
+            return i;
+        }
+        let i = self.closure.modules.len();
+        let scannable = module.kind.has_source();
+        if scannable {
+            if let Some(origin) = &module.origin {
+                self.frontier.push((i, Code::File(origin.clone())));
+                self.package
+                    .insert(i, package_of(&module.name, module.is_package()).to_string());
+            }
+        }
+        self.closure.index.insert(module.name.clone(), i);
+        self.closure.modules.push(ClosureModule {
+            pyc_used: scannable,
+            module,
+            via,
+            is_main,
+        });
+        i
+    }
+
+    /// Adds `name` and its parent packages (each imports first).
+    fn push_name(&mut self, name: &str, via: &Via) {
+        let mut end = 0;
+        for part in name.split('.') {
+            end += part.len();
+            let prefix = &name[..end];
+            end += 1;
+            if !self.closure.index.contains_key(prefix) {
+                let m = self.resolver.resolve(prefix);
+                self.push(m, via.clone(), false);
+            }
+        }
+    }
+
+    fn add_entry(&mut self, entry: &Entry, cwd: &Path) {
+        match entry {
+            Entry::Script(script) => {
+                let full = cwd.join(script);
+                if full.is_dir() {
+                    // runpy runs `__main__` found on sys.path[0] = the dir;
+                    // its pyc is used.
+                    let m = self.resolver.resolve("__main__");
+                    let i = self.push(m, Via::Entry, true);
+                    self.package.insert(i, String::new());
+                    return;
+                }
+                let is_source = script
+                    .extension()
+                    .map(|e| e != "pyc" && e != "pyo")
+                    .unwrap_or(true);
+                let module = Arc::new(ResolvedModule {
+                    name: "__main__".into(),
+                    kind: if is_source {
+                        ModuleKind::Source
+                    } else {
+                        ModuleKind::Sourceless
+                    },
+                    origin: Some(full.clone()),
+                    search_locations: None,
+                });
+                let i = self.push(module, Via::Entry, true);
+                self.closure.modules[i].pyc_used = false;
+                self.package.insert(i, String::new());
+            }
+            Entry::Module(name) => {
+                self.push_name(name, &Via::Entry);
+                let Some(&i) = self.closure.index.get(name.as_str()) else {
+                    return;
+                };
+                // mirrors runpy._get_module_details: a package runs its
+                // `__main__` submodule.
+                if self.closure.modules[i].module.is_package() {
+                    let main = format!("{name}.__main__");
+                    self.push_name(&main, &Via::Entry);
+                    if let Some(&j) = self.closure.index.get(main.as_str()) {
+                        self.closure.modules[j].is_main = true;
+                    }
+                } else {
+                    self.closure.modules[i].is_main = true;
+                }
+            }
+            Entry::Code(code) => {
+                let module = Arc::new(ResolvedModule {
+                    name: "__main__".into(),
+                    kind: ModuleKind::Source,
+                    origin: None,
+                    search_locations: None,
+                });
+                let i = self.push(module, Via::Entry, true);
+                self.closure.modules[i].pyc_used = false;
+                self.package.insert(i, String::new());
+                self.frontier
+                    .push((i, Code::Text(code.clone().into_bytes())));
+            }
+        }
+    }
+
+    /// mirrors `site.addpackage` (`import` lines of `.pth` files, sorted,
+    /// in each site dir) and `site.execsitecustomize`/`execusercustomize`.
+    fn add_startup(&mut self, facts: &PythonFacts) {
+        let mut site_dirs: Vec<PathBuf> = facts.site_packages.clone();
+        if facts.user_site_enabled {
+            site_dirs.extend(facts.user_site.iter().cloned());
+        }
+        for dir in site_dirs {
+            let Ok(rd) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            let mut pths: Vec<PathBuf> = rd
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "pth"))
+                .collect();
+            pths.sort();
+            for pth in pths {
+                let Ok(text) = std::fs::read(&pth) else {
+                    continue;
+                };
+                for line in text.split(|b| *b == b'\n') {
+                    if line.starts_with(b"import ") || line.starts_with(b"import\t") {
+                        let via = Via::Startup(format!("{}", pth.display()));
+                        for imp in (self.scan)(line) {
+                            self.push_import(&imp, "", &via);
+                        }
+                    }
+                }
+            }
+        }
+        let mut hooks = vec!["sitecustomize"];
+        if facts.user_site_enabled {
+            hooks.push("usercustomize");
+        }
+        for name in hooks {
+            if self.resolver.resolve(name).kind != ModuleKind::NotFound {
+                self.push_name(name, &Via::Startup("site".into()));
+            }
+        }
+        for name in &facts.startup_modules {
+            if self.resolver.resolve(name).kind != ModuleKind::NotFound {
+                self.push_name(name, &Via::Startup("interpreter start-up".into()));
+            }
+        }
+    }
+
+    /// The absolute names one import statement loads, as
+    /// `importlib._bootstrap._handle_fromlist` would: the module (and its
+    /// parents), plus `module.name` for each imported name that is a
+    /// submodule of a package.
+    fn targets(&self, imp: &Import, package: &str) -> Vec<String> {
+        let Ok(base) = resolve_relative(&imp.module, package, imp.level) else {
+            return Vec::new();
+        };
+        if base.is_empty() {
+            return Vec::new();
+        }
+        let mut out = vec![base.clone()];
+        if !imp.names.is_empty() && self.resolver.resolve(&base).is_package() {
+            for n in &imp.names {
+                if n == "*" {
+                    continue;
+                }
+                let sub = format!("{base}.{n}");
+                if self.resolver.resolve(&sub).kind != ModuleKind::NotFound {
+                    out.push(sub);
+                }
+            }
+        }
+        out
+    }
+
+    fn push_import(&mut self, imp: &Import, package: &str, via: &Via) {
+        if imp.flags & FLAG_TYPE_CHECKING != 0 {
+            return;
+        }
+        for t in self.targets(imp, package) {
+            self.push_name(&t, via);
+        }
+    }
+
+    /// Scans the whole frontier in parallel, then merges in frontier order
+    /// (so the result does not depend on thread timing).
+    fn step(&mut self) {
+        let frontier = std::mem::take(&mut self.frontier);
+        let this = &*self;
+        let results: Vec<(usize, ScanResult)> = frontier
+            .par_iter()
+            .map(|(i, code)| {
+                let got = match code {
+                    Code::File(p) => this
+                        .cache
+                        .get_or_scan(p, |b| (this.scan)(b))
+                        .map_err(|e| e.to_string()),
+                    Code::Text(t) => Ok((Arc::new((this.scan)(t)), false)),
+                };
+                // Warm the resolver's cache in parallel too.
+                if let Ok((imports, _)) = &got {
+                    let pkg = this.package.get(i).map(String::as_str).unwrap_or("");
+                    for imp in imports.iter() {
+                        if imp.flags & FLAG_TYPE_CHECKING == 0 {
+                            for t in this.targets(imp, pkg) {
+                                this.resolver.resolve(&t);
+                            }
+                        }
+                    }
+                }
+                (*i, got)
+            })
+            .collect();
+        for (i, got) in results {
+            match got {
+                Ok((imports, was_cached)) => {
+                    if was_cached {
+                        self.closure.cached += 1;
+                    } else {
+                        self.closure.scanned += 1;
+                    }
+                    let pkg = self.package.get(&i).cloned().unwrap_or_default();
+                    let importer = self.closure.modules[i].name().to_string();
+                    for imp in imports.iter() {
+                        let via = Via::Import {
+                            importer: importer.clone(),
+                            line: imp.line,
+                        };
+                        self.push_import(imp, &pkg, &via);
+                    }
+                }
+                Err(e) => {
+                    let path = self.closure.modules[i]
+                        .module
+                        .origin
+                        .clone()
+                        .unwrap_or_default();
+                    self.closure.unreadable.push((path, e));
+                }
+            }
+        }
+    }
+}
+
+/// Runs the scanner (`closure::scan`) over a file's bytes and keeps what the
+/// walk needs, with the flags translated to [`Import::flags`] bits.
+pub fn scan_imports(bytes: &[u8]) -> Vec<Import> {
+    use super::import_cache::{
+        FLAG_CONDITIONAL, FLAG_DYNAMIC, FLAG_IN_FUNCTION, FLAG_TRY_IMPORT_ERROR,
+    };
+    use super::scan::{scan, ImportFlags};
+    let table = [
+        (ImportFlags::TYPE_CHECKING, FLAG_TYPE_CHECKING),
+        (ImportFlags::IN_FUNCTION, FLAG_IN_FUNCTION),
+        (ImportFlags::TRY_IMPORT_ERROR, FLAG_TRY_IMPORT_ERROR),
+        (ImportFlags::CONDITIONAL, FLAG_CONDITIONAL),
+        (ImportFlags::DYNAMIC, FLAG_DYNAMIC),
+    ];
+    scan(bytes)
+        .into_iter()
+        .map(|s| Import {
+            flags: table
+                .iter()
+                .filter(|(theirs, _)| s.flags.contains(*theirs))
+                .fold(0, |acc, (_, ours)| acc | ours),
+            module: s.module,
+            names: s.names,
+            level: s.level,
+            line: s.line,
+        })
+        .collect()
+}

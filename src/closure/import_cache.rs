@@ -1,0 +1,381 @@
+//! A persistent per-file cache of scanner results, so an unchanged source is
+//! never scanned twice.
+//!
+//! Entries are keyed by path and validated by `(size, mtime_ns)` of the file
+//! at lookup time. The cache lives in one binary file,
+//! `cache_subdir("imports")/imports-v1.bin`, written atomically; a missing,
+//! foreign, truncated or corrupt file is treated as empty.
+//!
+//! File layout (all integers little-endian):
+//! ```text
+//! "KOLIMP01" | u64 scanner fingerprint | u64 entry count |
+//! entry*: bytes path | u64 size | i64 mtime_ns | u32 import count |
+//!         import*: bytes module | u32 level | u32 line | u32 flags |
+//!                  u32 name count | bytes name*
+//! bytes = u32 length + raw bytes
+//! ```
+//!
+//! The scanner fingerprint hashes the crate version and the source of the
+//! scanner and of the flag translation, so a kolosal build whose scanner
+//! differs never trusts another build's results.
+
+use crate::cache;
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+const MAGIC: &[u8; 8] = b"KOLIMP01";
+
+/// [`Import::flags`] bit: inside `if TYPE_CHECKING:` (never runs).
+pub const FLAG_TYPE_CHECKING: u32 = 1;
+/// [`Import::flags`] bit: inside a function or method body.
+pub const FLAG_IN_FUNCTION: u32 = 2;
+/// [`Import::flags`] bit: inside a `try` whose handlers catch ImportError.
+pub const FLAG_TRY_IMPORT_ERROR: u32 = 4;
+/// [`Import::flags`] bit: inside an `if`/`else` branch.
+pub const FLAG_CONDITIONAL: u32 = 8;
+/// [`Import::flags`] bit: a dynamic import (`importlib.import_module("x")`,
+/// `__import__("x")`) with a literal name.
+pub const FLAG_DYNAMIC: u32 = 16;
+const FILE_NAME: &str = "imports-v1.bin";
+/// Identifies the scanner that produced cached results (see module docs).
+fn scanner_fingerprint() -> u64 {
+    use std::hash::Hasher;
+    let mut h = siphasher::sip::SipHasher13::new_with_keys(0x6b6f6c6f, 0x73616c);
+    for part in [
+        env!("CARGO_PKG_VERSION"),
+        include_str!("scan.rs"),
+        include_str!("graph.rs"),
+        include_str!("import_cache.rs"),
+    ] {
+        h.write(part.as_bytes());
+        h.write_u8(0xff);
+    }
+    h.finish()
+}
+
+/// Above this many entries, a save keeps only the entries used by this run.
+const MAX_ENTRIES: usize = 200_000;
+
+/// One import statement as the closure walk needs it (a copy of the
+/// scanner's `ImportStmt`, kept here so the cache format is ours).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Import {
+    /// The dotted module after the dots (`a.b` in `from ..a.b import c`);
+    /// empty for `from . import x`.
+    pub module: String,
+    /// Names after `import` in `from M import n1, n2` (`*` for a star
+    /// import); empty for `import M`.
+    pub names: Vec<String>,
+    /// Number of leading dots (0 = absolute).
+    pub level: u32,
+    /// 1-based source line.
+    pub line: u32,
+    /// `FLAG_*` bits (translated from the scanner's `ImportFlags`).
+    pub flags: u32,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    size: u64,
+    mtime_ns: i64,
+    imports: Arc<Vec<Import>>,
+    used: bool,
+}
+
+/// The cache: load once per run, share across threads, save at the end.
+#[derive(Debug, Default)]
+pub struct ImportCache {
+    entries: Mutex<HashMap<PathBuf, Entry>>,
+    dirty: AtomicBool,
+    location: Option<PathBuf>,
+}
+
+/// `(size, mtime_ns)` of a file, the cache's validity key.
+fn stat_key(path: &Path) -> io::Result<(u64, i64)> {
+    let m = std::fs::metadata(path)?;
+    Ok((
+        m.size(),
+        m.mtime()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(m.mtime_nsec()),
+    ))
+}
+
+impl ImportCache {
+    /// An empty cache that is never saved.
+    pub fn in_memory() -> Self {
+        Self::default()
+    }
+
+    /// Loads the cache from kolosal's cache directory; any problem (no cache
+    /// dir, missing or corrupt file) gives an empty cache.
+    pub fn load() -> Self {
+        let location = cache::cache_subdir("imports")
+            .ok()
+            .map(|d| d.join(FILE_NAME));
+        let entries = location
+            .as_ref()
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|bytes| decode(&bytes))
+            .unwrap_or_default();
+        ImportCache {
+            entries: Mutex::new(entries),
+            dirty: AtomicBool::new(false),
+            location,
+        }
+    }
+
+    /// Number of cached files.
+    pub fn len(&self) -> usize {
+        lock(&self.entries).len()
+    }
+
+    /// True when no file is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The imports of `path`: from the cache when its size and mtime still
+    /// match, else by reading it and calling `scan` (and caching the result).
+    /// Returns `(imports, was_cached)`.
+    pub fn get_or_scan(
+        &self,
+        path: &Path,
+        scan: impl FnOnce(&[u8]) -> Vec<Import>,
+    ) -> io::Result<(Arc<Vec<Import>>, bool)> {
+        let (size, mtime_ns) = stat_key(path)?;
+        {
+            let mut entries = lock(&self.entries);
+            if let Some(e) = entries.get_mut(path) {
+                if e.size == size && e.mtime_ns == mtime_ns {
+                    e.used = true;
+                    return Ok((e.imports.clone(), true));
+                }
+            }
+        }
+        let bytes = std::fs::read(path)?;
+        let imports = Arc::new(scan(&bytes));
+        // Only cache when the file did not change while we read it.
+        if stat_key(path).ok() == Some((size, mtime_ns)) {
+            lock(&self.entries).insert(
+                path.to_path_buf(),
+                Entry {
+                    size,
+                    mtime_ns,
+                    imports: imports.clone(),
+                    used: true,
+                },
+            );
+            self.dirty.store(true, Ordering::Relaxed);
+        }
+        Ok((imports, false))
+    }
+
+    /// Writes the cache back (atomically) when something new was scanned.
+    /// A no-op for [`ImportCache::in_memory`].
+    pub fn save(&self) -> io::Result<()> {
+        let Some(location) = &self.location else {
+            return Ok(());
+        };
+        if !self.dirty.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let entries = lock(&self.entries);
+        let keep_all = entries.len() <= MAX_ENTRIES;
+        let bytes = encode(entries.iter().filter(|(_, e)| keep_all || e.used));
+        drop(entries);
+        cache::write_atomic(location, &bytes)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+    out.extend_from_slice(b);
+}
+
+fn encode<'a>(entries: impl Iterator<Item = (&'a PathBuf, &'a Entry)>) -> Vec<u8> {
+    let entries: Vec<_> = entries.collect();
+    let mut out = Vec::with_capacity(64 * entries.len() + 32);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&scanner_fingerprint().to_le_bytes());
+    out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+    for (path, e) in entries {
+        put_bytes(&mut out, path.as_os_str().as_bytes());
+        out.extend_from_slice(&e.size.to_le_bytes());
+        out.extend_from_slice(&e.mtime_ns.to_le_bytes());
+        out.extend_from_slice(&(e.imports.len() as u32).to_le_bytes());
+        for i in e.imports.iter() {
+            put_bytes(&mut out, i.module.as_bytes());
+            out.extend_from_slice(&i.level.to_le_bytes());
+            out.extend_from_slice(&i.line.to_le_bytes());
+            out.extend_from_slice(&i.flags.to_le_bytes());
+            out.extend_from_slice(&(i.names.len() as u32).to_le_bytes());
+            for n in &i.names {
+                put_bytes(&mut out, n.as_bytes());
+            }
+        }
+    }
+    out
+}
+
+/// A bounds-checked reader over the cache file.
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.buf.len() < n {
+            return None;
+        }
+        let (head, tail) = self.buf.split_at(n);
+        self.buf = tail;
+        Some(head)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+    fn string(&mut self) -> Option<String> {
+        String::from_utf8(self.bytes()?.to_vec()).ok()
+    }
+}
+
+fn decode(buf: &[u8]) -> Option<HashMap<PathBuf, Entry>> {
+    let mut r = Reader { buf };
+    if r.take(MAGIC.len())? != MAGIC {
+        return None;
+    }
+    if r.u64()? != scanner_fingerprint() {
+        return None;
+    }
+    let count = r.u64()?;
+    let mut out = HashMap::new();
+    for _ in 0..count {
+        let path = PathBuf::from(OsString::from_vec(r.bytes()?.to_vec()));
+        let size = r.u64()?;
+        let mtime_ns = r.u64()? as i64;
+        let n = r.u32()?;
+        // Each import takes at least 20 bytes: reject absurd counts early.
+        if n as usize > r.buf.len() / 20 {
+            return None;
+        }
+        let mut imports = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            let module = r.string()?;
+            let level = r.u32()?;
+            let line = r.u32()?;
+            let flags = r.u32()?;
+            let k = r.u32()?;
+            if k as usize > r.buf.len() / 4 {
+                return None;
+            }
+            let mut names = Vec::with_capacity(k as usize);
+            for _ in 0..k {
+                names.push(r.string()?);
+            }
+            imports.push(Import {
+                module,
+                names,
+                level,
+                line,
+                flags,
+            });
+        }
+        out.insert(
+            path,
+            Entry {
+                size,
+                mtime_ns,
+                imports: Arc::new(imports),
+                used: false,
+            },
+        );
+    }
+    if !r.buf.is_empty() {
+        return None;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> HashMap<PathBuf, Entry> {
+        let mut m = HashMap::new();
+        m.insert(
+            PathBuf::from(OsString::from_vec(b"/x/\xffbad.py".to_vec())),
+            Entry {
+                size: 12,
+                mtime_ns: -5,
+                imports: Arc::new(vec![Import {
+                    module: "a.b".into(),
+                    names: vec!["c".into(), "*".into()],
+                    level: 2,
+                    line: 7,
+                    flags: 3,
+                }]),
+                used: true,
+            },
+        );
+        m
+    }
+
+    #[test]
+    fn round_trip() {
+        let m = sample();
+        let bytes = encode(m.iter());
+        let back = decode(&bytes).unwrap();
+        let (p, e) = back.iter().next().unwrap();
+        assert_eq!(p, m.keys().next().unwrap());
+        assert_eq!(e.size, 12);
+        assert_eq!(e.mtime_ns, -5);
+        assert_eq!(e.imports, m.values().next().unwrap().imports);
+    }
+
+    #[test]
+    fn every_truncation_and_flip_is_rejected_or_harmless() {
+        let bytes = encode(sample().iter());
+        for cut in 0..bytes.len() {
+            assert!(decode(&bytes[..cut]).is_none(), "truncated at {cut}");
+        }
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0xff;
+            let _ = decode(&b); // must not panic
+        }
+    }
+
+    #[test]
+    fn rescans_only_changed_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("m.py");
+        std::fs::write(&f, "import os\n").unwrap();
+        let cache = ImportCache::in_memory();
+        let scan = |_: &[u8]| vec![];
+        assert!(!cache.get_or_scan(&f, scan).unwrap().1);
+        assert!(cache.get_or_scan(&f, scan).unwrap().1);
+        std::fs::write(&f, "import os, sys\n").unwrap();
+        assert!(!cache.get_or_scan(&f, scan).unwrap().1);
+        assert!(cache
+            .get_or_scan(&dir.path().join("nope.py"), scan)
+            .is_err());
+    }
+}
