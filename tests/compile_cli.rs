@@ -748,3 +748,87 @@ fn walk_dirs(root: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn entry_compiles_exactly_what_python_then_reads() {
+    let pythons = common::pythons();
+    common::report("compile_cli/entry", &pythons);
+    for py in &pythons {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("proj");
+        let files: Vec<(String, Vec<u8>)> = vec![
+            (
+                "main.py".into(),
+                b"from app import words\nprint(words.greet())\n".to_vec(),
+            ),
+            ("app/__init__.py".into(), b"".to_vec()),
+            (
+                "app/words.py".into(),
+                b"from . import report\n\ndef greet():\n    return report.R\n".to_vec(),
+            ),
+            ("app/report.py".into(), b"R = 'hi'\n".to_vec()),
+            ("app/unused.py".into(), b"X = 1\n".to_vec()),
+            ("other.py".into(), b"Y = 1\n".to_vec()),
+        ];
+        write_tree(&root, &files);
+        let cache = tmp.path().join("cache");
+        let r = kolosal(
+            &cache,
+            &root,
+            &[
+                os("compile"),
+                os("--python"),
+                py.path.as_os_str(),
+                os("--entry"),
+                os("main.py"),
+            ],
+        );
+        assert_eq!(r.code, 0, "{}: {}", py.label(), r.stderr);
+        let tag = cache_tag(py);
+        let has_pyc = |rel: &str| {
+            let p = root.join(rel);
+            let dir = p.parent().unwrap().join("__pycache__");
+            let stem = p.file_stem().unwrap().to_str().unwrap();
+            dir.join(format!("{stem}.{tag}.pyc")).exists()
+        };
+        for rel in ["app/__init__.py", "app/words.py", "app/report.py"] {
+            assert!(has_pyc(rel), "{}: {rel} not compiled", py.label());
+        }
+        for rel in ["main.py", "app/unused.py", "other.py"] {
+            assert!(!has_pyc(rel), "{}: {rel} compiled", py.label());
+        }
+        // Running the program now compiles no module from source (the script
+        // itself is compiled by the interpreter's main, which -v does not log).
+        let out = py
+            .cmd()
+            .arg("-v")
+            .arg("main.py")
+            .current_dir(&root)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let from_source: Vec<&str> = err
+            .lines()
+            .filter_map(|l| l.strip_prefix("# code object from "))
+            .filter(|p| !p.starts_with('\''))
+            .collect();
+        assert!(from_source.is_empty(), "{}: {from_source:?}", py.label());
+        assert!(err.contains("app/__pycache__/report."), "{}", py.label());
+        // -m: the module's own pyc is read, so it is compiled.
+        let r = kolosal(
+            &cache,
+            &root,
+            &[
+                os("compile"),
+                os("--python"),
+                py.path.as_os_str(),
+                os("-m"),
+                os("app.unused"),
+            ],
+        );
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert!(has_pyc("app/unused.py"), "{}", py.label());
+        assert!(!has_pyc("other.py"));
+    }
+}

@@ -2,6 +2,10 @@
 //! Rust (a fresh tree never starts Python) and a pool of target-interpreter
 //! workers for the stale files.
 //!
+//! With `--entry SCRIPT` or `-m MODULE`, the sources are instead those of
+//! the entry's import closure whose pycs importlib reads
+//! ([`closure_sources`]): exactly what `kolosal-python` would check.
+//!
 //! Pipeline: [`plan::find_sources`] (compileall's selection; symlinked
 //! directories are not entered) → [`plan::targets`] (one pyc per source and
 //! `-o` level) → [`plan::plan`] (stale = the loader would reject the pyc, or
@@ -19,7 +23,9 @@
 //! Exit code: 0; 1 when anything failed; 2 when nothing could be done at all
 //! (bad options, no interpreter, no worker could start).
 
-use crate::compile::plan::{self, Layout, Target, WalkOptions};
+use crate::closure::graph::{self, ClosureOptions, Entry};
+use crate::closure::import_cache::ImportCache;
+use crate::compile::plan::{self, Layout, Target, Walk, WalkOptions, WalkProblem};
 use crate::compile::{self, CompileJob, Outcome, PoolConfig};
 use crate::freshness::Freshness;
 use crate::interpreter::{discover, facts_for, DiscoverRequest, ProbeConfig, PythonFacts};
@@ -28,6 +34,7 @@ use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use std::collections::{BTreeMap, HashSet};
 use std::io::IsTerminal;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -84,6 +91,15 @@ pub struct CompileArgs {
     /// Also compile the interpreter's site-packages.
     #[arg(long)]
     pub site_packages: bool,
+    /// Compile exactly the modules whose pycs `kolosal-python SCRIPT` would
+    /// use: the script's import closure, start-up modules included (the
+    /// script's own pyc is never used, so it is not compiled).
+    #[arg(long, value_name = "SCRIPT", conflicts_with_all = ["module", "paths", "stdlib", "site_packages", "legacy"])]
+    pub entry: Option<PathBuf>,
+    /// As --entry, for `kolosal-python -m MODULE` (the module's own pyc is
+    /// used, so it is compiled).
+    #[arg(short = 'm', long, value_name = "MODULE", conflicts_with_all = ["paths", "stdlib", "site_packages", "legacy"])]
+    pub module: Option<String>,
 }
 
 fn parse_mode(s: &str) -> Result<InvalidationMode, String> {
@@ -107,11 +123,17 @@ pub struct TargetPython {
 /// Chooses the interpreter as `kolosal-python` would (`explicit` first,
 /// then KOLOSAL_PYTHON, VIRTUAL_ENV, .venv, PATH) and gets its facts through
 /// the probe cache. Fails with one line saying what to do.
-pub fn target_python(explicit: Option<PathBuf>) -> anyhow::Result<TargetPython> {
+/// `entry_dir` is the entry script's directory, searched upward for `.venv`
+/// before the working directory, as the launcher does.
+pub fn target_python(
+    explicit: Option<PathBuf>,
+    entry_dir: Option<PathBuf>,
+) -> anyhow::Result<TargetPython> {
     let cwd = std::env::current_dir().context("cannot read the working directory")?;
     let env = |name: &str| std::env::var_os(name);
     let mut req = DiscoverRequest::new(cwd, &env);
     req.explicit = explicit;
+    req.entry_dir = entry_dir;
     let found = discover(&req)?;
     let facts = facts_for(&found.path, &ProbeConfig::from_current_env())
         .map_err(|e| anyhow!("{}: {e}", found.path.display()))?;
@@ -219,7 +241,12 @@ pub fn run(args: CompileArgs) -> anyhow::Result<i32> {
         bail!("--hardlink-dupes needs at least two -o levels (e.g. -o 1 -o 2)");
     }
     let exclude = exclude_regex(&args.exclude)?;
-    let target = target_python(args.python.clone())?;
+    let cwd = std::env::current_dir().context("cannot read the working directory")?;
+    let entry_dir = args.entry.as_ref().map(|s| {
+        let abs = cwd.join(s);
+        abs.parent().map(Path::to_path_buf).unwrap_or(abs)
+    });
+    let target = target_python(args.python.clone(), entry_dir)?;
     let rules = &target.rules;
     let mode = args
         .invalidation_mode
@@ -232,21 +259,37 @@ pub fn run(args: CompileArgs) -> anyhow::Result<i32> {
             rules.version.1
         );
     }
-    let (roots, prune) = roots(&args.paths, &target.facts, args.stdlib, args.site_packages);
-    let walk = plan::find_sources(
-        &roots,
-        &WalkOptions {
-            exclude,
-            max_depth: args.max_depth,
-            prune,
-        },
-    );
+    let walk = match (&args.entry, &args.module) {
+        (Some(script), _) => closure_sources(
+            &target.facts,
+            Entry::Script(script.clone()),
+            &cwd,
+            exclude.as_ref(),
+        )?,
+        (None, Some(module)) => closure_sources(
+            &target.facts,
+            Entry::Module(module.clone()),
+            &cwd,
+            exclude.as_ref(),
+        )?,
+        (None, None) => {
+            let (roots, prune) = roots(&args.paths, &target.facts, args.stdlib, args.site_packages);
+            plan::find_sources(
+                &roots,
+                &WalkOptions {
+                    exclude,
+                    max_depth: args.max_depth,
+                    prune,
+                },
+            )
+        }
+    };
     let layout = if args.legacy {
         Layout::Legacy
     } else {
         Layout::Pycache {
             prefix: target.facts.pycache_prefix.clone(),
-            cwd: std::env::current_dir().context("cannot read the working directory")?,
+            cwd: cwd.clone(),
         }
     };
     let targets = plan::targets(&walk.sources, rules, &levels, &layout)
@@ -320,6 +363,54 @@ pub fn run(args: CompileArgs) -> anyhow::Result<i32> {
         );
     }
     Ok(if failed > 0 { 1 } else { 0 })
+}
+
+/// The sources of the modules whose pycs the launcher would read for
+/// `entry` ([`crate::closure::graph::Closure::pyc_modules`]), as a [`Walk`]:
+/// sources that could not be read become problems. `exclude` filters as in
+/// a tree walk.
+pub fn closure_sources(
+    facts: &PythonFacts,
+    entry: Entry,
+    cwd: &Path,
+    exclude: Option<&regex::bytes::Regex>,
+) -> anyhow::Result<Walk> {
+    if let Entry::Script(s) = &entry {
+        if !s.is_file() {
+            bail!(
+                "{}: no such file; give an existing script to --entry",
+                s.display()
+            );
+        }
+    }
+    let cache = ImportCache::load();
+    let options = ClosureOptions {
+        cwd: Some(cwd.to_path_buf()),
+        safe_path: facts.flags.safe_path,
+        skip_startup: false,
+    };
+    let closure = graph::compute(facts, &entry, &options, &cache);
+    // A cache that cannot be written only costs a rescan next time.
+    let _ = cache.save();
+    let mut walk = Walk::default();
+    for m in closure.pyc_modules() {
+        let Some(origin) = &m.module.origin else {
+            continue;
+        };
+        if exclude.is_some_and(|rx| rx.is_match(origin.as_os_str().as_bytes())) {
+            continue;
+        }
+        walk.sources.push(origin.clone());
+    }
+    walk.problems = closure
+        .unreadable
+        .iter()
+        .map(|(path, message)| WalkProblem {
+            path: path.clone(),
+            message: message.clone(),
+        })
+        .collect();
+    Ok(walk)
 }
 
 /// py_compile's default mode, except on 3.6 which has no hash-based pycs

@@ -216,7 +216,7 @@ fn pyc_level(path: &Path, tag: &str) -> Option<u32> {
 
 /// Runs `kolosal status`; returns the process exit code.
 pub fn run(args: StatusArgs) -> anyhow::Result<i32> {
-    let target = target_python(args.python.clone())?;
+    let target = target_python(args.python.clone(), None)?;
     let levels = levels(&args.optimize);
     let (roots, prune) = roots(&args.paths, &target.facts, false, false);
     let exclude = exclude_regex(&args.exclude)?;
