@@ -347,7 +347,7 @@ fn heavy_pypi_packages_coverage() {
     let st = base.cmd().args(["-m", "venv"]).arg(&venv).status().unwrap();
     assert!(st.success(), "venv creation failed");
     let vpy = venv.join("bin/python");
-    let st = common::clean_command(&vpy)
+    let st = common::network_command(&vpy)
         .args(["-m", "pip", "install", "-q", "sympy", "requests", "jinja2"])
         .status()
         .unwrap();

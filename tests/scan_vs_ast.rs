@@ -384,7 +384,7 @@ fn site_packages_match_ast() {
         .expect("python -m venv");
     assert!(st.success(), "venv creation failed");
     let vpy = venv.join("bin/python");
-    let st = common::clean_command(&vpy)
+    let st = common::network_command(&vpy)
         .args([
             "-m",
             "pip",

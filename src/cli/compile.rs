@@ -1,12 +1,578 @@
-//! `kolosal compile`.
+//! `kolosal compile [PATH...]`: compileall's job, with freshness decided in
+//! Rust (a fresh tree never starts Python) and a pool of target-interpreter
+//! workers for the stale files.
+//!
+//! With `--entry SCRIPT` or `-m MODULE`, the sources are instead those of
+//! the entry's import closure whose pycs importlib reads
+//! ([`closure_sources`]): exactly what `kolosal-python` would check.
+//!
+//! Pipeline: [`plan::find_sources`] (compileall's selection; symlinked
+//! directories are not entered) → [`plan::targets`] (one pyc per source and
+//! `-o` level) → [`plan::plan`] (stale = the loader would reject the pyc, or
+//! it was written in another invalidation mode) → [`compile::compile_all`]
+//! → optional `--hardlink-dupes` and `--remove-source` steps.
+//!
+//! Output: failures on stderr, one line each (`path:line: message` for
+//! syntax errors); then, unless `-q`, the summary line
+//! `compiled N, fresh N, failed N in X.XXs` on stderr, where N counts pycs
+//! (a source compiled at three levels counts three), and `failed` also
+//! counts trees that could not be read. `-v` lists each written pyc with
+//! the reason it was stale. stdout is not used. A progress bar is drawn
+//! when stderr is a terminal and `-q`/`-v` are not given.
+//!
+//! Exit code: 0; 1 when anything failed; 2 when nothing could be done at all
+//! (bad options, no interpreter, no worker could start).
 
+use crate::closure::graph::{self, ClosureOptions, Entry};
+use crate::closure::import_cache::ImportCache;
+use crate::compile::plan::{self, Layout, Target, Walk, WalkOptions, WalkProblem};
+use crate::compile::{self, CompileJob, Outcome, PoolConfig};
+use crate::freshness::Freshness;
+use crate::interpreter::{discover, facts_for, DiscoverRequest, ProbeConfig, PythonFacts};
+use crate::pyc::{self, HashCheckMode, InvalidationMode, PycRules};
+use anyhow::{anyhow, bail, Context};
 use clap::Args;
+use std::collections::{BTreeMap, HashSet};
+use std::io::IsTerminal;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 /// Arguments of `kolosal compile`.
 #[derive(Debug, Args)]
-pub struct CompileArgs {}
+pub struct CompileArgs {
+    /// Trees or `.py` files to compile (default: the current directory,
+    /// unless --stdlib or --site-packages is given).
+    pub paths: Vec<PathBuf>,
+    /// Compile every file, fresh or not.
+    #[arg(short, long)]
+    pub force: bool,
+    /// Worker processes (0: chosen from the amount of work and the cores).
+    #[arg(short = 'j', long, value_name = "N", default_value_t = 0)]
+    pub workers: usize,
+    /// No summary line, no progress bar; failures are still listed.
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// List every pyc written, with the reason it was stale.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Skip files whose path contains a match of REGEX (compileall -x;
+    /// Rust regex syntax). Repeatable: any match excludes.
+    #[arg(short = 'x', long, value_name = "REGEX")]
+    pub exclude: Vec<String>,
+    /// Directory levels to enter below each path (compileall -r; 0: only
+    /// the files directly in it).
+    #[arg(short = 'r', long, value_name = "N")]
+    pub max_depth: Option<usize>,
+    /// Optimisation level; repeat to write several levels in one pass
+    /// (default: 0, the level of an interpreter run without -O).
+    #[arg(short = 'o', long = "optimize", value_name = "LEVEL")]
+    pub optimize: Vec<u32>,
+    /// timestamp, checked-hash or unchecked-hash (default as py_compile:
+    /// checked-hash when SOURCE_DATE_EPOCH is set, else timestamp).
+    #[arg(long, value_name = "MODE", value_parser = parse_mode)]
+    pub invalidation_mode: Option<InvalidationMode>,
+    /// Write x.pyc beside x.py (the sourceless layout) instead of __pycache__.
+    #[arg(short = 'b', long)]
+    pub legacy: bool,
+    /// With --legacy: delete each .py once its pyc is written and verified.
+    #[arg(long, requires = "legacy")]
+    pub remove_source: bool,
+    /// Hard-link pycs that are identical across consecutive -o levels.
+    #[arg(long)]
+    pub hardlink_dupes: bool,
+    /// The interpreter to compile for (else KOLOSAL_PYTHON, VIRTUAL_ENV,
+    /// .venv, PATH — as kolosal-python chooses).
+    #[arg(long, value_name = "PATH")]
+    pub python: Option<PathBuf>,
+    /// Also compile the interpreter's standard library.
+    #[arg(long)]
+    pub stdlib: bool,
+    /// Also compile the interpreter's site-packages.
+    #[arg(long)]
+    pub site_packages: bool,
+    /// Compile exactly the modules whose pycs `kolosal-python SCRIPT` would
+    /// use: the script's import closure, start-up modules included (the
+    /// script's own pyc is never used, so it is not compiled).
+    #[arg(long, value_name = "SCRIPT", conflicts_with_all = ["module", "paths", "stdlib", "site_packages", "legacy"])]
+    pub entry: Option<PathBuf>,
+    /// As --entry, for `kolosal-python -m MODULE` (the module's own pyc is
+    /// used, so it is compiled).
+    #[arg(short = 'm', long, value_name = "MODULE", conflicts_with_all = ["paths", "stdlib", "site_packages", "legacy"])]
+    pub module: Option<String>,
+}
+
+fn parse_mode(s: &str) -> Result<InvalidationMode, String> {
+    InvalidationMode::parse(s)
+        .ok_or_else(|| format!("'{s}' is not one of timestamp, checked-hash, unchecked-hash"))
+}
+
+/// The interpreter a subcommand works for, with its probed facts.
+#[derive(Debug, Clone)]
+pub struct TargetPython {
+    /// The path to run (symlinks kept).
+    pub path: PathBuf,
+    /// Why it was chosen (discovery's one-line detail).
+    pub why: String,
+    /// Its facts (from the probe cache when still valid: no process then).
+    pub facts: PythonFacts,
+    /// Its pyc rules.
+    pub rules: PycRules,
+}
+
+/// Chooses the interpreter as `kolosal-python` would (`explicit` first,
+/// then KOLOSAL_PYTHON, VIRTUAL_ENV, .venv, PATH) and gets its facts through
+/// the probe cache. Fails with one line saying what to do.
+/// `entry_dir` is the entry script's directory, searched upward for `.venv`
+/// before the working directory, as the launcher does.
+pub fn target_python(
+    explicit: Option<PathBuf>,
+    entry_dir: Option<PathBuf>,
+) -> anyhow::Result<TargetPython> {
+    let cwd = std::env::current_dir().context("cannot read the working directory")?;
+    let env = |name: &str| std::env::var_os(name);
+    let mut req = DiscoverRequest::new(cwd, &env);
+    req.explicit = explicit;
+    req.entry_dir = entry_dir;
+    let found = discover(&req)?;
+    let facts = facts_for(&found.path, &ProbeConfig::from_current_env())
+        .map_err(|e| anyhow!("{}: {e}", found.path.display()))?;
+    let rules = PycRules::from_facts(&facts).ok_or_else(|| {
+        anyhow!(
+            "{} reported a magic number kolosal cannot read ({:?}); is it CPython?",
+            found.path.display(),
+            facts.magic
+        )
+    })?;
+    if rules.cache_tag.is_none() {
+        bail!(
+            "{} has no cache tag (sys.implementation.cache_tag is None), so it never uses pycs",
+            found.path.display()
+        );
+    }
+    Ok(TargetPython {
+        path: found.path,
+        why: found.detail,
+        facts,
+        rules,
+    })
+}
+
+/// The walk roots: the paths given, plus the interpreter's stdlib and/or
+/// site-packages directories; "." when nothing is given. With `--stdlib`,
+/// site-packages directories inside the stdlib are pruned unless
+/// `--site-packages` asks for them too (they are their own roots then).
+pub fn roots(
+    paths: &[PathBuf],
+    facts: &PythonFacts,
+    stdlib: bool,
+    site_packages: bool,
+) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let mut roots: Vec<PathBuf> = paths.to_vec();
+    let mut prune = Vec::new();
+    if stdlib {
+        for d in &facts.stdlib_dirs {
+            if !roots.contains(d) {
+                roots.push(d.clone());
+            }
+            prune.push(d.join("site-packages"));
+            prune.push(d.join("dist-packages"));
+        }
+        prune.extend(facts.site_packages.iter().cloned());
+    }
+    if site_packages {
+        for d in &facts.site_packages {
+            if d.is_dir() && !roots.contains(d) {
+                roots.push(d.clone());
+            }
+        }
+    }
+    if roots.is_empty() && !stdlib && !site_packages {
+        roots.push(PathBuf::from("."));
+    }
+    // A site-packages root must not be pruned from its own walk.
+    prune.retain(|p| !roots.contains(p));
+    (roots, prune)
+}
+
+/// compileall's `-x`, repeatable: one regex matching when any of
+/// `patterns` matches (searched in the raw path bytes). `None` when empty.
+pub fn exclude_regex(patterns: &[String]) -> anyhow::Result<Option<regex::bytes::Regex>> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    for p in patterns {
+        if let Err(e) = regex::bytes::Regex::new(p) {
+            let why = e.to_string();
+            let why = why
+                .lines()
+                .last()
+                .unwrap_or("invalid")
+                .trim_start_matches("error: ");
+            bail!("bad --exclude regex {p:?}: {why}");
+        }
+    }
+    let joined: Vec<String> = patterns.iter().map(|r| format!("(?:{r})")).collect();
+    Ok(Some(regex::bytes::Regex::new(&joined.join("|"))?))
+}
+
+/// Sorted, deduplicated `-o` levels (compileall: `sorted(set(optimize))`);
+/// `[0]` when none is given.
+pub fn levels(given: &[u32]) -> Vec<u32> {
+    let mut v = if given.is_empty() {
+        vec![0]
+    } else {
+        given.to_vec()
+    };
+    v.sort_unstable();
+    v.dedup();
+    v
+}
 
 /// Runs `kolosal compile`; returns the process exit code.
-pub fn run(_args: CompileArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("kolosal compile is not built yet")
+pub fn run(args: CompileArgs) -> anyhow::Result<i32> {
+    let started = Instant::now();
+    let levels = levels(&args.optimize);
+    if args.legacy && levels.len() > 1 {
+        bail!("--legacy writes one x.pyc per source: give at most one -o level");
+    }
+    if args.hardlink_dupes && levels.len() < 2 {
+        // mirrors compileall.compile_file's ValueError
+        bail!("--hardlink-dupes needs at least two -o levels (e.g. -o 1 -o 2)");
+    }
+    let exclude = exclude_regex(&args.exclude)?;
+    let cwd = std::env::current_dir().context("cannot read the working directory")?;
+    let entry_dir = args.entry.as_ref().map(|s| {
+        let abs = cwd.join(s);
+        abs.parent().map(Path::to_path_buf).unwrap_or(abs)
+    });
+    let target = target_python(args.python.clone(), entry_dir)?;
+    let rules = &target.rules;
+    let mode = args
+        .invalidation_mode
+        .unwrap_or_else(|| default_mode(rules));
+    if mode != InvalidationMode::Timestamp && !rules.has_flags_field() {
+        bail!(
+            "{} is Python {}.{}: hash-based pycs need 3.7 or newer; use --invalidation-mode timestamp",
+            target.path.display(),
+            rules.version.0,
+            rules.version.1
+        );
+    }
+    let walk = match (&args.entry, &args.module) {
+        (Some(script), _) => closure_sources(
+            &target.facts,
+            Entry::Script(script.clone()),
+            &cwd,
+            exclude.as_ref(),
+        )?,
+        (None, Some(module)) => closure_sources(
+            &target.facts,
+            Entry::Module(module.clone()),
+            &cwd,
+            exclude.as_ref(),
+        )?,
+        (None, None) => {
+            let (roots, prune) = roots(&args.paths, &target.facts, args.stdlib, args.site_packages);
+            plan::find_sources(
+                &roots,
+                &WalkOptions {
+                    exclude,
+                    max_depth: args.max_depth,
+                    prune,
+                },
+            )
+        }
+    };
+    let layout = if args.legacy {
+        Layout::Legacy
+    } else {
+        Layout::Pycache {
+            prefix: target.facts.pycache_prefix.clone(),
+            cwd: cwd.clone(),
+        }
+    };
+    let targets = plan::targets(&walk.sources, rules, &levels, &layout)
+        .ok_or_else(|| anyhow!("the interpreter has no cache tag"))?;
+    let planned = plan::plan(targets, rules, mode, args.force);
+
+    let jobs: Vec<CompileJob> = planned
+        .stale
+        .iter()
+        .map(|(t, _)| CompileJob {
+            source: t.source.clone(),
+            cfile: t.cfile.clone(),
+            optimize: t.optimize,
+            invalidation: mode,
+        })
+        .collect();
+    let bar = progress_bar(jobs.len(), args.quiet || args.verbose);
+    let mut config = PoolConfig::new(&target.path);
+    config.workers = args.workers;
+    let outcomes = compile::compile_all(&jobs, &config, &|_, _| bar.inc(1))?;
+    bar.finish_and_clear();
+
+    let mut failures: Vec<String> = walk.problems.iter().map(|p| p.to_string()).collect();
+    let mut failed = walk.problems.len();
+    let mut compiled = 0usize;
+    for ((t, why), outcome) in planned.stale.iter().zip(&outcomes) {
+        if outcome.is_written() {
+            compiled += 1;
+            if args.verbose {
+                eprintln!(
+                    "compiled {} -> {} ({})",
+                    t.source.display(),
+                    t.cfile.display(),
+                    why.map_or("forced", |w| reason(&w))
+                );
+            }
+        } else {
+            failed += 1;
+            failures.push(outcome.describe());
+        }
+    }
+    if args.hardlink_dupes {
+        for e in hardlink_dupes(&planned.stale, &outcomes, &planned.fresh) {
+            failed += 1;
+            failures.push(e);
+        }
+    }
+    if args.remove_source {
+        let written = planned
+            .stale
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, o)| o.is_written())
+            .map(|((t, _), _)| t);
+        for e in remove_sources(written.chain(&planned.fresh), rules) {
+            failed += 1;
+            failures.push(e);
+        }
+    }
+    let mut shown = HashSet::new();
+    for f in &failures {
+        if shown.insert(f.as_str()) {
+            eprintln!("{f}");
+        }
+    }
+    if !args.quiet {
+        eprintln!(
+            "compiled {compiled}, fresh {}, failed {failed} in {:.2}s",
+            planned.fresh.len(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(if failed > 0 { 1 } else { 0 })
+}
+
+/// The sources of the modules whose pycs the launcher would read for
+/// `entry` ([`crate::closure::graph::Closure::pyc_modules`]), as a [`Walk`]:
+/// sources that could not be read become problems. `exclude` filters as in
+/// a tree walk.
+pub fn closure_sources(
+    facts: &PythonFacts,
+    entry: Entry,
+    cwd: &Path,
+    exclude: Option<&regex::bytes::Regex>,
+) -> anyhow::Result<Walk> {
+    if let Entry::Script(s) = &entry {
+        if !s.is_file() {
+            bail!(
+                "{}: no such file; give an existing script to --entry",
+                s.display()
+            );
+        }
+    }
+    let cache = ImportCache::load();
+    let options = ClosureOptions {
+        cwd: Some(cwd.to_path_buf()),
+        safe_path: facts.flags.safe_path,
+        skip_startup: false,
+    };
+    let closure = graph::compute(facts, &entry, &options, &cache);
+    // A cache that cannot be written only costs a rescan next time.
+    let _ = cache.save();
+    let mut walk = Walk::default();
+    for m in closure.pyc_modules() {
+        let Some(origin) = &m.module.origin else {
+            continue;
+        };
+        if exclude.is_some_and(|rx| rx.is_match(origin.as_os_str().as_bytes())) {
+            continue;
+        }
+        walk.sources.push(origin.clone());
+    }
+    walk.problems = closure
+        .unreadable
+        .iter()
+        .map(|(path, message)| WalkProblem {
+            path: path.clone(),
+            message: message.clone(),
+        })
+        .collect();
+    Ok(walk)
+}
+
+/// py_compile's default mode, except on 3.6 which has no hash-based pycs
+/// (and no SOURCE_DATE_EPOCH rule).
+fn default_mode(rules: &PycRules) -> InvalidationMode {
+    if rules.has_flags_field() {
+        InvalidationMode::py_compile_default()
+    } else {
+        InvalidationMode::Timestamp
+    }
+}
+
+fn reason(f: &Freshness) -> &'static str {
+    match f {
+        Freshness::Stale(r) => r.as_str(),
+        other => other.as_str(),
+    }
+}
+
+fn progress_bar(len: usize, silent: bool) -> indicatif::ProgressBar {
+    if silent || len == 0 || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(len as u64),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("compiling {bar:30} {pos}/{len} {elapsed}")
+    {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// compileall's `--hardlink-dupes`: for each source where a pyc was written,
+/// the pyc of each level that is byte-identical to the one of the previous
+/// (lower) level becomes a hard link to it. The link is made under a
+/// temporary name and renamed over the pyc, so the pyc never goes missing.
+/// Returns one line per failure.
+// mirrors compileall.compile_file's `if index > 0 and hardlink_dupes:
+// if filecmp.cmp(cfile, previous_cfile, shallow=False): os.unlink(cfile);
+// os.link(previous_cfile, cfile)`
+pub fn hardlink_dupes(
+    stale: &[(Target, Option<Freshness>)],
+    outcomes: &[Outcome],
+    fresh: &[Target],
+) -> Vec<String> {
+    let mut touched: HashSet<&Path> = HashSet::new();
+    for ((t, _), o) in stale.iter().zip(outcomes) {
+        if o.is_written() {
+            touched.insert(&t.source);
+        }
+    }
+    // Every level's pyc of the touched sources, by source then level.
+    let mut by_source: BTreeMap<&Path, Vec<&Target>> = BTreeMap::new();
+    for t in stale.iter().map(|(t, _)| t).chain(fresh) {
+        if touched.contains(t.source.as_path()) {
+            by_source.entry(&t.source).or_default().push(t);
+        }
+    }
+    let mut errors = Vec::new();
+    for levels in by_source.values_mut() {
+        levels.sort_by_key(|t| t.optimize);
+        for pair in levels.windows(2) {
+            let (prev, cur) = (&pair[0].cfile, &pair[1].cfile);
+            if let Err(e) = link_if_identical(prev, cur) {
+                errors.push(format!(
+                    "{}: cannot hard-link to {}: {e}",
+                    cur.display(),
+                    prev.display()
+                ));
+            }
+        }
+    }
+    errors
+}
+
+fn link_if_identical(prev: &Path, cur: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(a), Ok(b)) = (std::fs::metadata(prev), std::fs::metadata(cur)) else {
+        return Ok(()); // one of them failed to compile: nothing to share
+    };
+    if (a.dev(), a.ino()) == (b.dev(), b.ino()) || a.len() != b.len() {
+        return Ok(());
+    }
+    if std::fs::read(prev)? != std::fs::read(cur)? {
+        return Ok(());
+    }
+    let mut tmp = cur.as_os_str().to_owned();
+    tmp.push(format!(".{}.link", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    std::fs::hard_link(prev, &tmp)?;
+    std::fs::rename(&tmp, cur).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+/// `--remove-source`: deletes each target's source once its (legacy) pyc
+/// is verified — its header parsed and checked against the source exactly as
+/// the loader would with `--check-hash-based-pycs always`. A source whose
+/// pyc does not verify is kept and reported. Returns one line per failure.
+pub fn remove_sources<'a>(
+    targets: impl Iterator<Item = &'a Target>,
+    rules: &PycRules,
+) -> Vec<String> {
+    let mut errors = Vec::new();
+    for t in targets {
+        match pyc::check(&t.source, &t.cfile, rules, HashCheckMode::Always) {
+            pyc::Verdict::Fresh => {
+                if let Err(e) = std::fs::remove_file(&t.source) {
+                    errors.push(format!(
+                        "{}: cannot remove the source: {e}",
+                        t.source.display()
+                    ));
+                }
+            }
+            pyc::Verdict::Stale(r) => errors.push(format!(
+                "{}: source kept: its pyc {} did not verify ({r})",
+                t.source.display(),
+                t.cfile.display()
+            )),
+        }
+    }
+    errors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_are_sorted_sets() {
+        assert_eq!(levels(&[]), [0]);
+        assert_eq!(levels(&[2, 0, 2, 1]), [0, 1, 2]);
+    }
+
+    #[test]
+    fn hardlinks_only_identical_pairs() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        let p = |n: &str| d.path().join(n);
+        std::fs::write(p("a.py"), "").unwrap();
+        std::fs::write(p("a0.pyc"), "same").unwrap();
+        std::fs::write(p("a1.pyc"), "same").unwrap();
+        std::fs::write(p("a2.pyc"), "diff").unwrap();
+        let t = |n: &str, o| Target {
+            source: p("a.py"),
+            cfile: p(n),
+            optimize: o,
+        };
+        let stale = vec![(t("a1.pyc", 1), None), (t("a2.pyc", 2), None)];
+        let errs = hardlink_dupes(
+            &stale,
+            &[Outcome::Written, Outcome::Written],
+            &[t("a0.pyc", 0)],
+        );
+        assert!(errs.is_empty(), "{errs:?}");
+        let ino = |n: &str| std::fs::metadata(p(n)).unwrap().ino();
+        assert_eq!(ino("a0.pyc"), ino("a1.pyc"));
+        assert_ne!(ino("a1.pyc"), ino("a2.pyc"));
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 4);
+    }
 }

@@ -1,12 +1,306 @@
-//! `kolosal status`.
+//! `kolosal status [PATH...] [--python P] [-o LEVEL...] [--json]`: for each
+//! optimisation level, how many of the pycs the target interpreter would
+//! look for are fresh, stale (by reason), missing, and how many pycs in
+//! `__pycache__` directories are orphaned (this interpreter's cache tag and
+//! level, source gone). Sources are selected as `kolosal compile` selects
+//! them (same `-x` and `-r` options); verdicts are the source loader's
+//! (`SourceLoader.get_code` under `--check-hash-based-pycs`, default
+//! `default`). No interpreter process is started when its probe is cached.
+//!
+//! `--json` prints one object:
+//!
+//! * `python`: the interpreter's path; `version`: "3.12.1"; `cache_tag`;
+//! * `roots`: the walked paths; `sources`: number of `.py` files found;
+//! * `check_hash_based_pycs`: the mode the verdicts assume;
+//! * `levels`: one object per level, in increasing order, with
+//!   `optimize` (the level), `fresh` and `fresh_bytes`, `stale` (pycs that
+//!   exist but would be rejected), `stale_bytes`, `stale_reasons` (object:
+//!   reason name → count; names as [`crate::pyc::StaleReason::as_str`], e.g.
+//!   `mtime`, `size`, `hash`, `bad-magic`), `missing` (no pyc), `orphaned`
+//!   and `orphaned_bytes`;
+//! * `problems`: list of strings, paths that could not be read.
+//!
+//! Exit code: 0, or 1 when some path could not be read.
 
+use crate::cli::compile::{exclude_regex, levels, roots, target_python};
+use crate::compile::plan::{self, Layout, WalkOptions};
+use crate::freshness;
+use crate::pyc::{source_from_cache, HashCheckMode, PycRules, StaleReason, Verdict};
 use clap::Args;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
 /// Arguments of `kolosal status`.
 #[derive(Debug, Args)]
-pub struct StatusArgs {}
+pub struct StatusArgs {
+    /// Trees or `.py` files to inspect (default: the current directory).
+    pub paths: Vec<PathBuf>,
+    /// The interpreter whose pycs are inspected (else discovery, as
+    /// kolosal-python).
+    #[arg(long, value_name = "PATH")]
+    pub python: Option<PathBuf>,
+    /// Optimisation level; repeatable (default: 0).
+    #[arg(short = 'o', long = "optimize", value_name = "LEVEL")]
+    pub optimize: Vec<u32>,
+    /// Judge hash-based pycs as `python --check-hash-based-pycs MODE` would.
+    #[arg(long, value_name = "MODE", default_value = "default", value_parser = parse_check)]
+    pub check_hash_based_pycs: HashCheckMode,
+    /// Skip files whose path contains a match of REGEX (as compile -x).
+    #[arg(short = 'x', long, value_name = "REGEX")]
+    pub exclude: Vec<String>,
+    /// Directory levels to enter below each path (as compile -r).
+    #[arg(short = 'r', long, value_name = "N")]
+    pub max_depth: Option<usize>,
+    /// Print one JSON object (keys in the documentation).
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_check(s: &str) -> Result<HashCheckMode, String> {
+    HashCheckMode::parse(s).ok_or_else(|| format!("'{s}' is not one of default, always, never"))
+}
+
+/// Counts for one optimisation level.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LevelStats {
+    /// The level.
+    pub optimize: u32,
+    /// Pycs the loader would use.
+    pub fresh: u64,
+    /// Their total size.
+    pub fresh_bytes: u64,
+    /// Pycs present but rejected.
+    pub stale: u64,
+    /// Their total size.
+    pub stale_bytes: u64,
+    /// Rejections by reason.
+    pub stale_reasons: BTreeMap<String, u64>,
+    /// Sources without a pyc.
+    pub missing: u64,
+    /// Pycs of this tag and level in `__pycache__` whose source is gone.
+    pub orphaned: u64,
+    /// Their total size.
+    pub orphaned_bytes: u64,
+}
+
+/// What `kolosal status` reports (see the module documentation).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// Number of sources found.
+    pub sources: u64,
+    /// One entry per level, increasing.
+    pub levels: Vec<LevelStats>,
+    /// Paths that could not be read.
+    pub problems: Vec<String>,
+}
+
+/// Collects the statistics for `sources` (found by [`plan::find_sources`]
+/// under `roots`) at each of `levels` (sorted), pycs placed by `layout`.
+/// Orphans are looked for in the `__pycache__` directories under `roots`
+/// (never through symlinked directories), not in a pycache-prefix tree.
+pub fn stats(
+    roots: &[PathBuf],
+    opts: &WalkOptions,
+    rules: &PycRules,
+    layout: &Layout,
+    levels: &[u32],
+    mode: HashCheckMode,
+) -> Stats {
+    let walk = plan::find_sources(roots, opts);
+    let mut out = Stats {
+        sources: walk.sources.len() as u64,
+        problems: walk.problems.iter().map(|p| p.to_string()).collect(),
+        ..Default::default()
+    };
+    let targets = plan::targets(&walk.sources, rules, levels, layout).unwrap_or_default();
+    let pairs: Vec<(PathBuf, PathBuf)> = targets
+        .iter()
+        .map(|t| (t.source.clone(), t.cfile.clone()))
+        .collect();
+    let verdicts = freshness::check_all(&pairs, rules, mode);
+    let sizes = freshness::par_map(&pairs, |(_, c)| std::fs::metadata(c).map_or(0, |m| m.len()));
+    let mut per: BTreeMap<u32, LevelStats> = levels
+        .iter()
+        .map(|&l| {
+            (
+                l,
+                LevelStats {
+                    optimize: l,
+                    ..Default::default()
+                },
+            )
+        })
+        .collect();
+    for ((t, v), size) in targets.iter().zip(verdicts).zip(sizes) {
+        let Some(s) = per.get_mut(&t.optimize) else {
+            continue;
+        };
+        match v {
+            Verdict::Fresh => {
+                s.fresh += 1;
+                s.fresh_bytes += size;
+            }
+            Verdict::Stale(StaleReason::Missing) => s.missing += 1,
+            Verdict::Stale(r) => {
+                s.stale += 1;
+                s.stale_bytes += size;
+                *s.stale_reasons.entry(r.as_str().to_string()).or_default() += 1;
+            }
+        }
+    }
+    if matches!(layout, Layout::Pycache { .. }) {
+        for (level, size) in orphans(roots, rules) {
+            if let Some(s) = per.get_mut(&level) {
+                s.orphaned += 1;
+                s.orphaned_bytes += size;
+            }
+        }
+    }
+    out.levels = per.into_values().collect();
+    out
+}
+
+/// (level, size) of every pyc with this interpreter's cache tag, in a
+/// `__pycache__` under `roots`, whose source does not exist.
+fn orphans(roots: &[PathBuf], rules: &PycRules) -> Vec<(u32, u64)> {
+    let Some(tag) = rules.cache_tag.as_deref() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for root in roots {
+        let mut it = walkdir::WalkDir::new(root).follow_links(false).into_iter();
+        while let Some(Ok(entry)) = it.next() {
+            if !(entry.file_type().is_dir() && entry.file_name() == "__pycache__") {
+                continue;
+            }
+            it.skip_current_dir();
+            let Ok(rd) = std::fs::read_dir(entry.path()) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let path = e.path();
+                let Some(level) = pyc_level(&path, tag) else {
+                    continue;
+                };
+                // mirrors importlib.util.source_from_cache
+                let Some(source) = source_from_cache(&path, rules, None) else {
+                    continue;
+                };
+                if !source.exists() {
+                    let size = e.metadata().map_or(0, |m| m.len());
+                    out.push((level, size));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The level of a `<name>.<tag>[.opt-N].pyc` file name with exactly this
+/// tag; `None` for other tags and other names.
+// mirrors the name cache_from_source builds (see pyc::cache_from_source)
+fn pyc_level(path: &Path, tag: &str) -> Option<u32> {
+    let name = path.file_name()?.as_bytes();
+    let dot = memchr::memchr(b'.', name)?;
+    let rest = name[dot + 1..].strip_prefix(tag.as_bytes())?;
+    if rest == b".pyc" {
+        return Some(0);
+    }
+    let n = rest.strip_prefix(b".opt-")?.strip_suffix(b".pyc")?;
+    let level: u32 = std::str::from_utf8(n).ok()?.parse().ok()?;
+    // Only the spelling importlib looks for: no "opt-0", no "opt-02".
+    (level != 0 && level.to_string().as_bytes() == n).then_some(level)
+}
 
 /// Runs `kolosal status`; returns the process exit code.
-pub fn run(_args: StatusArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("kolosal status is not built yet")
+pub fn run(args: StatusArgs) -> anyhow::Result<i32> {
+    let target = target_python(args.python.clone(), None)?;
+    let levels = levels(&args.optimize);
+    let (roots, prune) = roots(&args.paths, &target.facts, false, false);
+    let exclude = exclude_regex(&args.exclude)?;
+    let opts = WalkOptions {
+        exclude,
+        max_depth: args.max_depth,
+        prune,
+    };
+    let layout = Layout::Pycache {
+        prefix: target.facts.pycache_prefix.clone(),
+        cwd: std::env::current_dir()?,
+    };
+    let s = stats(
+        &roots,
+        &opts,
+        &target.rules,
+        &layout,
+        &levels,
+        args.check_hash_based_pycs,
+    );
+    let v = target.facts.version;
+    let version = format!("{}.{}.{}", v[0], v[1], v[2]);
+    if args.json {
+        let doc = serde_json::json!({
+            "python": target.path.display().to_string(),
+            "version": version,
+            "cache_tag": target.rules.cache_tag,
+            "roots": roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>(),
+            "sources": s.sources,
+            "check_hash_based_pycs": args.check_hash_based_pycs.as_str(),
+            "levels": s.levels,
+            "problems": s.problems,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        println!(
+            "python: {} ({version}, {})",
+            target.path.display(),
+            target.rules.cache_tag.as_deref().unwrap_or("no cache tag")
+        );
+        println!("sources: {}", s.sources);
+        for l in &s.levels {
+            let reasons: Vec<String> = l
+                .stale_reasons
+                .iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect();
+            let reasons = if reasons.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", reasons.join(", "))
+            };
+            println!(
+                "-o {}: fresh {} ({} bytes), stale {} ({} bytes){reasons}, missing {}, orphaned {} ({} bytes)",
+                l.optimize,
+                l.fresh,
+                l.fresh_bytes,
+                l.stale,
+                l.stale_bytes,
+                l.missing,
+                l.orphaned,
+                l.orphaned_bytes
+            );
+        }
+        for p in &s.problems {
+            eprintln!("kolosal: {p}");
+        }
+    }
+    Ok(if s.problems.is_empty() { 0 } else { 1 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn level_from_name() {
+        let l = |n: &str| pyc_level(Path::new(n), "cpython-312");
+        assert_eq!(l("a/__pycache__/m.cpython-312.pyc"), Some(0));
+        assert_eq!(l("m.cpython-312.opt-2.pyc"), Some(2));
+        assert_eq!(l("m.cpython-311.pyc"), None);
+        assert_eq!(l("m.cpython-312.opt-x.pyc"), None);
+        assert_eq!(l("m.cpython-312.opt-0.pyc"), None);
+        assert_eq!(l("m.cpython-312.opt-02.pyc"), None);
+        assert_eq!(l("m.pyc"), None);
+    }
 }

@@ -12,6 +12,7 @@
 //! [`compile_all`] is the entry point; see [`pool`] for the scheduling rules
 //! (worker count, load balancing, time-outs, crash retries).
 
+pub mod plan;
 pub mod pool;
 pub mod protocol;
 

@@ -50,6 +50,41 @@ pub fn clean_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
     cmd
 }
 
+/// Variables a package installer needs to reach PyPI from this machine
+/// (certificates, proxies, pip/uv settings). None of them changes what
+/// Python imports, so tests may pass them to `pip`/`uv` children.
+pub const NETWORK_VARS: &[&str] = &[
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "PIP_CERT",
+    "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
+    "PIP_FIND_LINKS",
+    "PIP_DEFAULT_TIMEOUT",
+    "PIP_DISABLE_PIP_VERSION_CHECK",
+    "UV_INDEX_URL",
+    "UV_NATIVE_TLS",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+];
+
+/// [`clean_command`] plus [`NETWORK_VARS`]: for `pip install` / `uv` runs.
+pub fn network_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = clean_command(program);
+    for name in NETWORK_VARS {
+        if let Some(v) = std::env::var_os(name) {
+            cmd.env(name, v);
+        }
+    }
+    cmd
+}
+
 /// Every CPython >= `min` found on this machine: pyenv's versions and
 /// /usr/bin/python3.*; `KOLOSAL_TEST_PYTHONS` (colon-separated paths)
 /// replaces the search.

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Byte-compiling a venv's site-packages (several thousand .py files):
+#   kolosal compile          vs  python -m compileall -q -j0  vs  uv pip sync --compile-bytecode
+# in one hyperfine run per scenario, on the same tree:
+#   cold:  every __pycache__ removed before each run (--prepare);
+#   no-op: every pyc already fresh.
+# uv runs --offline: everything is installed, so only its compile step is timed.
+# Usage: bench/compile.sh [RUNS]   (figures land in bench/out/compile-*.md)
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+RUNS="${1:-5}"
+
+VPY="$VENV/bin/python"
+SP="$("${CLEAN_ENV[@]}" "$VPY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+REQS="$OUT/requirements.txt"
+"${CLEAN_ENV[@]}" "$UV" pip freeze --python "$VPY" > "$REQS"
+KCACHE="$OUT/kolosal-cache"
+
+machine_line
+echo "tree: $SP: $(find "$SP" -name '*.py' | wc -l) .py files, $(du -sh --exclude=__pycache__ "$SP" | cut -f1)"
+
+STRIP="find '$SP' -name __pycache__ -type d -prune -exec rm -rf {} +"
+K="env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=$HOME LANG=C.UTF-8 KOLOSAL_CACHE_DIR=$KCACHE"
+E="env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=$HOME LANG=C.UTF-8"
+KOL="$K $KOLOSAL compile -q --python $VPY $SP"
+CALL="$E $VPY -m compileall -q -j0 $SP"
+UVS="$E $UV pip sync -q --offline --compile-bytecode --python $VPY $REQS"
+
+# Sanity: each tool leaves a tree kolosal finds fully fresh, and the uv
+# command really compiles when nothing needs installing.
+for cmd in "$KOL" "$CALL" "$UVS"; do
+  eval "$STRIP"
+  eval "$cmd" >/dev/null 2>&1 || true
+  n=$(find "$SP" -name '*.pyc' | wc -l)
+  fresh=$($K "$KOLOSAL" status --json --python "$VPY" "$SP" | "$VPY" -c 'import json,sys; l=json.load(sys.stdin)["levels"][0]; print(l["fresh"], l["stale"], l["missing"])')
+  echo "after: ${cmd%% $SP*} ... -> $n pycs; kolosal status fresh/stale/missing: $fresh"
+done
+
+hyperfine -i --runs "$RUNS" --warmup 1 --prepare "$STRIP" \
+  --export-markdown "$OUT/compile-cold.md" --export-json "$OUT/compile-cold.json" \
+  -n "kolosal compile" "$KOL" \
+  -n "compileall -j0" "$CALL" \
+  -n "uv pip sync --compile-bytecode" "$UVS" || true
+
+eval "$KOL" || true
+hyperfine -i --runs "$((RUNS * 2))" --warmup 2 \
+  --export-markdown "$OUT/compile-noop.md" --export-json "$OUT/compile-noop.json" \
+  -n "kolosal compile (no-op)" "$KOL" \
+  -n "compileall -j0 (no-op)" "$CALL" \
+  -n "uv pip sync --compile-bytecode (no-op)" "$UVS" || true
+
+# Ratios against kolosal, from the JSON exports.
+for s in cold noop; do
+  "$VPY" - "$OUT/compile-$s.json" "$s" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))["results"]
+k = r[0]["mean"]
+print(sys.argv[2] + ": " + ", ".join("%s %.3fs (x%.1f)" % (x["command"], x["mean"], x["mean"] / k) for x in r))
+EOF
+done
