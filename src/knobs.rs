@@ -33,11 +33,17 @@ pub struct Knobs {
 }
 
 fn falsy(v: &OsString) -> bool {
-    matches!(v.to_str().map(|s| s.trim().to_ascii_lowercase()).as_deref(), Some("0" | "false" | "off" | "no"))
+    matches!(
+        v.to_str().map(|s| s.trim().to_ascii_lowercase()).as_deref(),
+        Some("0" | "false" | "off" | "no")
+    )
 }
 
 fn truthy(v: &OsString) -> bool {
-    matches!(v.to_str().map(|s| s.trim().to_ascii_lowercase()).as_deref(), Some("1" | "true" | "on" | "yes"))
+    matches!(
+        v.to_str().map(|s| s.trim().to_ascii_lowercase()).as_deref(),
+        Some("1" | "true" | "on" | "yes")
+    )
 }
 
 impl Knobs {
@@ -45,7 +51,9 @@ impl Knobs {
     pub fn from_lookup(get: &dyn Fn(&str) -> Option<OsString>) -> Knobs {
         Knobs {
             auto_compile: !get("KOLOSAL_AUTO_COMPILE").is_some_and(|v| falsy(&v)),
-            workers: get("KOLOSAL_WORKERS").and_then(|v| v.to_str()?.trim().parse().ok()).filter(|&n: &usize| n > 0),
+            workers: get("KOLOSAL_WORKERS")
+                .and_then(|v| v.to_str()?.trim().parse().ok())
+                .filter(|&n: &usize| n > 0),
             write_bytecode: get("KOLOSAL_WRITE_BYTECODE").is_some_and(|v| truthy(&v)),
         }
     }
@@ -63,14 +71,28 @@ mod tests {
     #[test]
     fn parses_values() {
         let k = Knobs::from_lookup(&|_| None);
-        assert_eq!(k, Knobs { auto_compile: true, workers: None, write_bytecode: false });
+        assert_eq!(
+            k,
+            Knobs {
+                auto_compile: true,
+                workers: None,
+                write_bytecode: false
+            }
+        );
         let k = Knobs::from_lookup(&|n| match n {
             "KOLOSAL_AUTO_COMPILE" => Some("0".into()),
             "KOLOSAL_WORKERS" => Some("3".into()),
             "KOLOSAL_WRITE_BYTECODE" => Some("1".into()),
             _ => None,
         });
-        assert_eq!(k, Knobs { auto_compile: false, workers: Some(3), write_bytecode: true });
+        assert_eq!(
+            k,
+            Knobs {
+                auto_compile: false,
+                workers: Some(3),
+                write_bytecode: true
+            }
+        );
         let k = Knobs::from_lookup(&|n| (n == "KOLOSAL_WORKERS").then(|| "zero".into()));
         assert_eq!(k.workers, None);
     }

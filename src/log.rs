@@ -55,13 +55,21 @@ pub struct Log {
 impl Log {
     /// Reads `KOLOSAL_LOG`.
     pub fn from_env() -> Log {
-        let level = std::env::var("KOLOSAL_LOG").map(|v| Level::parse(&v)).unwrap_or(Level::Warn);
-        Log { level, start: Instant::now() }
+        let level = std::env::var("KOLOSAL_LOG")
+            .map(|v| Level::parse(&v))
+            .unwrap_or(Level::Warn);
+        Log {
+            level,
+            start: Instant::now(),
+        }
     }
 
     /// A logger at a fixed level.
     pub fn with_level(level: Level) -> Log {
-        Log { level, start: Instant::now() }
+        Log {
+            level,
+            start: Instant::now(),
+        }
     }
 
     /// The level in force.

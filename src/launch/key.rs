@@ -15,7 +15,12 @@ use std::path::Path;
 
 /// Builds the key for a launch of `python` with `args` (without argv[0]),
 /// of which the first `options_and_target` belong to the interpreter.
-pub fn launch_key(python: &Path, args: &[OsString], options_and_target: usize, cwd: &Path) -> LaunchKey {
+pub fn launch_key(
+    python: &Path,
+    args: &[OsString],
+    options_and_target: usize,
+    cwd: &Path,
+) -> LaunchKey {
     let mut key = LaunchKey::new();
     key.part(b"kolosal-launch-1");
     key.part(python.as_os_str().as_bytes());

@@ -24,10 +24,18 @@ pub struct CacheLock {
 pub fn lock_cache(python: &Path, optimize: u32, prefix: Option<&Path>) -> Option<CacheLock> {
     use std::os::unix::ffi::OsStrExt;
     let mut key = LaunchKey::new();
-    key.part(python.as_os_str().as_bytes()).part(&optimize.to_le_bytes());
+    key.part(python.as_os_str().as_bytes())
+        .part(&optimize.to_le_bytes());
     key.opt_part(prefix.map(|p| p.as_os_str().as_bytes()));
     let dir = crate::cache::cache_subdir("locks").ok()?;
     let path = dir.join(key.file_name().replace(".manifest", ".lock"));
-    let file = File::options().create(true).truncate(false).write(true).open(path).ok()?;
-    Flock::lock(file, FlockArg::LockExclusive).ok().map(|l| CacheLock { _lock: l })
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .ok()?;
+    Flock::lock(file, FlockArg::LockExclusive)
+        .ok()
+        .map(|l| CacheLock { _lock: l })
 }

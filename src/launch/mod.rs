@@ -62,7 +62,9 @@ fn launch(log: &Log, argv0: Option<OsString>, args: &[OsString]) -> i32 {
     let cwd = match std::env::current_dir() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("kolosal-python: cannot read the working directory ({e}); cd somewhere that exists");
+            eprintln!(
+                "kolosal-python: cannot read the working directory ({e}); cd somewhere that exists"
+            );
             return 127;
         }
     };
@@ -70,7 +72,11 @@ fn launch(log: &Log, argv0: Option<OsString>, args: &[OsString]) -> i32 {
 
     // Stage 1: argv, as the newest CPython reads it (enough to find the entry).
     let spec = argv::parse(args, &env, ANY_VERSION).ok();
-    log.debug(format_args!("argv: {}", spec.as_ref().map_or("not understood: pass-through".into(), describe_target)));
+    log.debug(format_args!(
+        "argv: {}",
+        spec.as_ref()
+            .map_or("not understood: pass-through".into(), describe_target)
+    ));
 
     // Stage 2: the interpreter.
     let mut req = DiscoverRequest::new(cwd.clone(), &env);
@@ -83,13 +89,22 @@ fn launch(log: &Log, argv0: Option<OsString>, args: &[OsString]) -> i32 {
             return 127;
         }
     };
-    log.debug(format_args!("interpreter: {} ({})", found.path.display(), found.rule.as_str()));
+    log.debug(format_args!(
+        "interpreter: {} ({})",
+        found.path.display(),
+        found.rule.as_str()
+    ));
 
-    let mut exec_env = ExecEnv { dont_write_bytecode: false, set: found.exec_env.clone() };
+    let mut exec_env = ExecEnv {
+        dont_write_bytecode: false,
+        set: found.exec_env.clone(),
+    };
     if knobs.auto_compile {
         if let Some(spec) = spec.as_ref().filter(|s| s.target != Target::NoRun) {
             exec_env.dont_write_bytecode = !knobs.write_bytecode;
-            exec_env.set.extend(make_fresh(log, &knobs, &found, args, spec, &cwd));
+            exec_env
+                .set
+                .extend(make_fresh(log, &knobs, &found, args, spec, &cwd));
         }
     }
     exec(log, &found, args, &exec_env)
@@ -97,18 +112,35 @@ fn launch(log: &Log, argv0: Option<OsString>, args: &[OsString]) -> i32 {
 
 /// The warm check, then (on a miss) the cold path. Returns the variables the
 /// exec must set. Never fails: a failure is logged and precompilation skipped.
-fn make_fresh(log: &Log, knobs: &Knobs, found: &Discovered, args: &[OsString], spec: &LaunchSpec, cwd: &Path) -> Vec<(OsString, OsString)> {
+fn make_fresh(
+    log: &Log,
+    knobs: &Knobs,
+    found: &Discovered,
+    args: &[OsString],
+    spec: &LaunchSpec,
+    cwd: &Path,
+) -> Vec<(OsString, OsString)> {
     let key = launch_key(&found.path, args, spec.script_args_start, cwd);
     if let Some(path) = manifest::manifest_path_no_create(&key) {
         if let Ok(bytes) = std::fs::read(&path) {
             if let Some(env) = manifest::check_encoded(&bytes, key.as_bytes()) {
                 log.debug(format_args!("warm: manifest holds, exec"));
-                return env.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+                return env
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect();
             }
         }
     }
     log.debug(format_args!("cold: no manifest or a stamp changed"));
-    let ctx = prepare::Context { log, knobs, python: found, args, cwd, key: &key };
+    let ctx = prepare::Context {
+        log,
+        knobs,
+        python: found,
+        args,
+        cwd,
+        key: &key,
+    };
     match catch_unwind(AssertUnwindSafe(|| prepare::prepare(&ctx))) {
         Ok(Ok(env)) => env,
         Ok(Err(e)) => {
@@ -116,7 +148,9 @@ fn make_fresh(log: &Log, knobs: &Knobs, found: &Discovered, args: &[OsString], s
             Vec::new()
         }
         Err(_) => {
-            log.error(format_args!("precompiling skipped after an internal error; please report it"));
+            log.error(format_args!(
+                "precompiling skipped after an internal error; please report it"
+            ));
             Vec::new()
         }
     }
@@ -126,7 +160,9 @@ fn make_fresh(log: &Log, knobs: &Knobs, found: &Discovered, args: &[OsString], s
 fn exec(log: &Log, found: &Discovered, args: &[OsString], env: &ExecEnv) -> i32 {
     // pyenv's pip-rehash hook must see `python -m pip install ...`.
     let program = match &found.pyenv_shim {
-        Some(shim) if pyenv::wants_pip_rehash(shim.file_name().unwrap_or_default(), args) => shim.clone(),
+        Some(shim) if pyenv::wants_pip_rehash(shim.file_name().unwrap_or_default(), args) => {
+            shim.clone()
+        }
         _ => found.path.clone(),
     };
     log.debug(format_args!("exec {}", program.display()));
@@ -141,9 +177,15 @@ fn exec(log: &Log, found: &Discovered, args: &[OsString], env: &ExecEnv) -> i32 
 
 /// The directory a `.venv` search starts from: the script's own directory.
 fn entry_dir(spec: &LaunchSpec, cwd: &Path) -> Option<PathBuf> {
-    let Target::Script(script) = &spec.target else { return None };
+    let Target::Script(script) = &spec.target else {
+        return None;
+    };
     let dir = script.parent().unwrap_or(Path::new(""));
-    Some(if dir.as_os_str().is_empty() { cwd.to_path_buf() } else { cwd.join(dir) })
+    Some(if dir.as_os_str().is_empty() {
+        cwd.to_path_buf()
+    } else {
+        cwd.join(dir)
+    })
 }
 
 fn describe_target(spec: &LaunchSpec) -> String {

@@ -62,12 +62,20 @@ pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
     let first = argv::parse(ctx.args, &env, super::ANY_VERSION).map_err(|e| e.to_string())?;
     let config = probe_config(&first);
     let facts = facts_for(&ctx.python.path, &config).map_err(|e| e.to_string())?;
-    log.debug(format_args!("probe: python {}.{}.{}", facts.version[0], facts.version[1], facts.version[2]));
+    log.debug(format_args!(
+        "probe: python {}.{}.{}",
+        facts.version[0], facts.version[1], facts.version[2]
+    ));
 
     // Stage 1 again, with the real version's rules.
-    let spec = argv::parse(ctx.args, &env, facts.minor_version())
-        .map_err(|e| format!("python {}.{} would not accept this command line ({e})", facts.version[0], facts.version[1]))?;
-    let rules = PycRules::from_facts(&facts).ok_or("this interpreter writes no pycs (no cache_tag)")?;
+    let spec = argv::parse(ctx.args, &env, facts.minor_version()).map_err(|e| {
+        format!(
+            "python {}.{} would not accept this command line ({e})",
+            facts.version[0], facts.version[1]
+        )
+    })?;
+    let rules =
+        PycRules::from_facts(&facts).ok_or("this interpreter writes no pycs (no cache_tag)")?;
 
     // Stage 3: the closure.
     let entry = match &spec.target {
@@ -82,25 +90,48 @@ pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
     // -I drops sys.path[0] on every version; sys.flags.safe_path (3.11+) is
     // only one way to say so.
     let no_path0 = spec.safe_path || spec.isolated;
-    let options = ClosureOptions { cwd: Some(ctx.cwd.to_path_buf()), safe_path: no_path0, skip_startup: false };
+    let options = ClosureOptions {
+        cwd: Some(ctx.cwd.to_path_buf()),
+        safe_path: no_path0,
+        skip_startup: false,
+    };
     let closure = graph::compute(&facts, &entry, &options, &cache);
     if let Err(e) = cache.save() {
         log.debug(format_args!("import cache not saved: {e}"));
     }
-    log.debug(format_args!("closure: {} modules ({} scanned, {} from cache)", closure.modules.len(), closure.scanned, closure.cached));
+    log.debug(format_args!(
+        "closure: {} modules ({} scanned, {} from cache)",
+        closure.modules.len(),
+        closure.scanned,
+        closure.cached
+    ));
 
     // Stages 4-5: freshness and compile, in place or under a fallback prefix.
     let user_prefix = spec.pycache_prefix_resolved(ctx.cwd);
-    let sources: Vec<PathBuf> = closure.pyc_modules().filter_map(|m| m.module.origin.clone()).collect();
+    let sources: Vec<PathBuf> = closure
+        .pyc_modules()
+        .filter_map(|m| m.module.origin.clone())
+        .collect();
     let mut prefix = user_prefix.clone();
     let mut targets = pyc_targets(&sources, &rules, &spec, prefix.as_deref(), ctx.cwd);
     let mut exec_env = Vec::new();
     let stale = stale_targets(&targets, &rules, &spec);
-    if !stale.is_empty() && prefix.is_none() && !spec.ignore_environment && stale.iter().any(|t| !writable(&t.cfile)) {
-        let fallback = crate::cache::cache_subdir("pycache").map_err(|e| format!("the tree is not writable and the cache is not usable: {e}"))?;
-        log.info(format_args!("tree not writable: pycs go under {}", fallback.display()));
+    if !stale.is_empty()
+        && prefix.is_none()
+        && !spec.ignore_environment
+        && stale.iter().any(|t| !writable(&t.cfile))
+    {
+        let fallback = crate::cache::cache_subdir("pycache")
+            .map_err(|e| format!("the tree is not writable and the cache is not usable: {e}"))?;
+        log.info(format_args!(
+            "tree not writable: pycs go under {}",
+            fallback.display()
+        ));
         targets = pyc_targets(&sources, &rules, &spec, Some(&fallback), ctx.cwd);
-        exec_env.push((OsString::from("PYTHONPYCACHEPREFIX"), fallback.clone().into_os_string()));
+        exec_env.push((
+            OsString::from("PYTHONPYCACHEPREFIX"),
+            fallback.clone().into_os_string(),
+        ));
         prefix = Some(fallback);
     }
     let stale = stale_targets(&targets, &rules, &spec);
@@ -128,20 +159,41 @@ fn probe_config(spec: &LaunchSpec) -> ProbeConfig {
     }
 }
 
-fn pyc_targets(sources: &[PathBuf], rules: &PycRules, spec: &LaunchSpec, prefix: Option<&Path>, cwd: &Path) -> Vec<PycTarget> {
+fn pyc_targets(
+    sources: &[PathBuf],
+    rules: &PycRules,
+    spec: &LaunchSpec,
+    prefix: Option<&Path>,
+    cwd: &Path,
+) -> Vec<PycTarget> {
     sources
         .iter()
         .filter_map(|s| {
             let cfile = pyc::cache_from_source(s, rules, spec.optimize, prefix, cwd)?;
-            Some(PycTarget { source: s.clone(), cfile })
+            Some(PycTarget {
+                source: s.clone(),
+                cfile,
+            })
         })
         .collect()
 }
 
-fn stale_targets<'a>(targets: &'a [PycTarget], rules: &PycRules, spec: &LaunchSpec) -> Vec<&'a PycTarget> {
-    let pairs: Vec<(PathBuf, PathBuf)> = targets.iter().map(|t| (t.source.clone(), t.cfile.clone())).collect();
+fn stale_targets<'a>(
+    targets: &'a [PycTarget],
+    rules: &PycRules,
+    spec: &LaunchSpec,
+) -> Vec<&'a PycTarget> {
+    let pairs: Vec<(PathBuf, PathBuf)> = targets
+        .iter()
+        .map(|t| (t.source.clone(), t.cfile.clone()))
+        .collect();
     let verdicts = crate::freshness::check_all(&pairs, rules, spec.check_hash_based_pycs);
-    targets.iter().zip(verdicts).filter(|(_, v)| !matches!(v, Verdict::Fresh)).map(|(t, _)| t).collect()
+    targets
+        .iter()
+        .zip(verdicts)
+        .filter(|(_, v)| !matches!(v, Verdict::Fresh))
+        .map(|(t, _)| t)
+        .collect()
 }
 
 /// Whether a pyc could be created at `cfile`: its directory, or the nearest
@@ -158,12 +210,21 @@ fn writable(cfile: &Path) -> bool {
 }
 
 /// Compiles what is still stale once the cache lock is held.
-fn compile_stale(ctx: &Context<'_>, facts: &PythonFacts, rules: &PycRules, spec: &LaunchSpec, prefix: Option<&Path>, targets: &[PycTarget]) -> Result<(), String> {
+fn compile_stale(
+    ctx: &Context<'_>,
+    facts: &PythonFacts,
+    rules: &PycRules,
+    spec: &LaunchSpec,
+    prefix: Option<&Path>,
+    targets: &[PycTarget],
+) -> Result<(), String> {
     let _lock = lock_cache(&ctx.python.resolved, spec.optimize, prefix);
     // Whoever held the lock before us may have compiled these already.
     let stale = stale_targets(targets, rules, spec);
     if stale.is_empty() {
-        ctx.log.debug(format_args!("compile: nothing left after waiting for the lock"));
+        ctx.log.debug(format_args!(
+            "compile: nothing left after waiting for the lock"
+        ));
         return Ok(());
     }
     let jobs: Vec<CompileJob> = stale
@@ -182,15 +243,27 @@ fn compile_stale(ctx: &Context<'_>, facts: &PythonFacts, rules: &PycRules, spec:
     if spec.no_debug_ranges && facts.minor_version() >= (3, 11) {
         config.extra_flags = vec!["-X".into(), "no_debug_ranges".into()];
     }
-    ctx.log.debug(format_args!("compile: {} stale pycs", jobs.len()));
+    ctx.log
+        .debug(format_args!("compile: {} stale pycs", jobs.len()));
     let outcomes = compile::compile_all(&jobs, &config, &|_, _| {}).map_err(|e| e.to_string())?;
     let failed: Vec<&Outcome> = outcomes.iter().filter(|o| !o.is_written()).collect();
     // A syntax error is the program's own: the interpreter reports it as
     // python would. Anything else is worth one line.
-    if let Some(o) = failed.iter().find(|o| !matches!(o, Outcome::SyntaxError { .. })) {
-        ctx.log.warn(format_args!("{} module(s) not precompiled, first: {}", failed.len(), o.describe()));
+    if let Some(o) = failed
+        .iter()
+        .find(|o| !matches!(o, Outcome::SyntaxError { .. }))
+    {
+        ctx.log.warn(format_args!(
+            "{} module(s) not precompiled, first: {}",
+            failed.len(),
+            o.describe()
+        ));
     }
-    ctx.log.debug(format_args!("compile: {} written, {} not", outcomes.len() - failed.len(), failed.len()));
+    ctx.log.debug(format_args!(
+        "compile: {} written, {} not",
+        outcomes.len() - failed.len(),
+        failed.len()
+    ));
     Ok(())
 }
 
@@ -198,7 +271,13 @@ fn compile_stale(ctx: &Context<'_>, facts: &PythonFacts, rules: &PycRules, spec:
 /// pycs: the interpreter, the entry script, every module file, every
 /// `__pycache__` holding a closure pyc, every directory the resolver listed,
 /// and `sys.path` entries that did not exist.
-fn build_manifest(ctx: &Context<'_>, spec: &LaunchSpec, closure: &graph::Closure, targets: &[PycTarget], env: &[(OsString, OsString)]) -> Manifest {
+fn build_manifest(
+    ctx: &Context<'_>,
+    spec: &LaunchSpec,
+    closure: &graph::Closure,
+    targets: &[PycTarget],
+    env: &[(OsString, OsString)],
+) -> Manifest {
     let mut files: BTreeSet<PathBuf> = BTreeSet::new();
     let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
     files.insert(ctx.python.resolved.clone());
@@ -222,7 +301,11 @@ fn build_manifest(ctx: &Context<'_>, spec: &LaunchSpec, closure: &graph::Closure
         }
     }
     for d in closure.probed_dirs.iter().chain(closure.sys_path.iter()) {
-        let d = if d.as_os_str().is_empty() { ctx.cwd.to_path_buf() } else { ctx.cwd.join(d) };
+        let d = if d.as_os_str().is_empty() {
+            ctx.cwd.to_path_buf()
+        } else {
+            ctx.cwd.join(d)
+        };
         dirs.insert(d);
     }
     let entries = files
@@ -233,5 +316,9 @@ fn build_manifest(ctx: &Context<'_>, spec: &LaunchSpec, closure: &graph::Closure
             (p, e)
         })
         .collect();
-    Manifest { key: ctx.key.as_bytes().to_vec(), env: env.to_vec(), entries }
+    Manifest {
+        key: ctx.key.as_bytes().to_vec(),
+        env: env.to_vec(),
+        entries,
+    }
 }
