@@ -38,3 +38,16 @@ pub fn exec_python(
     }
     cmd.exec()
 }
+
+/// Puts SIGPIPE back to its default action.
+///
+/// Rust's runtime ignores SIGPIPE before `main`, and an ignored signal stays
+/// ignored across `execve`: without this the interpreter (and every program
+/// it starts) would inherit a disposition plain `python` never gets, and the
+/// `kolosal` CLI would panic on `kolosal info | head` instead of exiting.
+pub fn restore_default_sigpipe() {
+    // SAFETY: setting a signal's disposition to SIG_DFL has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}

@@ -15,7 +15,7 @@
 //!   and rewrites every hash-based pyc on every run; kolosal keeps a
 //!   hash-based pyc whose hash still matches).
 
-use crate::pyc::{self, parse_header, HashCheckMode, InvalidationMode, PycKind, PycRules};
+use crate::pyc::{self, parse_header, HashCheckMode, InvalidationMode, PycRules};
 use crate::pyc::{StaleReason, Verdict};
 use rayon::prelude::*;
 use std::fs::File;
@@ -63,17 +63,6 @@ impl Freshness {
     }
 }
 
-/// The invalidation mode a parsed header was written in.
-// mirrors py_compile.compile's choice of flags: TIMESTAMP -> 0,
-// CHECKED_HASH -> 0b11, UNCHECKED_HASH -> 0b01
-pub fn header_mode(kind: &PycKind) -> InvalidationMode {
-    match kind {
-        PycKind::Timestamp { .. } => InvalidationMode::Timestamp,
-        PycKind::Hash { checked: true, .. } => InvalidationMode::CheckedHash,
-        PycKind::Hash { checked: false, .. } => InvalidationMode::UncheckedHash,
-    }
-}
-
 /// The loader's verdict on every `(source, pyc)` pair, in input order, under
 /// `--check-hash-based-pycs mode` (see [`pyc::check`]).
 pub fn check_all(
@@ -102,7 +91,7 @@ pub fn check_written(
         None => return from_verdict(pyc::check(source, pyc_path, rules, HashCheckMode::Always)),
     };
     if let Ok(header) = parse_header(&buf[..n], rules) {
-        let found = header_mode(&header.kind);
+        let found = header.kind.mode();
         if found != wanted {
             return Freshness::OtherMode(found);
         }

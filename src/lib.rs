@@ -26,4 +26,8 @@ pub mod compile;
 pub mod exec;
 pub mod freshness;
 pub mod interpreter;
+pub mod knobs;
+pub mod launch;
+pub mod log;
+pub mod manifest;
 pub mod pyc;

@@ -26,6 +26,7 @@ enum Command {
 }
 
 fn main() {
+    kolosal::exec::restore_default_sigpipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Compile(a) => cli::compile::run(a),

@@ -43,6 +43,38 @@ pub enum PycKind {
     },
 }
 
+impl PycKind {
+    /// The invalidation mode a pyc of this kind was written in.
+    // mirrors py_compile.compile's flags: TIMESTAMP -> 0,
+    // CHECKED_HASH -> 0b11, UNCHECKED_HASH -> 0b01
+    pub fn mode(&self) -> crate::pyc::InvalidationMode {
+        use crate::pyc::InvalidationMode;
+        match self {
+            PycKind::Timestamp { .. } => InvalidationMode::Timestamp,
+            PycKind::Hash { checked: true, .. } => InvalidationMode::CheckedHash,
+            PycKind::Hash { checked: false, .. } => InvalidationMode::UncheckedHash,
+        }
+    }
+}
+
+/// The invalidation mode importlib uses when it rewrites the stale pyc at
+/// `pyc`: mirrors the write at the end of `SourceLoader.get_code`, which
+/// keeps an existing hash-based pyc hash-based (with its `check_source`
+/// flag) and otherwise writes a timestamp pyc. A missing or unreadable pyc,
+/// or one from another version, gives a timestamp pyc.
+pub fn rewrite_mode(pyc: &std::path::Path, rules: &PycRules) -> crate::pyc::InvalidationMode {
+    use crate::pyc::InvalidationMode;
+    use std::io::Read;
+    let mut buf = [0u8; 16];
+    let n = std::fs::File::open(pyc)
+        .and_then(|mut f| f.read(&mut buf))
+        .unwrap_or(0);
+    match parse_header(&buf[..n], rules) {
+        Ok(h) => h.kind.mode(),
+        Err(_) => InvalidationMode::Timestamp,
+    }
+}
+
 fn le32(b: &[u8]) -> u32 {
     u32::from_le_bytes([b[0], b[1], b[2], b[3]])
 }

@@ -13,7 +13,7 @@ pub mod source_hash;
 pub mod validate;
 
 pub use cache_path::{cache_from_source, legacy_pyc_path, source_from_cache};
-pub use header::{mtime_field, mtime_seconds, parse_header, Header, PycKind};
+pub use header::{mtime_field, mtime_seconds, parse_header, rewrite_mode, Header, PycKind};
 pub use source_hash::source_hash;
 pub use validate::{check, check_with_meta, StaleReason, Verdict};
 

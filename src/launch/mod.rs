@@ -1,0 +1,200 @@
+//! `kolosal-python`: the whole launch, stage by stage.
+//!
+//! ```text
+//! argv ─► interpreter ─► [warm manifest holds? ─► exec]
+//!                     └► closure ─► freshness ─► compile ─► record manifest ─► exec
+//! ```
+//!
+//! The hot path is [`run`]: parse argv, find the interpreter, read one
+//! manifest and stat what it lists. When every stamp holds it execs at once:
+//! no probe, no scan, no process spawned. Otherwise [`prepare`] does the
+//! cold work. Whatever fails inside kolosal, the program still starts: at
+//! most one line goes to stderr (`KOLOSAL_LOG=off` silences it), and nothing
+//! is ever written to stdout.
+//!
+//! Under `-E`/`-I` the interpreter ignores `PYTHONDONTWRITEBYTECODE`, so it
+//! writes pycs for anything kolosal left stale (modules imported under a
+//! computed name); kolosal still precompiles the closure first, and cannot
+//! redirect pycs to a fallback prefix (that needs `PYTHONPYCACHEPREFIX`).
+
+mod key;
+mod lock;
+pub mod prepare;
+
+pub use key::launch_key;
+
+use crate::argv::{self, LaunchSpec, Target};
+use crate::exec::{exec_python, ExecEnv};
+use crate::interpreter::{discover, pyenv, DiscoverRequest, Discovered};
+use crate::knobs::Knobs;
+use crate::log::Log;
+use crate::manifest;
+use std::ffi::OsString;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+
+/// The version the hot path parses argv as before the interpreter's real
+/// version is known: the newest rules. The cold path parses again with the
+/// probed version.
+const ANY_VERSION: (u32, u32) = (3, 99);
+
+/// Runs `kolosal-python` with this process's argv and environment; never
+/// returns. Exit status 127 only when no interpreter can be found or started.
+pub fn run() -> ! {
+    let log = Log::from_env();
+    let mut argv = std::env::args_os();
+    let argv0 = argv.next();
+    let args: Vec<OsString> = argv.collect();
+    let code = match catch_unwind(AssertUnwindSafe(|| launch(&log, argv0, &args))) {
+        Ok(code) => code,
+        Err(_) => {
+            eprintln!("kolosal-python: internal error before python started; set KOLOSAL_PYTHON, or KOLOSAL_AUTO_COMPILE=0, and report this bug");
+            127
+        }
+    };
+    std::process::exit(code)
+}
+
+/// Finds the interpreter, makes the closure's pycs fresh if it can, and execs.
+/// Returns an exit code only when the exec itself failed.
+fn launch(log: &Log, argv0: Option<OsString>, args: &[OsString]) -> i32 {
+    let knobs = Knobs::from_env();
+    let cwd = match std::env::current_dir() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!(
+                "kolosal-python: cannot read the working directory ({e}); cd somewhere that exists"
+            );
+            return 127;
+        }
+    };
+    let env = |name: &str| std::env::var_os(name);
+
+    // Stage 1: argv, as the newest CPython reads it (enough to find the entry).
+    let spec = argv::parse(args, &env, ANY_VERSION).ok();
+    log.debug(format_args!(
+        "argv: {}",
+        spec.as_ref()
+            .map_or("not understood: pass-through".into(), describe_target)
+    ));
+
+    // Stage 2: the interpreter.
+    let mut req = DiscoverRequest::new(cwd.clone(), &env);
+    req.invoked_as = argv0;
+    req.entry_dir = spec.as_ref().and_then(|s| entry_dir(s, &cwd));
+    let found = match discover(&req) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("kolosal-python: {e}");
+            return 127;
+        }
+    };
+    log.debug(format_args!(
+        "interpreter: {} ({})",
+        found.path.display(),
+        found.rule.as_str()
+    ));
+
+    let mut exec_env = ExecEnv {
+        dont_write_bytecode: false,
+        set: found.exec_env.clone(),
+    };
+    if knobs.auto_compile {
+        if let Some(spec) = spec.as_ref().filter(|s| s.target != Target::NoRun) {
+            exec_env.dont_write_bytecode = !knobs.write_bytecode;
+            exec_env
+                .set
+                .extend(make_fresh(log, &knobs, &found, args, spec, &cwd));
+        }
+    }
+    exec(log, &found, args, &exec_env)
+}
+
+/// The warm check, then (on a miss) the cold path. Returns the variables the
+/// exec must set. Never fails: a failure is logged and precompilation skipped.
+fn make_fresh(
+    log: &Log,
+    knobs: &Knobs,
+    found: &Discovered,
+    args: &[OsString],
+    spec: &LaunchSpec,
+    cwd: &Path,
+) -> Vec<(OsString, OsString)> {
+    let key = launch_key(&found.path, args, spec.script_args_start, cwd);
+    if let Some(path) = manifest::manifest_path_no_create(&key) {
+        if let Ok(bytes) = std::fs::read(&path) {
+            if let Some(env) = manifest::check_encoded(&bytes, key.as_bytes()) {
+                log.debug(format_args!("warm: manifest holds, exec"));
+                return env
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect();
+            }
+        }
+    }
+    log.debug(format_args!("cold: no manifest or a stamp changed"));
+    let ctx = prepare::Context {
+        log,
+        knobs,
+        python: found,
+        args,
+        cwd,
+        key: &key,
+    };
+    match catch_unwind(AssertUnwindSafe(|| prepare::prepare(&ctx))) {
+        Ok(Ok(env)) => env,
+        Ok(Err(e)) => {
+            log.warn(format_args!("precompiling skipped: {e}"));
+            Vec::new()
+        }
+        Err(_) => {
+            log.error(format_args!(
+                "precompiling skipped after an internal error; please report it"
+            ));
+            Vec::new()
+        }
+    }
+}
+
+/// Stage 6: replaces this process with the interpreter.
+fn exec(log: &Log, found: &Discovered, args: &[OsString], env: &ExecEnv) -> i32 {
+    // pyenv's pip-rehash hook must see `python -m pip install ...`.
+    let program = match &found.pyenv_shim {
+        Some(shim) if pyenv::wants_pip_rehash(shim.file_name().unwrap_or_default(), args) => {
+            shim.clone()
+        }
+        _ => found.path.clone(),
+    };
+    log.debug(format_args!("exec {}", program.display()));
+    let err = exec_python(&program, program.as_os_str(), args, env);
+    eprintln!("kolosal-python: could not run {}: {err}", program.display());
+    if err.kind() == std::io::ErrorKind::NotFound {
+        127
+    } else {
+        126
+    }
+}
+
+/// The directory a `.venv` search starts from: the script's own directory.
+fn entry_dir(spec: &LaunchSpec, cwd: &Path) -> Option<PathBuf> {
+    let Target::Script(script) = &spec.target else {
+        return None;
+    };
+    let dir = script.parent().unwrap_or(Path::new(""));
+    Some(if dir.as_os_str().is_empty() {
+        cwd.to_path_buf()
+    } else {
+        cwd.join(dir)
+    })
+}
+
+fn describe_target(spec: &LaunchSpec) -> String {
+    match &spec.target {
+        Target::Script(p) => format!("script {}", p.display()),
+        Target::Module(m) => format!("module {m}"),
+        Target::Command(_) => "command".into(),
+        Target::Stdin => "stdin".into(),
+        Target::Interactive => "interactive".into(),
+        Target::NoRun => "no program (help/version)".into(),
+    }
+}

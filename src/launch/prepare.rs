@@ -1,0 +1,324 @@
+//! The launcher's cold path: probe, closure, freshness, compile, record.
+//!
+//! Runs when the warm manifest is missing or a stamp changed. Every step
+//! that fails returns an error for the caller to log; the program is exec'd
+//! either way.
+//!
+//! Unwritable trees: when a stale module's `__pycache__` cannot be written
+//! (a read-only image, a root-owned site-packages) and the user set no
+//! pycache prefix, the whole closure is compiled under
+//! `<cache>/pycache` instead and the program runs with
+//! `PYTHONPYCACHEPREFIX` pointing there: with a prefix set, the interpreter
+//! reads every pyc from it, so all of the closure's pycs must live there.
+//! Under `-E`/`-I` the variable would be ignored, so there is no fallback:
+//! the stale modules stay stale and the interpreter compiles them in memory,
+//! as plain `python` would.
+
+use super::lock::lock_cache;
+use crate::argv::{self, LaunchSpec, Target};
+use crate::closure::graph::{self, ClosureOptions, Entry};
+use crate::closure::import_cache::ImportCache;
+use crate::compile::{self, CompileJob, Outcome, PoolConfig};
+use crate::interpreter::{facts_for, probe::FACT_ENV_VARS, Discovered, ProbeConfig, PythonFacts};
+use crate::knobs::Knobs;
+use crate::log::Log;
+use crate::manifest::{self, Expect, LaunchKey, Manifest};
+use crate::pyc::{self, PycRules, Verdict};
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Everything the cold path needs from the launch.
+pub struct Context<'a> {
+    /// Diagnostics.
+    pub log: &'a Log,
+    /// The `KOLOSAL_*` knobs.
+    pub knobs: &'a Knobs,
+    /// The interpreter that will run.
+    pub python: &'a Discovered,
+    /// argv without argv[0].
+    pub args: &'a [OsString],
+    /// The working directory.
+    pub cwd: &'a Path,
+    /// The manifest key of this launch.
+    pub key: &'a LaunchKey,
+}
+
+/// One module whose pyc the interpreter will read: its source and pyc path.
+#[derive(Debug, Clone)]
+struct PycTarget {
+    source: PathBuf,
+    cfile: PathBuf,
+}
+
+/// Makes the closure's pycs fresh and records the warm manifest. Returns the
+/// variables the exec must set (a fallback `PYTHONPYCACHEPREFIX`).
+pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
+    let log = ctx.log;
+    let env = |name: &str| std::env::var_os(name);
+
+    // Stage 2b: the interpreter's facts under this launch's flags (cached).
+    let first = argv::parse(ctx.args, &env, super::ANY_VERSION).map_err(|e| e.to_string())?;
+    let config = probe_config(&first);
+    let facts = facts_for(&ctx.python.path, &config).map_err(|e| e.to_string())?;
+    log.debug(format_args!(
+        "probe: python {}.{}.{}",
+        facts.version[0], facts.version[1], facts.version[2]
+    ));
+
+    // Stage 1 again, with the real version's rules.
+    let spec = argv::parse(ctx.args, &env, facts.minor_version()).map_err(|e| {
+        format!(
+            "python {}.{} would not accept this command line ({e})",
+            facts.version[0], facts.version[1]
+        )
+    })?;
+    let rules =
+        PycRules::from_facts(&facts).ok_or("this interpreter writes no pycs (no cache_tag)")?;
+
+    // Stage 3: the closure.
+    let entry = match &spec.target {
+        Target::Script(p) => Entry::Script(p.clone()),
+        Target::Module(m) => Entry::Module(m.clone()),
+        Target::Command(c) => Entry::Code(c.to_string_lossy().into_owned()),
+        // The REPL and stdin programs still import site and .pth modules.
+        Target::Stdin | Target::Interactive => Entry::Code(String::new()),
+        Target::NoRun => return Ok(Vec::new()),
+    };
+    let cache = ImportCache::load();
+    // -I drops sys.path[0] on every version; sys.flags.safe_path (3.11+) is
+    // only one way to say so.
+    let no_path0 = spec.safe_path || spec.isolated;
+    let options = ClosureOptions {
+        cwd: Some(ctx.cwd.to_path_buf()),
+        safe_path: no_path0,
+        skip_startup: false,
+    };
+    let closure = graph::compute(&facts, &entry, &options, &cache);
+    if let Err(e) = cache.save() {
+        log.debug(format_args!("import cache not saved: {e}"));
+    }
+    log.debug(format_args!(
+        "closure: {} modules ({} scanned, {} from cache)",
+        closure.modules.len(),
+        closure.scanned,
+        closure.cached
+    ));
+
+    // Stages 4-5: freshness and compile, in place or under a fallback prefix.
+    let user_prefix = spec.pycache_prefix_resolved(ctx.cwd);
+    let sources: Vec<PathBuf> = closure
+        .pyc_modules()
+        .filter_map(|m| m.module.origin.clone())
+        .collect();
+    let mut prefix = user_prefix.clone();
+    let mut targets = pyc_targets(&sources, &rules, &spec, prefix.as_deref(), ctx.cwd);
+    let mut exec_env = Vec::new();
+    let stale = stale_targets(&targets, &rules, &spec);
+    if !stale.is_empty()
+        && prefix.is_none()
+        && !spec.ignore_environment
+        && stale.iter().any(|t| !writable(&t.cfile))
+    {
+        let fallback = crate::cache::cache_subdir("pycache")
+            .map_err(|e| format!("the tree is not writable and the cache is not usable: {e}"))?;
+        log.info(format_args!(
+            "tree not writable: pycs go under {}",
+            fallback.display()
+        ));
+        targets = pyc_targets(&sources, &rules, &spec, Some(&fallback), ctx.cwd);
+        exec_env.push((
+            OsString::from("PYTHONPYCACHEPREFIX"),
+            fallback.clone().into_os_string(),
+        ));
+        prefix = Some(fallback);
+    }
+    let stale = stale_targets(&targets, &rules, &spec);
+    if !stale.is_empty() {
+        compile_stale(ctx, &facts, &rules, &spec, prefix.as_deref(), &targets)?;
+    }
+
+    // Record the warm manifest.
+    let m = build_manifest(ctx, &spec, &closure, &targets, &exec_env);
+    if let Err(e) = manifest::store(ctx.key, &m) {
+        log.debug(format_args!("manifest not stored: {e}"));
+    }
+    Ok(exec_env)
+}
+
+/// The probe settings this launch's flags imply.
+fn probe_config(spec: &LaunchSpec) -> ProbeConfig {
+    ProbeConfig {
+        isolated: spec.isolated,
+        ignore_environment: spec.ignore_environment,
+        no_user_site: spec.no_user_site,
+        no_site: spec.no_site,
+        frozen_modules_off: spec.frozen_modules == Some(false),
+        env: FACT_ENV_VARS.iter().map(std::env::var_os).collect(),
+    }
+}
+
+fn pyc_targets(
+    sources: &[PathBuf],
+    rules: &PycRules,
+    spec: &LaunchSpec,
+    prefix: Option<&Path>,
+    cwd: &Path,
+) -> Vec<PycTarget> {
+    sources
+        .iter()
+        .filter_map(|s| {
+            let cfile = pyc::cache_from_source(s, rules, spec.optimize, prefix, cwd)?;
+            Some(PycTarget {
+                source: s.clone(),
+                cfile,
+            })
+        })
+        .collect()
+}
+
+fn stale_targets<'a>(
+    targets: &'a [PycTarget],
+    rules: &PycRules,
+    spec: &LaunchSpec,
+) -> Vec<&'a PycTarget> {
+    let pairs: Vec<(PathBuf, PathBuf)> = targets
+        .iter()
+        .map(|t| (t.source.clone(), t.cfile.clone()))
+        .collect();
+    let verdicts = crate::freshness::check_all(&pairs, rules, spec.check_hash_based_pycs);
+    targets
+        .iter()
+        .zip(verdicts)
+        .filter(|(_, v)| !matches!(v, Verdict::Fresh))
+        .map(|(t, _)| t)
+        .collect()
+}
+
+/// Whether a pyc could be created at `cfile`: its directory, or the nearest
+/// existing ancestor (the `__pycache__` may not exist yet), is writable.
+fn writable(cfile: &Path) -> bool {
+    let mut dir = cfile.parent();
+    while let Some(d) = dir {
+        if d.exists() {
+            return nix::unistd::access(d, nix::unistd::AccessFlags::W_OK).is_ok();
+        }
+        dir = d.parent();
+    }
+    false
+}
+
+/// Compiles what is still stale once the cache lock is held.
+fn compile_stale(
+    ctx: &Context<'_>,
+    facts: &PythonFacts,
+    rules: &PycRules,
+    spec: &LaunchSpec,
+    prefix: Option<&Path>,
+    targets: &[PycTarget],
+) -> Result<(), String> {
+    let _lock = lock_cache(&ctx.python.resolved, spec.optimize, prefix);
+    // Whoever held the lock before us may have compiled these already.
+    let stale = stale_targets(targets, rules, spec);
+    if stale.is_empty() {
+        ctx.log.debug(format_args!(
+            "compile: nothing left after waiting for the lock"
+        ));
+        return Ok(());
+    }
+    let jobs: Vec<CompileJob> = stale
+        .iter()
+        .map(|t| CompileJob {
+            source: t.source.clone(),
+            cfile: t.cfile.clone(),
+            optimize: spec.optimize,
+            invalidation: pyc::rewrite_mode(&t.cfile, rules),
+        })
+        .collect();
+    let mut config = PoolConfig::new(&ctx.python.path);
+    config.workers = ctx.knobs.workers.unwrap_or(0);
+    config.timeout = Duration::from_secs(60);
+    // Settings that change the code object must match the run's.
+    if spec.no_debug_ranges && facts.minor_version() >= (3, 11) {
+        config.extra_flags = vec!["-X".into(), "no_debug_ranges".into()];
+    }
+    ctx.log
+        .debug(format_args!("compile: {} stale pycs", jobs.len()));
+    let outcomes = compile::compile_all(&jobs, &config, &|_, _| {}).map_err(|e| e.to_string())?;
+    let failed: Vec<&Outcome> = outcomes.iter().filter(|o| !o.is_written()).collect();
+    // A syntax error is the program's own: the interpreter reports it as
+    // python would. Anything else is worth one line.
+    if let Some(o) = failed
+        .iter()
+        .find(|o| !matches!(o, Outcome::SyntaxError { .. }))
+    {
+        ctx.log.warn(format_args!(
+            "{} module(s) not precompiled, first: {}",
+            failed.len(),
+            o.describe()
+        ));
+    }
+    ctx.log.debug(format_args!(
+        "compile: {} written, {} not",
+        outcomes.len() - failed.len(),
+        failed.len()
+    ));
+    Ok(())
+}
+
+/// Stamps of everything whose change would change this launch's closure or
+/// pycs: the interpreter, the entry script, every module file, every
+/// `__pycache__` holding a closure pyc, every directory the resolver listed,
+/// and `sys.path` entries that did not exist.
+fn build_manifest(
+    ctx: &Context<'_>,
+    spec: &LaunchSpec,
+    closure: &graph::Closure,
+    targets: &[PycTarget],
+    env: &[(OsString, OsString)],
+) -> Manifest {
+    let mut files: BTreeSet<PathBuf> = BTreeSet::new();
+    let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
+    files.insert(ctx.python.resolved.clone());
+    if let Some(bin) = ctx.python.path.parent() {
+        // A venv's pyvenv.cfg (absent for a base interpreter: still stamped).
+        if let Some(root) = bin.parent() {
+            files.insert(root.join("pyvenv.cfg"));
+        }
+    }
+    if let Target::Script(s) = &spec.target {
+        files.insert(ctx.cwd.join(s));
+    }
+    for m in &closure.modules {
+        if let Some(origin) = &m.module.origin {
+            files.insert(origin.clone());
+        }
+    }
+    for t in targets {
+        if let Some(d) = t.cfile.parent() {
+            dirs.insert(d.to_path_buf());
+        }
+    }
+    for d in closure.probed_dirs.iter().chain(closure.sys_path.iter()) {
+        let d = if d.as_os_str().is_empty() {
+            ctx.cwd.to_path_buf()
+        } else {
+            ctx.cwd.join(d)
+        };
+        dirs.insert(d);
+    }
+    let entries = files
+        .into_iter()
+        .chain(dirs)
+        .map(|p| {
+            let e: Expect = manifest::observe(&p);
+            (p, e)
+        })
+        .collect();
+    Manifest {
+        key: ctx.key.as_bytes().to_vec(),
+        env: env.to_vec(),
+        entries,
+    }
+}
