@@ -18,8 +18,6 @@
 use crate::pyc::{self, parse_header, HashCheckMode, InvalidationMode, PycRules};
 use crate::pyc::{StaleReason, Verdict};
 use rayon::prelude::*;
-use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Below this many pairs the checks run on the calling thread: spreading
@@ -83,21 +81,33 @@ pub fn check_written(
     rules: &PycRules,
     wanted: InvalidationMode,
 ) -> Freshness {
-    // Cheap part first: which mode the header says, from its first bytes.
+    // One open + one read of the pyc and one stat of the source: the
+    // header says which mode it was written in, then the loader's own
+    // decision, checking the hash whatever the flags say.
     let mut buf = [0u8; 16];
-    let n = match read_prefix(pyc_path, &mut buf[..rules.header_len()]) {
-        Some(n) => n,
-        // Let the loader's check name the problem (missing, unreadable, ...).
-        None => return from_verdict(pyc::check(source, pyc_path, rules, HashCheckMode::Always)),
-    };
-    if let Ok(header) = parse_header(&buf[..n], rules) {
-        let found = header.kind.mode();
-        if found != wanted {
-            return Freshness::OtherMode(found);
+    let header = pyc::validate::read_header(pyc_path, &mut buf[..rules.header_len()])
+        .and_then(|n| parse_header(&buf[..n], rules));
+    match header {
+        Ok(header) => {
+            let found = header.kind.mode();
+            if found != wanted {
+                return Freshness::OtherMode(found);
+            }
+            match std::fs::metadata(source) {
+                Ok(meta) => from_verdict(pyc::validate::check_header(
+                    source,
+                    &meta,
+                    &header,
+                    rules,
+                    HashCheckMode::Always,
+                )),
+                Err(_) => Freshness::Stale(StaleReason::SourceUnreadable),
+            }
         }
+        // Let the loader's check name the problem (missing, unreadable,
+        // bad magic, ...) in its own order: rare, so a second look is fine.
+        Err(_) => from_verdict(pyc::check(source, pyc_path, rules, HashCheckMode::Always)),
     }
-    // Then the loader's own decision, checking the hash whatever the flags say.
-    from_verdict(pyc::check(source, pyc_path, rules, HashCheckMode::Always))
 }
 
 /// [`check_written`] for every pair, in input order.
@@ -116,30 +126,6 @@ fn from_verdict(v: Verdict) -> Freshness {
         Verdict::Fresh => Freshness::Fresh,
         Verdict::Stale(r) => Freshness::Stale(r),
     }
-}
-
-/// Reads up to `buf.len()` bytes from the start of a regular file; `None`
-/// when it cannot be opened or is not a regular file (never blocks on a FIFO).
-fn read_prefix(path: &Path, buf: &mut [u8]) -> Option<usize> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f: File = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .ok()?;
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => return None,
-        }
-    }
-    if n < buf.len() && !f.metadata().ok()?.is_file() {
-        return None;
-    }
-    Some(n)
 }
 
 /// `items.map(f)` in order: on rayon's pool from [`PARALLEL_THRESHOLD`] items,

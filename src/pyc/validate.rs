@@ -1,7 +1,7 @@
 //! Would the source loader use this pyc? `SourceLoader.get_code`'s decision,
 //! made without running Python and reading only the pyc's header.
 
-use super::header::{parse_header, validate_timestamp, PycKind};
+use super::header::{parse_header, validate_timestamp, Header, PycKind};
 use super::{source_hash, HashCheckMode, PycRules};
 use std::fs::{Metadata, OpenOptions};
 use std::io::{ErrorKind, Read};
@@ -118,6 +118,35 @@ fn decide(
     let mut buf = [0u8; 16];
     let n = read_header(pyc, &mut buf[..rules.header_len()])?;
     let header = parse_header(&buf[..n], rules)?;
+    decide_header(source, source_meta, &header, rules, mode)
+}
+
+/// The part of [`check_with_meta`] that follows reading and parsing the
+/// header: for callers that already hold the parsed header (one read per
+/// pyc). `source_meta` must be a regular file's.
+pub fn check_header(
+    source: &Path,
+    source_meta: &Metadata,
+    header: &Header,
+    rules: &PycRules,
+    mode: HashCheckMode,
+) -> Verdict {
+    if !source_meta.is_file() {
+        return Verdict::Stale(StaleReason::NotRegularFile);
+    }
+    match decide_header(source, source_meta, header, rules, mode) {
+        Ok(()) => Verdict::Fresh,
+        Err(reason) => Verdict::Stale(reason),
+    }
+}
+
+fn decide_header(
+    source: &Path,
+    source_meta: &Metadata,
+    header: &Header,
+    rules: &PycRules,
+    mode: HashCheckMode,
+) -> Result<(), StaleReason> {
     match header.kind {
         PycKind::Timestamp { mtime, size } => validate_timestamp(
             mtime,
@@ -156,7 +185,7 @@ pub fn hash_must_be_checked(checked: bool, mode: HashCheckMode) -> bool {
 /// One `open` and (on a local filesystem) one `read`; a FIFO never blocks
 /// (`O_NONBLOCK`), and a short read on something that is not a regular file
 /// is reported as such.
-fn read_header(pyc: &Path, buf: &mut [u8]) -> Result<usize, StaleReason> {
+pub fn read_header(pyc: &Path, buf: &mut [u8]) -> Result<usize, StaleReason> {
     let mut file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
