@@ -52,5 +52,5 @@ KPY="$REPO/target/release/kolosal-python"
 strip_pycs() { find "$1" -name __pycache__ -type d -prune -exec rm -rf {} +; }
 
 machine_line() {
-  echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -sr), $(date -u +%Y-%m-%d); python $("$PY" -c 'import sys;print(sys.version.split()[0])')"
+  echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -sr), $(date -u '+%Y-%m-%d %H:%M UTC'), load$(uptime | sed 's/.*load average//'); python $(env -i "$PY" -c 'import sys;print(sys.version.split()[0])')"
 }
