@@ -187,7 +187,7 @@ fn walk_dir(dir: &Path, depth: usize, opts: &WalkOptions) -> Vec<Result<PathBuf,
             }
         };
         if ft.is_dir() {
-            if enter && name != "__pycache__" && !opts.prune.iter().any(|p| *p == path) {
+            if enter && name != "__pycache__" && !opts.prune.contains(&path) {
                 return walk_dir(&path, depth + 1, opts);
             }
             return Vec::new();
@@ -403,6 +403,70 @@ mod tests {
         let missing = find_sources(&[r.join("nope")], &WalkOptions::default());
         assert_eq!(missing.problems.len(), 1);
         assert!(missing.problems[0].message.contains("no such file"));
+    }
+
+    /// The parallel walk yields exactly what a sequential sorted walk
+    /// (walkdir, compileall's order) yields, on a tree whose file and
+    /// directory names interleave; a root reached through a symlink and by
+    /// its real path counts each file once; an unreadable directory is a
+    /// problem in place while the rest is still walked.
+    #[test]
+    fn parallel_walk_matches_sorted_sequential_walk() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path().join("t");
+        let mut n = 0;
+        for top in ["a", "a.py", "a0", "b", "B.py", "_x", "z.py"] {
+            for sub in ["", "m", "m.py", "n", "n/__init__.py", "n/o.py", "n/p/q.py"] {
+                let rel = if sub.is_empty() {
+                    top.to_string()
+                } else {
+                    format!("{top}/{sub}")
+                };
+                let p = r.join(&rel);
+                if rel.ends_with(".py") && !top.ends_with(".py") {
+                    fs::create_dir_all(p.parent().unwrap()).unwrap();
+                    fs::write(&p, "").unwrap();
+                    n += 1;
+                } else if top.ends_with(".py") && sub.is_empty() {
+                    fs::create_dir_all(&r).unwrap();
+                    fs::write(&p, "").unwrap();
+                    n += 1;
+                } else if !top.ends_with(".py") {
+                    fs::create_dir_all(&p).unwrap();
+                }
+            }
+        }
+        let expected: Vec<PathBuf> = walkdir::WalkDir::new(&r)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| e.file_name() != "__pycache__")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_file() && e.file_name().as_bytes().ends_with(b".py"))
+            .map(|e| e.into_path())
+            .collect();
+        assert_eq!(expected.len(), n);
+        let got = find_sources(std::slice::from_ref(&r), &WalkOptions::default());
+        assert!(got.problems.is_empty(), "{:?}", got.problems);
+        assert_eq!(got.sources, expected);
+
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&r, &link).unwrap();
+        let both = find_sources(&[link.clone(), r.clone()], &WalkOptions::default());
+        assert_eq!(both.sources.len(), n);
+        assert!(both.sources.iter().all(|p| p.starts_with(&link)));
+
+        // Unreadable directory (only meaningful when not running as root).
+        let locked = r.join("a/n");
+        fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+        let partial = find_sources(std::slice::from_ref(&r), &WalkOptions::default());
+        fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        if unsafe { libc::geteuid() } == 0 {
+            assert_eq!(partial.sources, expected);
+        } else {
+            assert_eq!(partial.problems.len(), 1);
+            assert_eq!(partial.problems[0].path, locked);
+            assert_eq!(partial.sources.len(), n - 3);
+        }
     }
 
     #[test]
