@@ -197,14 +197,21 @@ fn stale_targets<'a>(
 }
 
 /// Whether a pyc could be created at `cfile`: its directory, or the nearest
-/// existing ancestor (the `__pycache__` may not exist yet), is writable.
+/// existing ancestor (the `__pycache__` may not exist yet), is a writable
+/// directory. A `__pycache__` that is a plain file blocks the write for
+/// everyone, root included, so it counts as unwritable.
 fn writable(cfile: &Path) -> bool {
     let mut dir = cfile.parent();
     while let Some(d) = dir {
-        if d.exists() {
-            return nix::unistd::access(d, nix::unistd::AccessFlags::W_OK).is_ok();
+        match std::fs::metadata(d) {
+            Ok(m) if m.is_dir() => {
+                return nix::unistd::access(d, nix::unistd::AccessFlags::W_OK).is_ok()
+            }
+            Ok(_) => return false,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => dir = d.parent(),
+            // ENOTDIR (a file higher up), EACCES, ELOOP: nothing can be created there.
+            Err(_) => return false,
         }
-        dir = d.parent();
     }
     false
 }
