@@ -139,9 +139,19 @@ pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
         compile_stale(ctx, &facts, &rules, &spec, prefix.as_deref(), &targets)?;
     }
 
-    // Record the warm manifest.
+    // Record the warm manifest: stamp first, then confirm every pyc is
+    // fresh. A pyc removed or replaced before the stamps were taken (a
+    // racing `kolosal clean`, another tool) is caught by the check; one
+    // changed after them changes a stamped directory, so the next launch
+    // goes cold. Checking before stamping would leave a window in which
+    // a manifest vouches for pycs that are gone.
     let m = build_manifest(ctx, &spec, &closure, &targets, &exec_env);
-    if let Err(e) = manifest::store(ctx.key, &m) {
+    let still_stale = stale_targets(&targets, &rules, &spec).len();
+    if still_stale > 0 {
+        log.debug(format_args!(
+            "manifest not stored: {still_stale} pycs stale after compiling"
+        ));
+    } else if let Err(e) = manifest::store(ctx.key, &m) {
         log.debug(format_args!("manifest not stored: {e}"));
     }
     Ok(exec_env)
