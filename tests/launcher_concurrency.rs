@@ -79,7 +79,10 @@ fn make_app() -> App {
     }
     main.push_str(&format!(
         "import sys\nprint('sum', {}, sys.argv[1])\n",
-        (0..MODULES).map(|i| format!("m{i}.V")).collect::<Vec<_>>().join("+")
+        (0..MODULES)
+            .map(|i| format!("m{i}.V"))
+            .collect::<Vec<_>>()
+            .join("+")
     ));
     std::fs::write(root.join("main.py"), main).unwrap();
     App {
@@ -108,7 +111,10 @@ fn output(mut c: Command) -> Output {
     let child = c.spawn().expect("spawn");
     let start = Instant::now();
     let out = child.wait_with_output().expect("wait");
-    assert!(start.elapsed() < Duration::from_secs(300), "{c:?} took too long");
+    assert!(
+        start.elapsed() < Duration::from_secs(300),
+        "{c:?} took too long"
+    );
     out
 }
 
@@ -217,7 +223,11 @@ fn sixteen_simultaneous_cold_launches() {
         }
         let v = verdicts(py, &app);
         assert_eq!(v.len(), app.sources.len());
-        assert!(v.iter().all(|l| l.starts_with("OK ")), "{}: {v:#?}", py.label());
+        assert!(
+            v.iter().all(|l| l.starts_with("OK ")),
+            "{}: {v:#?}",
+            py.label()
+        );
         let left = leftovers(&[&app.root, &app.cache]);
         assert!(left.is_empty(), "{}: left behind: {left:#?}", py.label());
         assert_eq!(source_compiles(py, &app), 0, "{}", py.label());
@@ -233,7 +243,10 @@ fn sixteen_simultaneous_cold_launches() {
 fn launches_racing_kolosal_clean() {
     let pythons = common::pythons();
     let py = &pythons[pythons.len() - 1];
-    common::report("launcher_concurrency::racing_clean", std::slice::from_ref(py));
+    common::report(
+        "launcher_concurrency::racing_clean",
+        std::slice::from_ref(py),
+    );
     let app = Arc::new(make_app());
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let cleaner = {
@@ -270,7 +283,8 @@ fn launches_racing_kolosal_clean() {
         // Whatever survived the cleaner must be valid (never torn).
         let v = verdicts(py, &app);
         assert!(
-            v.iter().all(|l| l.starts_with("OK ") || l.starts_with("MISSING ")),
+            v.iter()
+                .all(|l| l.starts_with("OK ") || l.starts_with("MISSING ")),
             "round {round}: {v:#?}"
         );
     }

@@ -17,7 +17,7 @@ use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A multi-package app with relative imports, `from pkg import submodule`
 /// and stdlib imports.
@@ -127,21 +127,27 @@ fn run(cmd: &mut Command, stdin: &[u8]) -> Output {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn");
+    let pid = child.id() as libc::pid_t;
     let mut pipe = child.stdin.take().expect("stdin");
     let input = stdin.to_vec();
     let writer = std::thread::spawn(move || {
         let _ = pipe.write_all(&input);
     });
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("child did not finish in 120 s: {cmd:?}");
+    // Read both pipes while waiting (python -v fills a pipe buffer fast).
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(Duration::from_secs(300)) {
+        Ok(o) => o.expect("output"),
+        Err(_) => {
+            // SAFETY: kill has no memory preconditions; pid is our child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("child did not finish in 300 s: {cmd:?}");
         }
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    };
     let _ = writer.join();
-    child.wait_with_output().expect("output")
+    out
 }
 
 fn describe(o: &Output) -> String {
@@ -395,7 +401,12 @@ fn stale_hash_based_pycs_are_rewritten_in_their_own_mode() {
             run(&mut p.python(&py.path, &[&["-v"][..], &args].concat()), b""),
             "python -v",
         );
-        assert_eq!(source_compiles(&v.stderr), Vec::<String>::new(), "{}", py.label());
+        assert_eq!(
+            source_compiles(&v.stderr),
+            Vec::<String>::new(),
+            "{}",
+            py.label()
+        );
         let verdicts = pyc_verdicts(
             &py.path,
             &p.root,
@@ -423,30 +434,108 @@ fn parity_with_the_bare_interpreter() {
         let prefix_arg = format!("pycache_prefix={}", prefix.display());
         let has_prefix = py.version >= (3, 8, 0);
         // (label, args, env, stdin, expected exit: Ok(code) / Err(signal))
-        type Case<'a> = (&'a str, Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a [u8], Option<Result<i32, i32>>);
+        type Case<'a> = (
+            &'a str,
+            Vec<&'a str>,
+            Vec<(&'a str, &'a str)>,
+            &'a [u8],
+            Option<Result<i32, i32>>,
+        );
         let mut cases: Vec<Case> = vec![
-            ("script", vec!["par.py", "a b", "ok"], vec![], b"", Some(Ok(0))),
-            ("script exit", vec!["par.py", "exit7"], vec![], b"", Some(Ok(7))),
-            ("script raise", vec!["par.py", "raise"], vec![], b"", Some(Ok(1))),
-            ("script SIGTERM", vec!["par.py", "term"], vec![], b"", Some(Err(libc::SIGTERM))),
+            (
+                "script",
+                vec!["par.py", "a b", "ok"],
+                vec![],
+                b"",
+                Some(Ok(0)),
+            ),
+            (
+                "script exit",
+                vec!["par.py", "exit7"],
+                vec![],
+                b"",
+                Some(Ok(7)),
+            ),
+            (
+                "script raise",
+                vec!["par.py", "raise"],
+                vec![],
+                b"",
+                Some(Ok(1)),
+            ),
+            (
+                "script SIGTERM",
+                vec!["par.py", "term"],
+                vec![],
+                b"",
+                Some(Err(libc::SIGTERM)),
+            ),
             ("-m", vec!["-m", "par", "ok"], vec![], b"", Some(Ok(0))),
-            ("-m raise", vec!["-m", "par", "raise"], vec![], b"", Some(Ok(1))),
-            ("-c", vec!["-c", "import par", "exit7"], vec![], b"", Some(Ok(7))),
-            ("stdin", vec!["-", "ok"], vec![], b"import par\n", Some(Ok(0))),
-            ("stdin raise", vec!["-", "raise"], vec![], b"import par\n", Some(Ok(1))),
+            (
+                "-m raise",
+                vec!["-m", "par", "raise"],
+                vec![],
+                b"",
+                Some(Ok(1)),
+            ),
+            (
+                "-c",
+                vec!["-c", "import par", "exit7"],
+                vec![],
+                b"",
+                Some(Ok(7)),
+            ),
+            (
+                "stdin",
+                vec!["-", "ok"],
+                vec![],
+                b"import par\n",
+                Some(Ok(0)),
+            ),
+            (
+                "stdin raise",
+                vec!["-", "raise"],
+                vec![],
+                b"import par\n",
+                Some(Ok(1)),
+            ),
             ("-O", vec!["-O", "par.py", "ok"], vec![], b"", Some(Ok(0))),
-            ("-OO", vec!["-OO", "par.py", "raise"], vec![], b"", Some(Ok(1))),
-            ("PYTHONOPTIMIZE", vec!["par.py", "ok"], vec![("PYTHONOPTIMIZE", "2")], b"", Some(Ok(0))),
+            (
+                "-OO",
+                vec!["-OO", "par.py", "raise"],
+                vec![],
+                b"",
+                Some(Ok(1)),
+            ),
+            (
+                "PYTHONOPTIMIZE",
+                vec!["par.py", "ok"],
+                vec![("PYTHONOPTIMIZE", "2")],
+                b"",
+                Some(Ok(0)),
+            ),
             // -I drops the script's directory on 3.11+: `import app` may fail, identically.
             ("-I", vec!["-I", "par.py", "ok"], vec![], b"", None),
             ("no such script", vec!["nope.py"], vec![], b"", Some(Ok(2))),
         ];
         if py.version >= (3, 8, 0) {
             // A SIGINT death is a signal status from 3.8 on.
-            cases.push(("script SIGINT", vec!["par.py", "int"], vec![], b"", Some(Err(libc::SIGINT))));
+            cases.push((
+                "script SIGINT",
+                vec!["par.py", "int"],
+                vec![],
+                b"",
+                Some(Err(libc::SIGINT)),
+            ));
         }
         if has_prefix {
-            cases.push(("-X pycache_prefix", vec!["-X", &prefix_arg, "par.py", "ok"], vec![], b"", Some(Ok(0))));
+            cases.push((
+                "-X pycache_prefix",
+                vec!["-X", &prefix_arg, "par.py", "ok"],
+                vec![],
+                b"",
+                Some(Ok(0)),
+            ));
         }
         for (label, args, env, stdin, expect) in &cases {
             let mut k = p.kolosal(&py.path, args);
@@ -587,7 +676,9 @@ fn unwritable_tree_falls_back_to_a_prefix_under_the_cache() {
                 "chattr +i" => {
                     _guard = Immutable::set(&p.root.join("app/sub"));
                     if _guard.is_none() {
-                        common::note("[launcher_e2e] chattr +i unavailable here: skipped that variant");
+                        common::note(
+                            "[launcher_e2e] chattr +i unavailable here: skipped that variant",
+                        );
                         continue;
                     }
                 }
@@ -613,16 +704,30 @@ fn unwritable_tree_falls_back_to_a_prefix_under_the_cache() {
             let mut v = p.python(&py.path, &["-v", "show.py"]);
             v.env("PYTHONPYCACHEPREFIX", &fallback);
             let v = ok(run(&mut v, b""), "python -v");
-            assert_eq!(source_compiles(&v.stderr), Vec::<String>::new(), "{how} on {}", py.label());
+            assert_eq!(
+                source_compiles(&v.stderr),
+                Vec::<String>::new(),
+                "{how} on {}",
+                py.label()
+            );
             let loads = pyc_loads(&v.stderr);
             assert!(loads.iter().all(|l| l.starts_with(&fb)), "{loads:#?}");
-            assert!(loads.iter().any(|l| l.contains("/app/sub/b.")), "{loads:#?}");
+            assert!(
+                loads.iter().any(|l| l.contains("/app/sub/b.")),
+                "{loads:#?}"
+            );
             // Warm: the manifest remembers the prefix.
             let again = ok(run(&mut p.kolosal(&py.path, &["show.py"]), b""), how);
             assert_eq!(again.stdout, out.stdout);
             // -I ignores PYTHONPYCACHEPREFIX: no fallback, the program still runs.
             let iso = ok(
-                run(&mut p.kolosal(&py.path, &["-I", "-c", "import sys; print(sys.pycache_prefix)"]), b""),
+                run(
+                    &mut p.kolosal(
+                        &py.path,
+                        &["-I", "-c", "import sys; print(sys.pycache_prefix)"],
+                    ),
+                    b"",
+                ),
                 "-I",
             );
             assert_eq!(String::from_utf8_lossy(&iso.stdout), "None\n");
@@ -659,7 +764,10 @@ fn execs(cmd: &mut Command) -> (Output, Vec<String>) {
 }
 
 fn have_strace() -> bool {
-    Command::new("strace").arg("-V").output().is_ok_and(|o| o.status.success())
+    Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 #[test]
@@ -669,7 +777,10 @@ fn warm_path_spawns_nothing_and_notices_every_change() {
     common::report("launcher_e2e::warm_path", std::slice::from_ref(py));
     assert!(have_strace(), "strace is needed: apt-get install strace");
     let p = Project::new(APP);
-    p.write("shadow.py", "import colorsys\nimport app.a\nprint(colorsys.__name__, getattr(colorsys, 'MINE', 0))\n");
+    p.write(
+        "shadow.py",
+        "import colorsys\nimport app.a\nprint(colorsys.__name__, getattr(colorsys, 'MINE', 0))\n",
+    );
     let launcher = common::launcher_bin().display().to_string();
     let py_path = py.path.display().to_string();
 
@@ -680,7 +791,11 @@ fn warm_path_spawns_nothing_and_notices_every_change() {
     // Warm: kolosal-python, then the final python, nothing else.
     let (out, progs) = execs(&mut p.kolosal(&py.path, &["shadow.py"]));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "colorsys 0\n");
-    assert_eq!(progs, vec![launcher.clone(), py_path.clone()], "warm run spawned more");
+    assert_eq!(
+        progs,
+        vec![launcher.clone(), py_path.clone()],
+        "warm run spawned more"
+    );
 
     // Editing one module recompiles exactly that one.
     let snapshot = || -> Vec<(PathBuf, u64)> {
@@ -709,7 +824,10 @@ fn warm_path_spawns_nothing_and_notices_every_change() {
         .map(|(f, _)| f)
         .collect();
     assert_eq!(changed.len(), 1, "{changed:?}");
-    assert!(changed[0].to_string_lossy().contains("/app/__pycache__/c."), "{changed:?}");
+    assert!(
+        changed[0].to_string_lossy().contains("/app/__pycache__/c."),
+        "{changed:?}"
+    );
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("compile: 1 stale pycs"), "{log}");
 
@@ -719,8 +837,15 @@ fn warm_path_spawns_nothing_and_notices_every_change() {
     k.env("KOLOSAL_LOG", "debug");
     let out = ok(run(&mut k, b""), "shadowed");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "colorsys 1\n");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cold:"), "{}", describe(&out));
-    let v = ok(run(&mut p.python(&py.path, &["-v", "shadow.py"]), b""), "-v");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cold:"),
+        "{}",
+        describe(&out)
+    );
+    let v = ok(
+        run(&mut p.python(&py.path, &["-v", "shadow.py"]), b""),
+        "-v",
+    );
     assert_eq!(source_compiles(&v.stderr), Vec::<String>::new());
 
     // KOLOSAL_LOG=debug: a timeline on stderr, nothing on stdout but the program's.
@@ -730,7 +855,10 @@ fn warm_path_spawns_nothing_and_notices_every_change() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "colorsys 1\n");
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.lines().count() >= 3, "{log}");
-    assert!(log.lines().all(|l| l.starts_with("kolosal: [debug +")), "{log}");
+    assert!(
+        log.lines().all(|l| l.starts_with("kolosal: [debug +")),
+        "{log}"
+    );
 }
 
 fn walk_pycs(dir: &Path) -> Vec<PathBuf> {
@@ -775,7 +903,11 @@ fn knobs_auto_compile_and_write_bytecode() {
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "None 0\n");
     if have_strace() {
-        assert_eq!(progs.len(), 2, "AUTO_COMPILE=0 started more than python: {progs:?}");
+        assert_eq!(
+            progs.len(),
+            2,
+            "AUTO_COMPILE=0 started more than python: {progs:?}"
+        );
     }
     assert!(!p.cache.join("manifests").exists());
 
@@ -783,7 +915,8 @@ fn knobs_auto_compile_and_write_bytecode() {
     let p = Project::new(APP);
     p.write("env.py", prog);
     let mut k = p.kolosal(&py.path, &["env.py"]);
-    k.env("KOLOSAL_WRITE_BYTECODE", "1").env("KOLOSAL_LOG", "debug");
+    k.env("KOLOSAL_WRITE_BYTECODE", "1")
+        .env("KOLOSAL_LOG", "debug");
     let out = ok(run(&mut k, b""), "write bytecode");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "None 0\n");
     let log = String::from_utf8_lossy(&out.stderr);
@@ -793,7 +926,10 @@ fn knobs_auto_compile_and_write_bytecode() {
         .map(|m| p.root.join(format!("app/{m}.py")))
         .collect();
     let verdicts = pyc_verdicts(&py.path, &p.root, &[], &closure);
-    assert!(verdicts.iter().all(|v| v.starts_with("OK ")), "{verdicts:#?}");
+    assert!(
+        verdicts.iter().all(|v| v.starts_with("OK ")),
+        "{verdicts:#?}"
+    );
 }
 
 #[test]
@@ -814,7 +950,11 @@ fn fail_open() {
             assert_eq!(String::from_utf8_lossy(&out.stdout), expect, "{label}");
             let lines = String::from_utf8_lossy(&out.stderr).lines().count();
             match level {
-                None => assert!(lines <= 1, "{label}: more than one line: {}", describe(&out)),
+                None => assert!(
+                    lines <= 1,
+                    "{label}: more than one line: {}",
+                    describe(&out)
+                ),
                 Some(_) => assert_eq!(lines, 0, "{label} with KOLOSAL_LOG=off: {}", describe(&out)),
             }
         }
@@ -878,15 +1018,24 @@ fn real_packages_from_pypi_installed_without_bytecode() {
     let pythons = common::pythons_at_least((3, 8));
     let py = &pythons[pythons.len() - 1];
     common::report("launcher_e2e::pypi", std::slice::from_ref(py));
-    let p = Project::new(&[("main.py", "import sympy, requests, jinja2\nprint('ok', sympy.__name__)\n")]);
+    let p = Project::new(&[(
+        "main.py",
+        "import sympy, requests, jinja2\nprint('ok', sympy.__name__)\n",
+    )]);
     let venv = p.tmp.join("venv");
-    ok(
-        run(py.cmd().args(["-m", "venv"]).arg(&venv), b""),
-        "venv",
-    );
+    ok(run(py.cmd().args(["-m", "venv"]).arg(&venv), b""), "venv");
     let vpy = venv.join("bin/python");
     let mut pip = common::network_command(&vpy);
-    pip.args(["-m", "pip", "install", "-q", "--no-compile", "sympy", "requests", "jinja2"]);
+    pip.args([
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--no-compile",
+        "sympy",
+        "requests",
+        "jinja2",
+    ]);
     ok(run(&mut pip, b""), "pip install");
     let before = walk_pycs(&venv.join("lib")).len();
     let mut k = p.kolosal(&vpy, &["main.py"]);
@@ -897,7 +1046,9 @@ fn real_packages_from_pypi_installed_without_bytecode() {
     let v = ok(run(&mut p.python(&vpy, &["-v", "main.py"]), b""), "-v");
     assert_eq!(source_compiles(&v.stderr), Vec::<String>::new());
     let log = String::from_utf8_lossy(&out.stderr);
-    let line = log.lines().find(|l| l.contains("compile:") && l.contains("written"));
+    let line = log
+        .lines()
+        .find(|l| l.contains("compile:") && l.contains("written"));
     common::note(&format!(
         "[launcher_e2e] sympy+requests+jinja2: {} pycs written into the venv ({line:?})",
         after - before
