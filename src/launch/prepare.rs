@@ -139,9 +139,19 @@ pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
         compile_stale(ctx, &facts, &rules, &spec, prefix.as_deref(), &targets)?;
     }
 
-    // Record the warm manifest.
+    // Record the warm manifest: stamp first, then confirm every pyc is
+    // fresh. A pyc removed or replaced before the stamps were taken (a
+    // racing `kolosal clean`, another tool) is caught by the check; one
+    // changed after them changes a stamped directory, so the next launch
+    // goes cold. Checking before stamping would leave a window in which
+    // a manifest vouches for pycs that are gone.
     let m = build_manifest(ctx, &spec, &closure, &targets, &exec_env);
-    if let Err(e) = manifest::store(ctx.key, &m) {
+    let still_stale = stale_targets(&targets, &rules, &spec).len();
+    if still_stale > 0 {
+        log.debug(format_args!(
+            "manifest not stored: {still_stale} pycs stale after compiling"
+        ));
+    } else if let Err(e) = manifest::store(ctx.key, &m) {
         log.debug(format_args!("manifest not stored: {e}"));
     }
     Ok(exec_env)
@@ -197,14 +207,21 @@ fn stale_targets<'a>(
 }
 
 /// Whether a pyc could be created at `cfile`: its directory, or the nearest
-/// existing ancestor (the `__pycache__` may not exist yet), is writable.
+/// existing ancestor (the `__pycache__` may not exist yet), is a writable
+/// directory. A `__pycache__` that is a plain file blocks the write for
+/// everyone, root included, so it counts as unwritable.
 fn writable(cfile: &Path) -> bool {
     let mut dir = cfile.parent();
     while let Some(d) = dir {
-        if d.exists() {
-            return nix::unistd::access(d, nix::unistd::AccessFlags::W_OK).is_ok();
+        match std::fs::metadata(d) {
+            Ok(m) if m.is_dir() => {
+                return nix::unistd::access(d, nix::unistd::AccessFlags::W_OK).is_ok()
+            }
+            Ok(_) => return false,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => dir = d.parent(),
+            // ENOTDIR (a file higher up), EACCES, ELOOP: nothing can be created there.
+            Err(_) => return false,
         }
-        dir = d.parent();
     }
     false
 }
