@@ -24,7 +24,7 @@ use crate::knobs::Knobs;
 use crate::log::Log;
 use crate::manifest::{self, Expect, LaunchKey, Manifest};
 use crate::pyc::{self, PycRules, Verdict};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -135,8 +135,9 @@ pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
         prefix = Some(fallback);
     }
     let stale = stale_targets(&targets, &rules, &spec);
+    let mut failed = HashSet::new();
     if !stale.is_empty() {
-        compile_stale(ctx, &facts, &rules, &spec, prefix.as_deref(), &targets)?;
+        failed = compile_stale(ctx, &facts, &rules, &spec, prefix.as_deref(), &targets)?;
     }
 
     // Record the warm manifest: stamp first, then confirm every pyc is
@@ -145,8 +146,15 @@ pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
     // changed after them changes a stamped directory, so the next launch
     // goes cold. Checking before stamping would leave a window in which
     // a manifest vouches for pycs that are gone.
+    // Pycs this launch could not write (a syntax error, an unwritable tree
+    // under -I) are left out of that check: their source stamps send the
+    // next launch cold once they change, and retrying them on every launch
+    // would spawn a worker each time for nothing.
     let m = build_manifest(ctx, &spec, &closure, &targets, &exec_env);
-    let still_stale = stale_targets(&targets, &rules, &spec).len();
+    let still_stale = stale_targets(&targets, &rules, &spec)
+        .iter()
+        .filter(|t| !failed.contains(&t.cfile))
+        .count();
     if still_stale > 0 {
         log.debug(format_args!(
             "manifest not stored: {still_stale} pycs stale after compiling"
@@ -226,7 +234,8 @@ fn writable(cfile: &Path) -> bool {
     false
 }
 
-/// Compiles what is still stale once the cache lock is held.
+/// Compiles what is still stale once the cache lock is held. Returns the
+/// pyc paths that could not be written.
 fn compile_stale(
     ctx: &Context<'_>,
     facts: &PythonFacts,
@@ -234,7 +243,7 @@ fn compile_stale(
     spec: &LaunchSpec,
     prefix: Option<&Path>,
     targets: &[PycTarget],
-) -> Result<(), String> {
+) -> Result<HashSet<PathBuf>, String> {
     let _lock = lock_cache(&ctx.python.resolved, spec.optimize, prefix);
     // Whoever held the lock before us may have compiled these already.
     let stale = stale_targets(targets, rules, spec);
@@ -242,7 +251,7 @@ fn compile_stale(
         ctx.log.debug(format_args!(
             "compile: nothing left after waiting for the lock"
         ));
-        return Ok(());
+        return Ok(HashSet::new());
     }
     let jobs: Vec<CompileJob> = stale
         .iter()
@@ -281,7 +290,12 @@ fn compile_stale(
         outcomes.len() - failed.len(),
         failed.len()
     ));
-    Ok(())
+    Ok(jobs
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, o)| !o.is_written())
+        .map(|(j, _)| j.cfile.clone())
+        .collect())
 }
 
 /// Stamps of everything whose change would change this launch's closure or
