@@ -1038,6 +1038,13 @@ fn read_only_tree_full_disk_unreadable_dirs() {
 
 // ---------------------------------------------------------- 3. corrupt state
 
+/// Makes a corrupt pyc from (source, a good pyc of the same stat).
+type PycMaker = Box<dyn Fn(&Path, &Path) -> Vec<u8>>;
+/// Corrupts a cache file from (its bytes, another cache file's bytes).
+type Corrupter = Box<dyn Fn(&[u8], &[u8]) -> Vec<u8>>;
+/// Extra environment for one launch.
+type EnvPairs<'a> = Vec<(&'a str, OsString)>;
+
 #[test]
 fn corrupt_pycs_are_rewritten() {
     let pythons = selected();
@@ -1052,7 +1059,7 @@ fn corrupt_pycs_are_rewritten() {
             .iter()
             .find(|o| (o.version.0, o.version.1) != (py.version.0, py.version.1))
             .expect("a second CPython version");
-        let kinds: Vec<(&str, Box<dyn Fn(&Path, &Path) -> Vec<u8>>)> = vec![
+        let kinds: Vec<(&str, PycMaker)> = vec![
             ("empty", Box::new(|_, _| Vec::new())),
             (
                 "three_bytes",
@@ -1200,7 +1207,7 @@ fn corrupt_cache_state() {
         "expected probe, import and manifest files: {files:?}"
     );
     let originals: Vec<Vec<u8>> = files.iter().map(|f| fs::read(f).unwrap()).collect();
-    let corruptions: Vec<(&str, Box<dyn Fn(&[u8], &[u8]) -> Vec<u8>>)> = vec![
+    let corruptions: Vec<(&str, Corrupter)> = vec![
         ("truncated", Box::new(|b, _| b[..b.len() / 2].to_vec())),
         ("empty", Box::new(|_, _| Vec::new())),
         (
@@ -1569,7 +1576,7 @@ fn interpreters_that_are_missing_or_not_python() {
     std::os::unix::fs::symlink(common::launcher_bin(), shim_dir.join("python3")).unwrap();
     std::os::unix::fs::symlink(common::launcher_bin(), shim_dir.join("python")).unwrap();
     let guard = t.guard();
-    let cases: Vec<(&str, Vec<(&str, OsString)>, Option<i32>)> = vec![
+    let cases: Vec<(&str, EnvPairs, Option<i32>)> = vec![
         (
             "KOLOSAL_PYTHON=/bin/true",
             vec![("KOLOSAL_PYTHON", "/bin/true".into())],
