@@ -205,7 +205,7 @@ fn argv_model() {
         "argv::parse",
         &seeds,
         cases(2000),
-        Duration::from_millis(200),
+        Duration::from_secs(2),
         &|input| {
             let (args, env) = argv_of(input);
             let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
@@ -273,7 +273,7 @@ fn pyc_header_and_freshness() {
         "pyc header + check_loadable",
         &seeds,
         cases(3000),
-        Duration::from_millis(200),
+        Duration::from_secs(2),
         &|input| {
             for r in &rules {
                 if let Ok(h) = pyc::parse_header(input, r) {
