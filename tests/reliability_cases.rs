@@ -474,7 +474,6 @@ fn bad_sources_reach_the_user_as_python_reports_them() {
 /// the launcher to skip `Outcome::is_source_error()` failures in its warning
 /// (src/launch/prepare.rs, compile_stale).
 #[test]
-#[ignore = "needs the launcher fix described in docs/reliability.md (prepare.rs: warn only for !is_source_error())"]
 fn bad_sources_stderr_strictly_identical() {
     for py in &selected() {
         bad_source_cases(py, true);
@@ -1334,7 +1333,6 @@ fn interpreter_upgraded_in_place() {
 }
 
 #[test]
-#[ignore = "needs the launcher fix in docs/reliability.md (prepare.rs build_manifest: also stamp python.path)"]
 fn interpreter_upgraded_in_place_strict() {
     upgrade_in_place(true);
 }

@@ -273,12 +273,10 @@ fn compile_stale(
         .debug(format_args!("compile: {} stale pycs", jobs.len()));
     let outcomes = compile::compile_all(&jobs, &config, &|_, _| {}).map_err(|e| e.to_string())?;
     let failed: Vec<&Outcome> = outcomes.iter().filter(|o| !o.is_written()).collect();
-    // A syntax error is the program's own: the interpreter reports it as
+    // An error compile() raises for the source (SyntaxError, NUL bytes,
+    // nesting too deep) is the program's own: the interpreter reports it as
     // python would. Anything else is worth one line.
-    if let Some(o) = failed
-        .iter()
-        .find(|o| !matches!(o, Outcome::SyntaxError { .. }))
-    {
+    if let Some(o) = failed.iter().find(|o| !o.is_source_error()) {
         ctx.log.warn(format_args!(
             "{} module(s) not precompiled, first: {}",
             failed.len(),
@@ -311,6 +309,9 @@ fn build_manifest(
 ) -> Manifest {
     let mut files: BTreeSet<PathBuf> = BTreeSet::new();
     let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
+    // Both the path exec'd (a venv symlink, or a path whose target can be
+    // swapped for another version) and the binary it resolved to.
+    files.insert(ctx.python.path.clone());
     files.insert(ctx.python.resolved.clone());
     if let Some(bin) = ctx.python.path.parent() {
         // A venv's pyvenv.cfg (absent for a base interpreter: still stamped).
