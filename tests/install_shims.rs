@@ -456,7 +456,11 @@ fn install_builds_with_cargo() {
     let real = root.join("real");
     std::fs::create_dir_all(&real).unwrap();
     std::os::unix::fs::symlink(&py.path, real.join("python3")).unwrap();
-    let mut cmd = shim_env(prefix.join("bin/kolosal-python"), &project, &[real.clone()]);
+    let mut cmd = shim_env(
+        prefix.join("bin/kolosal-python"),
+        &project,
+        std::slice::from_ref(&real),
+    );
     cmd.args(["script.py", "a b", "-c"]);
     let out = run(cmd, LIMIT);
     check_through_kolosal(&out, py, &real.join("python3"), &project, "release build");

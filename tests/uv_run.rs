@@ -99,13 +99,7 @@ fn one_project(uv_bin: &Path, py: &Python, root: &Path) {
     // uv run kolosal-python main.py: kolosal-python is on PATH; uv sets
     // VIRTUAL_ENV, so the launcher runs the project's venv.
     let mut run = uv(uv_bin, &project, py, root);
-    let path = std::env::join_paths([
-        common::launcher_bin().parent().unwrap(),
-        Path::new("/usr/bin"),
-        Path::new("/bin"),
-    ])
-    .unwrap();
-    run.env("PATH", path)
+    run.env("PATH", launcher_path())
         .env("KOLOSAL_LOG", "debug")
         .args(["run", "kolosal-python", "main.py"]);
     let out = ok(run.output().unwrap(), "uv run kolosal-python main.py");
@@ -153,12 +147,36 @@ fn one_project(uv_bin: &Path, py: &Python, root: &Path) {
             .unwrap(),
         "uv sync --compile-bytecode",
     );
+    let all = pycs(&site);
+    assert!(all.len() >= written.len(), "{label}: {all:?}");
+    // The two compose: uv's pycs are timestamp pycs the launcher accepts.
+    let mut again = uv(uv_bin, &project, py, root);
+    again
+        .env("PATH", launcher_path())
+        .env("KOLOSAL_LOG", "debug")
+        .args(["run", "kolosal-python", "main.py"]);
+    let out = ok(
+        again.output().unwrap(),
+        "uv run after uv sync --compile-bytecode",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("compile: "), "{label}: {stderr}");
     common::note(&format!(
         "[uv_run] {label}: kolosal-python wrote {} pycs in site-packages (the closure); \
          uv sync --compile-bytecode leaves {} (all of it)",
         written.len(),
-        pycs(&site).len()
+        all.len()
     ));
+}
+
+/// PATH with the built kolosal-python first.
+fn launcher_path() -> std::ffi::OsString {
+    std::env::join_paths([
+        common::launcher_bin().parent().unwrap(),
+        Path::new("/usr/bin"),
+        Path::new("/bin"),
+    ])
+    .unwrap()
 }
 
 fn tag(py: &Python) -> String {
