@@ -113,7 +113,7 @@ for d in "$prefix/bin" "$libdir"; do
         die "$d exists and is not a directory; move it away or pick another --prefix"
     fi
 done
-mkdir -p "$prefix/bin" "$libdir" ||
+mkdir -p "$prefix/bin" "$libdir" 2>/dev/null ||
     die "cannot create $prefix/bin; pick a --prefix you can write to"
 
 previous=""
@@ -125,7 +125,7 @@ changed=0
 
 # True when an earlier run of install.sh created PREFIX/$1.
 owned() {
-    [ -n "$previous" ] && printf '%s\n' "$previous" | grep -Fxq -- "$1"
+    [[ $'\n'"$previous"$'\n' == *$'\n'"$1"$'\n'* ]]
 }
 
 # Refuses to go on when PREFIX/$1 is in the way and is not ours: not listed
@@ -156,7 +156,7 @@ install_bin() {
     fi
     claim "$rel" file
     local tmp="$dest.install-tmp.$$"
-    cp "$src" "$tmp" && chmod 755 "$tmp" && mv -f "$tmp" "$dest" || {
+    { cp "$src" "$tmp" && chmod 755 "$tmp" && mv -f "$tmp" "$dest"; } 2>/dev/null || {
         rm -f "$tmp"
         die "cannot write $dest; pick a --prefix you can write to"
     }
@@ -187,7 +187,7 @@ if [ "$shims" = 1 ]; then
     if [ -e "$shimdir" ] && [ ! -d "$shimdir" ]; then
         die "$shimdir exists and is not a directory; move it away or pick another --prefix"
     fi
-    mkdir -p "$shimdir"
+    mkdir -p "$shimdir" 2>/dev/null || die "cannot create $shimdir; pick a --prefix you can write to"
     for name in "${shim_names[@]}"; do
         rel="lib/kolosal/shims/$name"
         dest="$prefix/$rel"
@@ -196,8 +196,8 @@ if [ "$shims" = 1 ]; then
             continue
         fi
         claim "$rel" link
-        rm -f "$dest"
-        ln -s "$link_target" "$dest"
+        { rm -f "$dest" && ln -s "$link_target" "$dest"; } 2>/dev/null ||
+            die "cannot create $dest; pick a --prefix you can write to"
         echo "installed $dest -> $link_target"
         changed=$((changed + 1))
     done
@@ -209,7 +209,7 @@ else
             # Only a link still pointing at kolosal-python: a file put there
             # since is not ours any more.
             if [ -L "$prefix/$rel" ] && [ "$(readlink "$prefix/$rel")" = "$link_target" ]; then
-                rm -f "$prefix/$rel"
+                rm -f "$prefix/$rel" 2>/dev/null || die "cannot remove $prefix/$rel"
                 echo "removed $prefix/$rel (--no-shims)"
                 changed=$((changed + 1))
             fi
@@ -222,7 +222,7 @@ fi
 # The record of what install.sh owns, rewritten only when it changes.
 new_record=$(printf '%s\n' "${created[@]}" | LC_ALL=C sort -u)
 if [ "$new_record" != "$previous" ]; then
-    printf '%s\n' "$new_record" >"$record.tmp.$$" && mv -f "$record.tmp.$$" "$record" ||
+    { printf '%s\n' "$new_record" >"$record.tmp.$$" && mv -f "$record.tmp.$$" "$record"; } 2>/dev/null ||
         die "cannot write $record"
 fi
 

@@ -249,6 +249,20 @@ fn install_is_idempotent_and_never_clobbers() {
         "cargo not found; install Rust from https://rustup.rs",
     );
 
+    // A prefix that cannot be created: one line, not mkdir's own.
+    one_line_error(
+        &install(Path::new("/proc/kolosal-no-such-dir"), &[]),
+        "cannot create /proc/kolosal-no-such-dir/bin",
+    );
+    // A relative prefix is taken from the working directory.
+    let mut cmd = common::clean_command(repo().join("install.sh"));
+    cmd.current_dir(tmp.path())
+        .env("KOLOSAL_INSTALL_FROM", built_bins())
+        .args(["--prefix", "rel/p", "--no-shims"]);
+    let rel = run(cmd, LIMIT);
+    assert_eq!(rel.code, Some(0), "{}", rel.describe());
+    assert!(tmp.path().join("rel/p/bin/kolosal-python").is_file());
+
     let bad = install(&prefix, &["--frobnicate"]);
     one_line_error(&bad, "unknown option '--frobnicate'");
     let mut cmd = common::clean_command(repo().join("install.sh"));
