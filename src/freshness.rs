@@ -6,7 +6,10 @@
 //!
 //! * [`check_all`]: would the source loader use each pyc
 //!   (`SourceLoader.get_code` under a `--check-hash-based-pycs` mode)? This is
-//!   what the launcher and `kolosal status` need.
+//!   what the launcher and `kolosal status` need. One deliberate difference
+//!   (see [`pyc::check_loadable`]): a pyc whose header passes but whose body
+//!   cannot be a code object is reported stale (`corrupt-body`), so it is
+//!   rewritten instead of failing the import.
 //! * [`check_all_written`]: is each pyc what `kolosal compile` would write
 //!   now? That is: the loader would use it even when checking every hash
 //!   (`--check-hash-based-pycs always`), AND it was written in the requested
@@ -71,7 +74,7 @@ pub fn check_all(
     mode: HashCheckMode,
 ) -> Vec<Verdict> {
     par_map(pairs, |(source, cfile)| {
-        pyc::check(source, cfile, rules, mode)
+        pyc::check_loadable(source, cfile, rules, mode)
     })
 }
 
@@ -88,7 +91,14 @@ pub fn check_written(
     let n = match read_prefix(pyc_path, &mut buf[..rules.header_len()]) {
         Some(n) => n,
         // Let the loader's check name the problem (missing, unreadable, ...).
-        None => return from_verdict(pyc::check(source, pyc_path, rules, HashCheckMode::Always)),
+        None => {
+            return from_verdict(pyc::check_loadable(
+                source,
+                pyc_path,
+                rules,
+                HashCheckMode::Always,
+            ))
+        }
     };
     if let Ok(header) = parse_header(&buf[..n], rules) {
         let found = header.kind.mode();
@@ -97,7 +107,12 @@ pub fn check_written(
         }
     }
     // Then the loader's own decision, checking the hash whatever the flags say.
-    from_verdict(pyc::check(source, pyc_path, rules, HashCheckMode::Always))
+    from_verdict(pyc::check_loadable(
+        source,
+        pyc_path,
+        rules,
+        HashCheckMode::Always,
+    ))
 }
 
 /// [`check_written`] for every pair, in input order.
@@ -170,7 +185,9 @@ mod tests {
         let mut v = rules.magic.to_vec();
         v.extend(flags.to_le_bytes());
         v.extend(rest);
-        v.extend(b"body");
+        // A body that passes the loadability check: code type byte first.
+        v.push(b'c');
+        v.extend([0u8; pyc::MIN_BODY]);
         v
     }
 
@@ -230,6 +247,86 @@ mod tests {
             w(&checked, CheckedHash),
             Freshness::Stale(StaleReason::Hash)
         );
+    }
+
+    #[test]
+    fn corrupt_bodies_are_stale() {
+        let d = tempfile::tempdir().unwrap();
+        let r = rules();
+        let src = d.path().join("m.py");
+        fs::write(&src, b"x = 1\n").unwrap();
+        let good = ts_header(&r, &src);
+        let hl = r.header_len();
+        let cases: Vec<(&str, Vec<u8>, Verdict)> = vec![
+            ("plausible", good.clone(), Verdict::Fresh),
+            (
+                "ref-flag",
+                {
+                    let mut v = good.clone();
+                    v[hl] = b'c' | 0x80;
+                    v
+                },
+                Verdict::Fresh,
+            ),
+            (
+                "header-only",
+                good[..hl].to_vec(),
+                Verdict::Stale(StaleReason::CorruptBody),
+            ),
+            (
+                "short-body",
+                good[..hl + pyc::MIN_BODY - 1].to_vec(),
+                Verdict::Stale(StaleReason::CorruptBody),
+            ),
+            (
+                "zeroed-body",
+                {
+                    let mut v = good.clone();
+                    v[hl] = 0;
+                    v
+                },
+                Verdict::Stale(StaleReason::CorruptBody),
+            ),
+            (
+                "tuple-body",
+                {
+                    let mut v = good.clone();
+                    v[hl] = b')';
+                    v
+                },
+                Verdict::Stale(StaleReason::CorruptBody),
+            ),
+            // A bad header is reported as such, whatever the body.
+            (
+                "bad-magic",
+                {
+                    let mut v = good.clone();
+                    v[0] ^= 0xff;
+                    v[hl] = 0;
+                    v
+                },
+                Verdict::Stale(StaleReason::BadMagic),
+            ),
+        ];
+        for (name, bytes, want) in cases {
+            let p = d.path().join(format!("{name}.pyc"));
+            fs::write(&p, &bytes).unwrap();
+            assert_eq!(
+                check_all(&[(src.clone(), p.clone())], &r, HashCheckMode::Default)[0],
+                want,
+                "{name}"
+            );
+            // The loader's own decision looks at the header only.
+            let loader = pyc::check(&src, &p, &r, HashCheckMode::Default);
+            if want == Verdict::Stale(StaleReason::CorruptBody) {
+                assert_eq!(loader, Verdict::Fresh, "{name}");
+                assert_eq!(
+                    check_written(&src, &p, &r, InvalidationMode::Timestamp),
+                    Freshness::Stale(StaleReason::CorruptBody),
+                    "{name}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -24,7 +24,7 @@ use crate::knobs::Knobs;
 use crate::log::Log;
 use crate::manifest::{self, Expect, LaunchKey, Manifest};
 use crate::pyc::{self, PycRules, Verdict};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -135,13 +135,31 @@ pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
         prefix = Some(fallback);
     }
     let stale = stale_targets(&targets, &rules, &spec);
+    let mut failed = HashSet::new();
     if !stale.is_empty() {
-        compile_stale(ctx, &facts, &rules, &spec, prefix.as_deref(), &targets)?;
+        failed = compile_stale(ctx, &facts, &rules, &spec, prefix.as_deref(), &targets)?;
     }
 
-    // Record the warm manifest.
+    // Record the warm manifest: stamp first, then confirm every pyc is
+    // fresh. A pyc removed or replaced before the stamps were taken (a
+    // racing `kolosal clean`, another tool) is caught by the check; one
+    // changed after them changes a stamped directory, so the next launch
+    // goes cold. Checking before stamping would leave a window in which
+    // a manifest vouches for pycs that are gone.
+    // Pycs this launch could not write (a syntax error, an unwritable tree
+    // under -I) are left out of that check: their source stamps send the
+    // next launch cold once they change, and retrying them on every launch
+    // would spawn a worker each time for nothing.
     let m = build_manifest(ctx, &spec, &closure, &targets, &exec_env);
-    if let Err(e) = manifest::store(ctx.key, &m) {
+    let still_stale = stale_targets(&targets, &rules, &spec)
+        .iter()
+        .filter(|t| !failed.contains(&t.cfile))
+        .count();
+    if still_stale > 0 {
+        log.debug(format_args!(
+            "manifest not stored: {still_stale} pycs stale after compiling"
+        ));
+    } else if let Err(e) = manifest::store(ctx.key, &m) {
         log.debug(format_args!("manifest not stored: {e}"));
     }
     Ok(exec_env)
@@ -197,19 +215,27 @@ fn stale_targets<'a>(
 }
 
 /// Whether a pyc could be created at `cfile`: its directory, or the nearest
-/// existing ancestor (the `__pycache__` may not exist yet), is writable.
+/// existing ancestor (the `__pycache__` may not exist yet), is a writable
+/// directory. A `__pycache__` that is a plain file blocks the write for
+/// everyone, root included, so it counts as unwritable.
 fn writable(cfile: &Path) -> bool {
     let mut dir = cfile.parent();
     while let Some(d) = dir {
-        if d.exists() {
-            return nix::unistd::access(d, nix::unistd::AccessFlags::W_OK).is_ok();
+        match std::fs::metadata(d) {
+            Ok(m) if m.is_dir() => {
+                return nix::unistd::access(d, nix::unistd::AccessFlags::W_OK).is_ok()
+            }
+            Ok(_) => return false,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => dir = d.parent(),
+            // ENOTDIR (a file higher up), EACCES, ELOOP: nothing can be created there.
+            Err(_) => return false,
         }
-        dir = d.parent();
     }
     false
 }
 
-/// Compiles what is still stale once the cache lock is held.
+/// Compiles what is still stale once the cache lock is held. Returns the
+/// pyc paths that could not be written.
 fn compile_stale(
     ctx: &Context<'_>,
     facts: &PythonFacts,
@@ -217,7 +243,7 @@ fn compile_stale(
     spec: &LaunchSpec,
     prefix: Option<&Path>,
     targets: &[PycTarget],
-) -> Result<(), String> {
+) -> Result<HashSet<PathBuf>, String> {
     let _lock = lock_cache(&ctx.python.resolved, spec.optimize, prefix);
     // Whoever held the lock before us may have compiled these already.
     let stale = stale_targets(targets, rules, spec);
@@ -225,7 +251,7 @@ fn compile_stale(
         ctx.log.debug(format_args!(
             "compile: nothing left after waiting for the lock"
         ));
-        return Ok(());
+        return Ok(HashSet::new());
     }
     let jobs: Vec<CompileJob> = stale
         .iter()
@@ -264,7 +290,12 @@ fn compile_stale(
         outcomes.len() - failed.len(),
         failed.len()
     ));
-    Ok(())
+    Ok(jobs
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, o)| !o.is_written())
+        .map(|(j, _)| j.cfile.clone())
+        .collect())
 }
 
 /// Stamps of everything whose change would change this launch's closure or
