@@ -116,8 +116,10 @@ pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
     let mut targets = pyc_targets(&sources, &rules, &spec, prefix.as_deref(), ctx.cwd);
     let mut exec_env = Vec::new();
     let stale = stale_targets(&targets, &rules, &spec);
+    // PYTHONPYCACHEPREFIX exists from 3.8 on; it is ignored under -E/-I.
     if !stale.is_empty()
         && prefix.is_none()
+        && rules.supports_pycache_prefix()
         && !spec.ignore_environment
         && stale.iter().any(|t| !writable(&t.cfile))
     {
