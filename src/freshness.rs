@@ -6,7 +6,10 @@
 //!
 //! * [`check_all`]: would the source loader use each pyc
 //!   (`SourceLoader.get_code` under a `--check-hash-based-pycs` mode)? This is
-//!   what the launcher and `kolosal status` need.
+//!   what the launcher and `kolosal status` need. One deliberate difference
+//!   (see [`pyc::check_loadable`]): a pyc whose header passes but whose body
+//!   cannot be a code object is reported stale (`corrupt-body`), so it is
+//!   rewritten instead of failing the import.
 //! * [`check_all_written`]: is each pyc what `kolosal compile` would write
 //!   now? That is: the loader would use it even when checking every hash
 //!   (`--check-hash-based-pycs always`), AND it was written in the requested
@@ -69,7 +72,7 @@ pub fn check_all(
     mode: HashCheckMode,
 ) -> Vec<Verdict> {
     par_map(pairs, |(source, cfile)| {
-        pyc::check(source, cfile, rules, mode)
+        pyc::check_loadable(source, cfile, rules, mode)
     })
 }
 
@@ -81,23 +84,28 @@ pub fn check_written(
     rules: &PycRules,
     wanted: InvalidationMode,
 ) -> Freshness {
-    // One open + one read of the pyc and one stat of the source: the
-    // header says which mode it was written in, then the loader's own
-    // decision, checking the hash whatever the flags say.
-    let mut buf = [0u8; 16];
-    let header = pyc::validate::read_header(pyc_path, &mut buf[..rules.header_len()])
-        .and_then(|n| parse_header(&buf[..n], rules));
-    match header {
-        Ok(header) => {
+    // One open + one read of the pyc (header and the start of the body)
+    // and one stat of the source: the header says which mode it was
+    // written in, then the loader's own decision, checking the hash
+    // whatever the flags say, plus kolosal's loadable-body check.
+    let mut buf = [0u8; 16 + pyc::validate::MIN_BODY];
+    let hl = rules.header_len();
+    let read = pyc::validate::read_header(pyc_path, &mut buf[..hl + pyc::validate::MIN_BODY]);
+    let header = read
+        .as_ref()
+        .ok()
+        .and_then(|&n| parse_header(&buf[..n.min(hl)], rules).ok());
+    match (read, header) {
+        (Ok(n), Some(header)) => {
             let found = header.kind.mode();
             if found != wanted {
                 return Freshness::OtherMode(found);
             }
             match std::fs::metadata(source) {
-                Ok(meta) => from_verdict(pyc::validate::check_header(
+                Ok(meta) => from_verdict(pyc::validate::check_loadable_read(
                     source,
                     &meta,
-                    &header,
+                    &buf[..n],
                     rules,
                     HashCheckMode::Always,
                 )),
@@ -106,7 +114,12 @@ pub fn check_written(
         }
         // Let the loader's check name the problem (missing, unreadable,
         // bad magic, ...) in its own order: rare, so a second look is fine.
-        Err(_) => from_verdict(pyc::check(source, pyc_path, rules, HashCheckMode::Always)),
+        _ => from_verdict(pyc::check_loadable(
+            source,
+            pyc_path,
+            rules,
+            HashCheckMode::Always,
+        )),
     }
 }
 
@@ -156,7 +169,9 @@ mod tests {
         let mut v = rules.magic.to_vec();
         v.extend(flags.to_le_bytes());
         v.extend(rest);
-        v.extend(b"body");
+        // A body that passes the loadability check: code type byte first.
+        v.push(b'c');
+        v.extend([0u8; pyc::MIN_BODY]);
         v
     }
 
@@ -216,6 +231,86 @@ mod tests {
             w(&checked, CheckedHash),
             Freshness::Stale(StaleReason::Hash)
         );
+    }
+
+    #[test]
+    fn corrupt_bodies_are_stale() {
+        let d = tempfile::tempdir().unwrap();
+        let r = rules();
+        let src = d.path().join("m.py");
+        fs::write(&src, b"x = 1\n").unwrap();
+        let good = ts_header(&r, &src);
+        let hl = r.header_len();
+        let cases: Vec<(&str, Vec<u8>, Verdict)> = vec![
+            ("plausible", good.clone(), Verdict::Fresh),
+            (
+                "ref-flag",
+                {
+                    let mut v = good.clone();
+                    v[hl] = b'c' | 0x80;
+                    v
+                },
+                Verdict::Fresh,
+            ),
+            (
+                "header-only",
+                good[..hl].to_vec(),
+                Verdict::Stale(StaleReason::CorruptBody),
+            ),
+            (
+                "short-body",
+                good[..hl + pyc::MIN_BODY - 1].to_vec(),
+                Verdict::Stale(StaleReason::CorruptBody),
+            ),
+            (
+                "zeroed-body",
+                {
+                    let mut v = good.clone();
+                    v[hl] = 0;
+                    v
+                },
+                Verdict::Stale(StaleReason::CorruptBody),
+            ),
+            (
+                "tuple-body",
+                {
+                    let mut v = good.clone();
+                    v[hl] = b')';
+                    v
+                },
+                Verdict::Stale(StaleReason::CorruptBody),
+            ),
+            // A bad header is reported as such, whatever the body.
+            (
+                "bad-magic",
+                {
+                    let mut v = good.clone();
+                    v[0] ^= 0xff;
+                    v[hl] = 0;
+                    v
+                },
+                Verdict::Stale(StaleReason::BadMagic),
+            ),
+        ];
+        for (name, bytes, want) in cases {
+            let p = d.path().join(format!("{name}.pyc"));
+            fs::write(&p, &bytes).unwrap();
+            assert_eq!(
+                check_all(&[(src.clone(), p.clone())], &r, HashCheckMode::Default)[0],
+                want,
+                "{name}"
+            );
+            // The loader's own decision looks at the header only.
+            let loader = pyc::check(&src, &p, &r, HashCheckMode::Default);
+            if want == Verdict::Stale(StaleReason::CorruptBody) {
+                assert_eq!(loader, Verdict::Fresh, "{name}");
+                assert_eq!(
+                    check_written(&src, &p, &r, InvalidationMode::Timestamp),
+                    Freshness::Stale(StaleReason::CorruptBody),
+                    "{name}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -207,6 +207,43 @@ fn shim_first_on_path_never_recurses() {
     assert!(err.contains("KOLOSAL_PYTHON"), "{err}");
 }
 
+/// Two kolosal installs (two copies of the launcher, two inodes) with both
+/// shim directories first on PATH: neither takes the other for a real
+/// interpreter, and the real python3 behind them runs.
+#[test]
+fn two_installs_on_path_never_bounce() {
+    let pythons = common::pythons();
+    let py = &pythons[pythons.len() - 1];
+    common::report(
+        "interpreter_discovery::two_installs",
+        std::slice::from_ref(py),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let mut path = String::new();
+    for prefix in ["a", "b"] {
+        let bin = root.join(prefix).join("bin");
+        let shims = root.join(prefix).join("shims");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::create_dir_all(&shims).unwrap();
+        std::fs::copy(common::launcher_bin(), bin.join("kolosal-python")).unwrap();
+        std::os::unix::fs::symlink("../bin/kolosal-python", shims.join("python3")).unwrap();
+        path.push_str(&format!("{}:", shims.display()));
+    }
+    let real = root.join("real");
+    std::fs::create_dir_all(&real).unwrap();
+    std::os::unix::fs::symlink(&py.path, real.join("python3")).unwrap();
+    path.push_str(&format!("{}:/usr/bin:/bin", real.display()));
+    write(&root.join("show.py"), SHOW);
+    let mut c = common::clean_command(root.join("a/shims/python3"));
+    c.env("PATH", &path)
+        .env("KOLOSAL_CACHE_DIR", root.join("cache"))
+        .current_dir(&root)
+        .arg("show.py");
+    let got = json_of(&run(c), "two installs");
+    assert_eq!(got["executable"], real.join("python3").to_str().unwrap());
+}
+
 #[test]
 fn kolosal_python_variable() {
     let pythons = common::pythons();

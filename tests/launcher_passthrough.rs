@@ -122,67 +122,85 @@ fn launcher_is_indistinguishable_from_the_interpreter() {
         ("bad option", vec!["--no-such-option".into()], Ok(2)),
     ];
     let mut compared = 0;
-    for py in &pythons {
-        for (label, args, expect) in invocations.iter_mut() {
-            let input: &[u8] = if *label == "stdin script" {
-                b"import sys; print('from stdin', sys.argv)\n"
-            } else {
-                &stdin
-            };
-            let env = |c: &mut Command| {
-                c.env("PATH", "/usr/bin:/bin")
-                    .env("KOLOSAL_PYTHON", &py.path)
-                    .env("ODD", OsString::from_vec(b"v\xffal".to_vec()))
-                    .current_dir(&root)
-                    .args(args.iter());
-            };
-            let mut direct = common::clean_command(&py.path);
-            env(&mut direct);
-            let mut via = common::clean_command(common::launcher_bin());
-            env(&mut via);
-            let want = run(direct, input);
-            let got = run(via, input);
-            let status = match (want.status.code(), want.status.signal()) {
-                (Some(c), _) => Ok(c),
-                (None, Some(s)) => Err(s),
-                _ => unreachable!("a process ends by code or signal"),
-            };
-            assert_eq!(
-                status,
-                *expect,
-                "{label} on {}: {}",
-                py.label(),
-                describe(&want)
-            );
-            assert_eq!(
-                got.status.code(),
-                want.status.code(),
-                "{label} on {}",
-                py.label()
-            );
-            assert_eq!(
-                got.status.signal(),
-                want.status.signal(),
-                "{label} on {}",
-                py.label()
-            );
-            assert_eq!(
-                got.stdout,
-                want.stdout,
-                "{label} on {}: stdout differs\nvia launcher: {}\ndirect: {}",
-                py.label(),
-                describe(&got),
-                describe(&want)
-            );
-            assert_eq!(
-                got.stderr,
-                want.stderr,
-                "{label} on {}: stderr differs\nvia launcher: {}\ndirect: {}",
-                py.label(),
-                describe(&got),
-                describe(&want)
-            );
-            compared += 1;
+    // Two modes. Pass-through (KOLOSAL_AUTO_COMPILE=0) must be the bare
+    // interpreter, byte for byte. The full launcher precompiles and sets
+    // PYTHONDONTWRITEBYTECODE=1 for the child, so it must equal the bare
+    // interpreter run with that one variable set.
+    for auto_compile in [false, true] {
+        let cache = tempfile::tempdir().unwrap();
+        for py in &pythons {
+            for (label, args, expect) in invocations.iter_mut() {
+                let input: &[u8] = if *label == "stdin script" {
+                    b"import sys; print('from stdin', sys.argv)\n"
+                } else {
+                    &stdin
+                };
+                let env = |c: &mut Command| {
+                    c.env("PATH", "/usr/bin:/bin")
+                        .env("KOLOSAL_PYTHON", &py.path)
+                        .env("ODD", OsString::from_vec(b"v\xffal".to_vec()))
+                        .current_dir(&root)
+                        .args(args.iter());
+                };
+                let mut direct = common::clean_command(&py.path);
+                env(&mut direct);
+                let mut via = common::clean_command(common::launcher_bin());
+                env(&mut via);
+                // The program prints its environment: both sides get the same
+                // KOLOSAL_* variables (the bare interpreter ignores them).
+                for c in [&mut direct, &mut via] {
+                    c.env("KOLOSAL_CACHE_DIR", cache.path());
+                    if !auto_compile {
+                        c.env("KOLOSAL_AUTO_COMPILE", "0");
+                    }
+                }
+                if auto_compile {
+                    direct.env("PYTHONDONTWRITEBYTECODE", "1");
+                }
+                let want = run(direct, input);
+                let got = run(via, input);
+                let status = match (want.status.code(), want.status.signal()) {
+                    (Some(c), _) => Ok(c),
+                    (None, Some(s)) => Err(s),
+                    _ => unreachable!("a process ends by code or signal"),
+                };
+                assert_eq!(
+                    status,
+                    *expect,
+                    "{label} on {}: {}",
+                    py.label(),
+                    describe(&want)
+                );
+                assert_eq!(
+                    got.status.code(),
+                    want.status.code(),
+                    "{label} on {}",
+                    py.label()
+                );
+                assert_eq!(
+                    got.status.signal(),
+                    want.status.signal(),
+                    "{label} on {}",
+                    py.label()
+                );
+                assert_eq!(
+                    got.stdout,
+                    want.stdout,
+                    "{label} on {}: stdout differs\nvia launcher: {}\ndirect: {}",
+                    py.label(),
+                    describe(&got),
+                    describe(&want)
+                );
+                assert_eq!(
+                    got.stderr,
+                    want.stderr,
+                    "{label} on {}: stderr differs\nvia launcher: {}\ndirect: {}",
+                    py.label(),
+                    describe(&got),
+                    describe(&want)
+                );
+                compared += 1;
+            }
         }
     }
     // The stdin digest really was computed from what was sent.

@@ -45,7 +45,7 @@
 
 use crate::closure::graph::{compute, Closure, ClosureModule, ClosureOptions, Entry, Via};
 use crate::closure::import_cache::ImportCache;
-use crate::interpreter::{discover, facts_for, DiscoverRequest, ProbeConfig, PythonFacts};
+use crate::interpreter::{facts_for, ProbeConfig, PythonFacts};
 use crate::pyc::{self, HashCheckMode, PycRules, Verdict};
 use anyhow::Context;
 use clap::{ArgAction, Args};
@@ -91,14 +91,7 @@ pub struct ClosureArgs {
 pub fn run(args: ClosureArgs) -> anyhow::Result<i32> {
     let cwd = std::env::current_dir()
         .map_err(|e| anyhow::anyhow!("cannot read the working directory ({e})"))?;
-    let env = |name: &str| std::env::var_os(name);
-    let mut req = DiscoverRequest::new(cwd.clone(), &env);
-    req.explicit = args.python.clone();
-    req.entry_dir = args.script.as_ref().map(|s| {
-        let abs = cwd.join(s);
-        abs.parent().map(Path::to_path_buf).unwrap_or(abs)
-    });
-    let python = discover(&req)?.path;
+    let python = super::discover_python(args.python.clone(), args.script.as_deref())?.path;
     let facts = facts_for(&python, &ProbeConfig::from_current_env())
         .with_context(|| format!("probing {}", python.display()))?;
     let entry = match (&args.module, &args.code, &args.script) {

@@ -512,7 +512,8 @@ fn link_if_identical(prev: &Path, cur: &Path) -> std::io::Result<()> {
 
 /// `--remove-source`: deletes each target's source once its (legacy) pyc
 /// is verified — its header parsed and checked against the source exactly as
-/// the loader would with `--check-hash-based-pycs always`. A source whose
+/// the loader would with `--check-hash-based-pycs always`, and its body
+/// checked to start like a code object ([`pyc::check_loadable`]). A source whose
 /// pyc does not verify is kept and reported. Returns one line per failure.
 pub fn remove_sources<'a>(
     targets: impl Iterator<Item = &'a Target>,
@@ -520,7 +521,7 @@ pub fn remove_sources<'a>(
 ) -> Vec<String> {
     let mut errors = Vec::new();
     for t in targets {
-        match pyc::check(&t.source, &t.cfile, rules, HashCheckMode::Always) {
+        match pyc::check_loadable(&t.source, &t.cfile, rules, HashCheckMode::Always) {
             pyc::Verdict::Fresh => {
                 if let Err(e) = std::fs::remove_file(&t.source) {
                     errors.push(format!(

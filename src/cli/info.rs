@@ -25,22 +25,10 @@
 //! Exit code: 0, or 1 when the interpreter was found but could not be
 //! probed. Discovery failures are errors (exit 2).
 
-use crate::interpreter::{
-    discover, facts_for_report, CacheStatus, DiscoverRequest, ProbeConfig, PythonFacts,
-};
+use crate::interpreter::{facts_for_report, CacheStatus, ProbeConfig, PythonFacts};
 use clap::Args;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-
-/// The `KOLOSAL_*` settings `kolosal info` reports.
-pub const KNOBS: &[&str] = &[
-    "KOLOSAL_PYTHON",
-    "KOLOSAL_AUTO_COMPILE",
-    "KOLOSAL_WORKERS",
-    "KOLOSAL_LOG",
-    "KOLOSAL_CACHE_DIR",
-    "KOLOSAL_WRITE_BYTECODE",
-];
 
 /// Arguments of `kolosal info`.
 #[derive(Debug, Args)]
@@ -57,18 +45,9 @@ pub struct InfoArgs {
 
 /// Runs `kolosal info`; returns the process exit code.
 pub fn run(args: InfoArgs) -> anyhow::Result<i32> {
-    let cwd = std::env::current_dir()
-        .map_err(|e| anyhow::anyhow!("cannot read the working directory ({e})"))?;
-    let env = |name: &str| std::env::var_os(name);
-    let mut req = DiscoverRequest::new(cwd.clone(), &env);
-    req.explicit = args.python.clone();
-    req.entry_dir = args.script.as_ref().map(|s| {
-        let abs = cwd.join(s);
-        abs.parent().map(Path::to_path_buf).unwrap_or(abs)
-    });
-    let found = discover(&req)?;
+    let found = super::discover_python(args.python.clone(), args.script.as_deref())?;
     let probed = facts_for_report(&found.path, &ProbeConfig::from_current_env());
-    let knobs: serde_json::Map<String, Value> = KNOBS
+    let knobs: serde_json::Map<String, Value> = crate::knobs::NAMES
         .iter()
         .map(|k| {
             let v = std::env::var_os(k).map(|v| Value::String(v.to_string_lossy().into_owned()));

@@ -131,6 +131,22 @@ impl ImportCache {
         }
     }
 
+    /// Parses the contents of a cache file, as [`ImportCache::load`] does;
+    /// `None` when they are not a valid cache file of this kolosal build.
+    /// The result is never saved.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        Some(ImportCache {
+            entries: Mutex::new(decode(bytes)?),
+            dirty: AtomicBool::new(false),
+            location: None,
+        })
+    }
+
+    /// The cache file contents [`ImportCache::save`] would write (every entry).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        encode(lock(&self.entries).iter())
+    }
+
     /// Number of cached files.
     pub fn len(&self) -> usize {
         lock(&self.entries).len()

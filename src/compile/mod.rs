@@ -26,6 +26,10 @@ use std::time::Duration;
 /// pycs need 3.7+).
 pub const WORKER_SCRIPT: &str = include_str!("worker.py");
 
+/// What the worker appends to a failure raised by `compile()` itself (not
+/// a `SyntaxError`); see [`Outcome::is_source_error`].
+const REJECTED_BY_COMPILE: &str = " (raised by compile())";
+
 /// One pyc to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompileJob {
@@ -119,6 +123,20 @@ impl Outcome {
     /// True for [`Outcome::Written`].
     pub fn is_written(&self) -> bool {
         matches!(self, Outcome::Written)
+    }
+
+    /// True when the source itself does not compile: a syntax error, or
+    /// `compile()` refusing it otherwise (NUL bytes before 3.12, nesting too
+    /// deep: `ValueError`, `MemoryError`, `RecursionError`). The interpreter
+    /// reports these itself when the program imports the module, so the
+    /// launcher need not say anything. False for kolosal's own failures
+    /// (unwritable target, time-out, crashed worker).
+    pub fn is_source_error(&self) -> bool {
+        match self {
+            Outcome::SyntaxError { .. } => true,
+            Outcome::Failed { message } => message.ends_with(REJECTED_BY_COMPILE),
+            Outcome::Written => false,
+        }
     }
 }
 

@@ -89,6 +89,15 @@ def test_hook(source, attempt):
             time.sleep(60)
 
 
+class Rejected(Exception):
+    """compile() itself refused the source with something other than a
+    SyntaxError; args[0] is the original exception."""
+
+
+# Appended to the message of a Rejected failure (compile/mod.rs matches it).
+REJECTED_SUFFIX = " (raised by compile())"
+
+
 def compile_one(source, cfile, optimize, mode):
     """Writes one pyc. Returns None, or raises.
 
@@ -119,8 +128,16 @@ def compile_one(source, cfile, optimize, mode):
         source_bytes = f.read()
     # mirrors SourceLoader.source_to_code: compile() on the raw bytes, so the
     # coding cookie is honoured and co_filename is the path as given.
-    code = compile(source_bytes, source, "exec", dont_inherit=True,
-                   optimize=optimize)
+    try:
+        code = compile(source_bytes, source, "exec", dont_inherit=True,
+                       optimize=optimize)
+    except SyntaxError:
+        raise
+    except Exception as err:
+        # NUL bytes (ValueError before 3.12), too deep nesting (MemoryError,
+        # RecursionError): the source's own problem, which the interpreter
+        # reports again when the program imports it.
+        raise Rejected(err)
     # mirrors py_compile.compile: create the cache directory (once per
     # directory per worker; a pyc already there proves it exists).
     dirname = os.path.dirname(cfile)
@@ -185,6 +202,11 @@ def handle(payload):
         body = struct.pack("<II", line, len(bpath)) + bpath + \
             msg.encode("utf-8", "replace")
         return struct.pack("<IB", job_id, 1) + body
+    except Rejected as rej:
+        err = rej.args[0]
+        msg = "{}: {}{}".format(type(err).__name__, one_line(err),
+                                REJECTED_SUFFIX)
+        return struct.pack("<IB", job_id, 2) + msg.encode("utf-8", "replace")
     except Exception as err:
         msg = "{}: {}".format(type(err).__name__, one_line(err))
         return struct.pack("<IB", job_id, 2) + msg.encode("utf-8", "replace")

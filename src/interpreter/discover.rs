@@ -145,8 +145,13 @@ impl<'a> DiscoverRequest<'a> {
         }
     }
 
+    /// This binary (by identity), or another kolosal install's launcher: a
+    /// shim of a second prefix on PATH resolves to a `kolosal-python` with
+    /// another inode, and exec'ing it would bounce back here forever.
     fn is_kolosal(&self, p: &Path) -> bool {
         FileId::of(p).is_some_and(|id| self.kolosal_ids.contains(&id))
+            || std::fs::canonicalize(p)
+                .is_ok_and(|real| real.file_name() == Some(OsStr::new("kolosal-python")))
     }
 
     fn absolute(&self, p: &Path) -> PathBuf {

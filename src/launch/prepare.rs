@@ -24,7 +24,7 @@ use crate::knobs::Knobs;
 use crate::log::Log;
 use crate::manifest::{self, Expect, LaunchKey, Manifest};
 use crate::pyc::{self, PycRules, Verdict};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -116,8 +116,10 @@ pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
     let mut targets = pyc_targets(&sources, &rules, &spec, prefix.as_deref(), ctx.cwd);
     let mut exec_env = Vec::new();
     let stale = stale_targets(&targets, &rules, &spec);
+    // PYTHONPYCACHEPREFIX exists from 3.8 on; it is ignored under -E/-I.
     if !stale.is_empty()
         && prefix.is_none()
+        && rules.supports_pycache_prefix()
         && !spec.ignore_environment
         && stale.iter().any(|t| !writable(&t.cfile))
     {
@@ -135,13 +137,31 @@ pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
         prefix = Some(fallback);
     }
     let stale = stale_targets(&targets, &rules, &spec);
+    let mut failed = HashSet::new();
     if !stale.is_empty() {
-        compile_stale(ctx, &facts, &rules, &spec, prefix.as_deref(), &targets)?;
+        failed = compile_stale(ctx, &facts, &rules, &spec, prefix.as_deref(), &targets)?;
     }
 
-    // Record the warm manifest.
+    // Record the warm manifest: stamp first, then confirm every pyc is
+    // fresh. A pyc removed or replaced before the stamps were taken (a
+    // racing `kolosal clean`, another tool) is caught by the check; one
+    // changed after them changes a stamped directory, so the next launch
+    // goes cold. Checking before stamping would leave a window in which
+    // a manifest vouches for pycs that are gone.
+    // Pycs this launch could not write (a syntax error, an unwritable tree
+    // under -I) are left out of that check: their source stamps send the
+    // next launch cold once they change, and retrying them on every launch
+    // would spawn a worker each time for nothing.
     let m = build_manifest(ctx, &spec, &closure, &targets, &exec_env);
-    if let Err(e) = manifest::store(ctx.key, &m) {
+    let still_stale = stale_targets(&targets, &rules, &spec)
+        .iter()
+        .filter(|t| !failed.contains(&t.cfile))
+        .count();
+    if still_stale > 0 {
+        log.debug(format_args!(
+            "manifest not stored: {still_stale} pycs stale after compiling"
+        ));
+    } else if let Err(e) = manifest::store(ctx.key, &m) {
         log.debug(format_args!("manifest not stored: {e}"));
     }
     Ok(exec_env)
@@ -197,19 +217,27 @@ fn stale_targets<'a>(
 }
 
 /// Whether a pyc could be created at `cfile`: its directory, or the nearest
-/// existing ancestor (the `__pycache__` may not exist yet), is writable.
+/// existing ancestor (the `__pycache__` may not exist yet), is a writable
+/// directory. A `__pycache__` that is a plain file blocks the write for
+/// everyone, root included, so it counts as unwritable.
 fn writable(cfile: &Path) -> bool {
     let mut dir = cfile.parent();
     while let Some(d) = dir {
-        if d.exists() {
-            return nix::unistd::access(d, nix::unistd::AccessFlags::W_OK).is_ok();
+        match std::fs::metadata(d) {
+            Ok(m) if m.is_dir() => {
+                return nix::unistd::access(d, nix::unistd::AccessFlags::W_OK).is_ok()
+            }
+            Ok(_) => return false,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => dir = d.parent(),
+            // ENOTDIR (a file higher up), EACCES, ELOOP: nothing can be created there.
+            Err(_) => return false,
         }
-        dir = d.parent();
     }
     false
 }
 
-/// Compiles what is still stale once the cache lock is held.
+/// Compiles what is still stale once the cache lock is held. Returns the
+/// pyc paths that could not be written.
 fn compile_stale(
     ctx: &Context<'_>,
     facts: &PythonFacts,
@@ -217,7 +245,7 @@ fn compile_stale(
     spec: &LaunchSpec,
     prefix: Option<&Path>,
     targets: &[PycTarget],
-) -> Result<(), String> {
+) -> Result<HashSet<PathBuf>, String> {
     let _lock = lock_cache(&ctx.python.resolved, spec.optimize, prefix);
     // Whoever held the lock before us may have compiled these already.
     let stale = stale_targets(targets, rules, spec);
@@ -225,7 +253,7 @@ fn compile_stale(
         ctx.log.debug(format_args!(
             "compile: nothing left after waiting for the lock"
         ));
-        return Ok(());
+        return Ok(HashSet::new());
     }
     let jobs: Vec<CompileJob> = stale
         .iter()
@@ -247,12 +275,10 @@ fn compile_stale(
         .debug(format_args!("compile: {} stale pycs", jobs.len()));
     let outcomes = compile::compile_all(&jobs, &config, &|_, _| {}).map_err(|e| e.to_string())?;
     let failed: Vec<&Outcome> = outcomes.iter().filter(|o| !o.is_written()).collect();
-    // A syntax error is the program's own: the interpreter reports it as
+    // An error compile() raises for the source (SyntaxError, NUL bytes,
+    // nesting too deep) is the program's own: the interpreter reports it as
     // python would. Anything else is worth one line.
-    if let Some(o) = failed
-        .iter()
-        .find(|o| !matches!(o, Outcome::SyntaxError { .. }))
-    {
+    if let Some(o) = failed.iter().find(|o| !o.is_source_error()) {
         ctx.log.warn(format_args!(
             "{} module(s) not precompiled, first: {}",
             failed.len(),
@@ -264,7 +290,12 @@ fn compile_stale(
         outcomes.len() - failed.len(),
         failed.len()
     ));
-    Ok(())
+    Ok(jobs
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, o)| !o.is_written())
+        .map(|(j, _)| j.cfile.clone())
+        .collect())
 }
 
 /// Stamps of everything whose change would change this launch's closure or
@@ -280,6 +311,9 @@ fn build_manifest(
 ) -> Manifest {
     let mut files: BTreeSet<PathBuf> = BTreeSet::new();
     let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
+    // Both the path exec'd (a venv symlink, or a path whose target can be
+    // swapped for another version) and the binary it resolved to.
+    files.insert(ctx.python.path.clone());
     files.insert(ctx.python.resolved.clone());
     if let Some(bin) = ctx.python.path.parent() {
         // A venv's pyvenv.cfg (absent for a base interpreter: still stamped).

@@ -1,7 +1,7 @@
 //! Would the source loader use this pyc? `SourceLoader.get_code`'s decision,
 //! made without running Python and reading only the pyc's header.
 
-use super::header::{parse_header, validate_timestamp, Header, PycKind};
+use super::header::{parse_header, validate_timestamp, PycKind};
 use super::{source_hash, HashCheckMode, PycRules};
 use std::fs::{Metadata, OpenOptions};
 use std::io::{ErrorKind, Read};
@@ -31,6 +31,11 @@ pub enum StaleReason {
     SourceUnreadable,
     /// The source or the pyc is not a regular file.
     NotRegularFile,
+    /// The header is valid but the body cannot be a marshalled code object
+    /// (too short, or another marshal type first). importlib would not
+    /// recompile such a pyc: the import fails (`bad marshal data`,
+    /// `Non-code object`). Only [`check_loadable`] reports it.
+    CorruptBody,
 }
 
 impl StaleReason {
@@ -47,6 +52,7 @@ impl StaleReason {
             Self::Hash => "hash",
             Self::SourceUnreadable => "source-unreadable",
             Self::NotRegularFile => "not-regular-file",
+            Self::CorruptBody => "corrupt-body",
         }
     }
 }
@@ -84,6 +90,36 @@ pub fn check(source: &Path, pyc: &Path, rules: &PycRules, mode: HashCheckMode) -
     }
 }
 
+/// The fewest body bytes (after the header) a pyc can have: the smallest
+/// marshalled module code object is 71 bytes (3.6/3.7, empty module, empty
+/// file name); 48 leaves a margin for future layouts.
+pub const MIN_BODY: usize = 48;
+
+/// marshal's `TYPE_CODE` (`'c'`); the `FLAG_REF` bit (0x80) may be set.
+const TYPE_CODE: u8 = b'c';
+const FLAG_REF: u8 = 0x80;
+
+/// [`check`], and also that the pyc could be loaded: its body is at least
+/// [`MIN_BODY`] bytes long and starts with marshal's code-object type byte.
+///
+/// This is kolosal's policy, not the loader's: importlib accepts such a pyc
+/// by its header and then fails the import. A pyc reported
+/// [`StaleReason::CorruptBody`] is rewritten by kolosal, so the program
+/// runs where bare `python` would raise. Costs nothing measurable: the same
+/// single `read`, of `header + MIN_BODY` bytes instead of the header.
+// mirrors importlib._bootstrap_external._compile_bytecode (marshal.loads
+// must yield a code object) in its cheapest necessary condition
+pub fn check_loadable(source: &Path, pyc: &Path, rules: &PycRules, mode: HashCheckMode) -> Verdict {
+    let meta = match std::fs::metadata(source) {
+        Ok(meta) => meta,
+        Err(_) => return Verdict::Stale(StaleReason::SourceUnreadable),
+    };
+    match decide(source, &meta, pyc, rules, mode, true) {
+        Ok(()) => Verdict::Fresh,
+        Err(reason) => Verdict::Stale(reason),
+    }
+}
+
 /// [`check`] with the source's metadata (`std::fs::metadata`, following
 /// symlinks) already in hand.
 ///
@@ -99,7 +135,7 @@ pub fn check_with_meta(
     rules: &PycRules,
     mode: HashCheckMode,
 ) -> Verdict {
-    match decide(source, source_meta, pyc, rules, mode) {
+    match decide(source, source_meta, pyc, rules, mode, false) {
         Ok(()) => Verdict::Fresh,
         Err(reason) => Verdict::Stale(reason),
     }
@@ -111,43 +147,55 @@ fn decide(
     pyc: &Path,
     rules: &PycRules,
     mode: HashCheckMode,
+    body: bool,
 ) -> Result<(), StaleReason> {
     if !source_meta.is_file() {
         return Err(StaleReason::NotRegularFile);
     }
-    let mut buf = [0u8; 16];
-    let n = read_header(pyc, &mut buf[..rules.header_len()])?;
-    let header = parse_header(&buf[..n], rules)?;
-    decide_header(source, source_meta, &header, rules, mode)
+    let mut buf = [0u8; 16 + MIN_BODY];
+    let hl = rules.header_len();
+    let want = if body { hl + MIN_BODY } else { hl };
+    let n = read_header(pyc, &mut buf[..want])?;
+    decide_read(source, source_meta, &buf[..n], rules, mode, body)
 }
 
-/// The part of [`check_with_meta`] that follows reading and parsing the
-/// header: for callers that already hold the parsed header (one read per
-/// pyc). `source_meta` must be a regular file's.
-pub fn check_header(
+/// [`check_loadable`] for a caller that already read the start of the pyc
+/// (`read`: up to `header_len + MIN_BODY` bytes, fewer when the file is
+/// shorter) and stat'ed the source: one read per pyc for callers that also
+/// look at the header themselves.
+pub fn check_loadable_read(
     source: &Path,
     source_meta: &Metadata,
-    header: &Header,
+    read: &[u8],
     rules: &PycRules,
     mode: HashCheckMode,
 ) -> Verdict {
-    if !source_meta.is_file() {
-        return Verdict::Stale(StaleReason::NotRegularFile);
-    }
-    match decide_header(source, source_meta, header, rules, mode) {
+    let decided = if source_meta.is_file() {
+        decide_read(source, source_meta, read, rules, mode, true)
+    } else {
+        Err(StaleReason::NotRegularFile)
+    };
+    match decided {
         Ok(()) => Verdict::Fresh,
         Err(reason) => Verdict::Stale(reason),
     }
 }
 
-fn decide_header(
+/// The decision once the pyc's first bytes are in `read`.
+fn decide_read(
     source: &Path,
     source_meta: &Metadata,
-    header: &Header,
+    read: &[u8],
     rules: &PycRules,
     mode: HashCheckMode,
+    body: bool,
 ) -> Result<(), StaleReason> {
-    match header.kind {
+    let hl = rules.header_len();
+    let want = if body { hl + MIN_BODY } else { hl };
+    let n = read.len().min(want);
+    let buf = read;
+    let header = parse_header(&buf[..n.min(hl)], rules)?;
+    let header_ok = match header.kind {
         PycKind::Timestamp { mtime, size } => validate_timestamp(
             mtime,
             size,
@@ -157,17 +205,23 @@ fn decide_header(
         ),
         PycKind::Hash { checked, hash } => {
             if !hash_must_be_checked(checked, mode) {
-                return Ok(());
-            }
-            let bytes = std::fs::read(source).map_err(|_| StaleReason::SourceUnreadable)?;
-            // mirrors importlib._bootstrap_external._validate_hash_pyc
-            if source_hash(rules, &bytes) == hash {
                 Ok(())
             } else {
-                Err(StaleReason::Hash)
+                let bytes = std::fs::read(source).map_err(|_| StaleReason::SourceUnreadable)?;
+                // mirrors importlib._bootstrap_external._validate_hash_pyc
+                if source_hash(rules, &bytes) == hash {
+                    Ok(())
+                } else {
+                    Err(StaleReason::Hash)
+                }
             }
         }
+    };
+    header_ok?;
+    if body && (n < want || buf[hl] & !FLAG_REF != TYPE_CODE) {
+        return Err(StaleReason::CorruptBody);
     }
+    Ok(())
 }
 
 /// Whether a hash-based pyc is compared with its source.
@@ -292,6 +346,7 @@ mod tests {
             Hash,
             SourceUnreadable,
             NotRegularFile,
+            CorruptBody,
         ];
         let names: std::collections::HashSet<_> = all.iter().map(|r| r.as_str()).collect();
         assert_eq!(names.len(), all.len());

@@ -1,0 +1,2 @@
+﻿import os
+from sys import path

@@ -1,0 +1,6 @@
+import \
+  os, \
+  sys
+from a \
+ import (b,
+ c)

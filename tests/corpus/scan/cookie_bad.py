@@ -1,0 +1,2 @@
+# coding: nonsense
+import os

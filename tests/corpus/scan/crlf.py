@@ -1,0 +1,5 @@
+import os
+from a.b import (c,
+  d)
+if x:
+    import e

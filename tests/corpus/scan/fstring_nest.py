@@ -1,0 +1,6 @@
+import os
+x = f"{f'{f"{1}"}'}"
+import sys
+t = f"""{
+  x
+}"""

@@ -1,0 +1,3 @@
+print "hi"
+exec "import x"
+import y

@@ -1,0 +1,6 @@
+try:
+    import fast
+except ImportError:
+    import slow
+else:
+    pass

@@ -1,0 +1,3 @@
+import os
+s = """never closed
+import fake

@@ -1,0 +1,1057 @@
+//! `kolosal-python` end to end, against the real interpreters.
+//!
+//! The central claim: after ONE launch through kolosal, a `python -v` run of
+//! the same command (same interpreter, flags and environment) compiles no
+//! source module at all: every module it imports comes from a pyc. Around
+//! it: byte-for-byte parity with the bare interpreter over the CLI forms,
+//! syntax errors reported exactly as python reports them, the fallback
+//! prefix for unwritable trees, the warm path (no process but the final
+//! python), the knobs, and fail-open behaviour.
+//!
+//! Every test gets its own project and its own `KOLOSAL_CACHE_DIR`.
+
+mod common;
+
+use common::Python;
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+/// A multi-package app with relative imports, `from pkg import submodule`
+/// and stdlib imports.
+const APP: &[(&str, &str)] = &[
+    (
+        "main.py",
+        "import json\nimport app.a\nfrom app.sub import b\nfrom app import cli_helpers\nprint('ok', app.a.X, b.Y, cli_helpers.Z, json.dumps([1]), __debug__)\n",
+    ),
+    ("app/__init__.py", "VERSION = '1'\n"),
+    (
+        "app/a.py",
+        "from . import c\nfrom .sub import b\nimport collections\nX = c.C + b.Y\n",
+    ),
+    ("app/c.py", "\"\"\"doc\"\"\"\nC = 40\nassert C\n"),
+    ("app/sub/__init__.py", ""),
+    ("app/sub/b.py", "from .. import c\nY = 2\n"),
+    ("app/cli_helpers.py", "Z = 'z'\n"),
+    (
+        "app/cli.py",
+        "import sys\nfrom . import a\nfrom .sub import b\nprint('cli', a.X, b.Y, sys.argv[1:])\n",
+    ),
+];
+
+/// The parity program: prints what a launcher could get wrong, then acts
+/// on its last argument.
+const PAR: &str = r#"import sys, os, signal
+try:
+    import app.a
+except ImportError:
+    pass
+print(repr(sys.argv))
+print(repr(getattr(sys, "orig_argv", None)))
+print(sys.executable)
+print(sys.prefix)
+print(sys.flags.optimize, sys.flags.isolated, __debug__)
+sys.stdout.flush()
+sys.stderr.write("to stderr\n")
+sys.stderr.flush()
+act = sys.argv[-1]
+def explode(n):
+    return {}["missing %d" % n]
+if act == "exit7":
+    sys.exit(7)
+if act == "raise":
+    explode(3)
+if act == "term":
+    os.kill(os.getpid(), signal.SIGTERM)
+if act == "int":
+    os.kill(os.getpid(), signal.SIGINT)
+"#;
+
+/// One test's world: a project directory and a private kolosal cache.
+struct Project {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    cache: PathBuf,
+    tmp: PathBuf,
+}
+
+impl Project {
+    fn new(files: &[(&str, &str)]) -> Project {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().canonicalize().unwrap();
+        let root = base.join("proj");
+        std::fs::create_dir(&root).unwrap();
+        let p = Project {
+            _tmp: tmp,
+            root,
+            cache: base.join("kcache"),
+            tmp: base,
+        };
+        for (rel, text) in files {
+            p.write(rel, text);
+        }
+        p
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let path = self.root.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    /// `kolosal-python ARGS` in the project, for `py`, with its own cache.
+    fn kolosal(&self, py: &Path, args: &[&str]) -> Command {
+        let mut c = common::clean_command(common::launcher_bin());
+        c.env("PATH", "/usr/bin:/bin")
+            .env("KOLOSAL_PYTHON", py)
+            .env("KOLOSAL_CACHE_DIR", &self.cache)
+            .current_dir(&self.root)
+            .args(args);
+        c
+    }
+
+    /// `python ARGS` in the project, as kolosal would exec it.
+    fn python(&self, py: &Path, args: &[&str]) -> Command {
+        let mut c = common::clean_command(py);
+        c.env("PATH", "/usr/bin:/bin")
+            .current_dir(&self.root)
+            .args(args);
+        c
+    }
+}
+
+fn run(cmd: &mut Command, stdin: &[u8]) -> Output {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    let pid = child.id() as libc::pid_t;
+    let mut pipe = child.stdin.take().expect("stdin");
+    let input = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = pipe.write_all(&input);
+    });
+    // Read both pipes while waiting (python -v fills a pipe buffer fast).
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(Duration::from_secs(300)) {
+        Ok(o) => o.expect("output"),
+        Err(_) => {
+            // SAFETY: kill has no memory preconditions; pid is our child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("child did not finish in 300 s: {cmd:?}");
+        }
+    };
+    let _ = writer.join();
+    out
+}
+
+fn describe(o: &Output) -> String {
+    format!(
+        "status {:?} (signal {:?})\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        o.status.signal(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn ok(o: Output, what: &str) -> Output {
+    assert!(o.status.success(), "{what}: {}", describe(&o));
+    o
+}
+
+/// The modules a `python -v` run compiled from source: `# code object from
+/// /x.py` (a pyc load prints the quoted `.pyc` path instead).
+fn source_compiles(verbose_stderr: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(verbose_stderr)
+        .lines()
+        .filter_map(|l| l.strip_prefix("# code object from "))
+        .map(|rest| rest.trim_matches('\'').to_string())
+        .filter(|p| p.ends_with(".py"))
+        .collect()
+}
+
+/// The pyc paths a `python -v` run loaded.
+fn pyc_loads(verbose_stderr: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(verbose_stderr)
+        .lines()
+        .filter_map(|l| l.strip_prefix("# code object from "))
+        .map(|rest| rest.trim_matches('\'').to_string())
+        .filter(|p| p.ends_with(".pyc"))
+        .collect()
+}
+
+/// importlib's own verdict on the pycs of `sources`, from one interpreter
+/// process run with `flags` (so `sys.pycache_prefix` and the optimisation
+/// level are the run's): `OK`, `MISSING` or `BAD <why>` per source, plus the
+/// header flags.
+const PYC_VERDICT: &str = r#"
+import sys, os, marshal, importlib.util, importlib._bootstrap_external as be
+opt = "" if sys.flags.optimize == 0 else sys.flags.optimize
+for src in sys.argv[1:]:
+    cfile = importlib.util.cache_from_source(src, optimization=opt)
+    try:
+        with open(cfile, "rb") as f:
+            data = f.read()
+    except OSError:
+        print("MISSING", src, cfile)
+        continue
+    try:
+        flags = be._classify_pyc(data, src, {})
+        if flags & 1:
+            with open(src, "rb") as f:
+                be._validate_hash_pyc(data, importlib.util.source_hash(f.read()), src, {})
+        else:
+            st = os.stat(src)
+            # SourceLoader.get_code passes int(st_mtime)
+            be._validate_timestamp_pyc(data, int(st.st_mtime), st.st_size, src, {})
+        marshal.loads(data[16:])
+        print("OK", flags, src)
+    except Exception as e:
+        print("BAD", src, type(e).__name__, e)
+"#;
+
+/// Runs [`PYC_VERDICT`] for `sources` with `flags`; returns one line per source.
+fn pyc_verdicts(py: &Path, cwd: &Path, flags: &[&str], sources: &[PathBuf]) -> Vec<String> {
+    let mut c = common::clean_command(py);
+    c.current_dir(cwd)
+        .args(flags)
+        .args(["-c", PYC_VERDICT])
+        .args(sources);
+    let o = ok(run(&mut c, b""), "pyc verdict");
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The latest interpreter and the oldest: the expensive parts run on these.
+fn ends(pythons: &[Python]) -> Vec<Python> {
+    let mut v = vec![pythons[pythons.len() - 1].clone()];
+    if pythons.len() > 1 {
+        v.push(pythons[0].clone());
+    }
+    v
+}
+
+/// One launch form of the zero-source-compiles check.
+struct Form {
+    label: &'static str,
+    args: Vec<String>,
+    env: Vec<(&'static str, String)>,
+    stdout: &'static str,
+}
+
+#[test]
+fn one_launch_leaves_nothing_for_python_to_compile() {
+    let pythons = common::pythons();
+    common::report("launcher_e2e::zero_source_compiles", &pythons);
+    let mut checked = 0;
+    for py in &pythons {
+        // One cache per interpreter (the probe is reused), one project per form.
+        let cache = tempfile::tempdir().unwrap();
+        let prefix_tmp = tempfile::tempdir().unwrap();
+        let prefix = prefix_tmp.path().canonicalize().unwrap().join("pyc");
+        let forms = vec![
+            Form {
+                label: "script",
+                args: vec!["main.py".into()],
+                env: vec![],
+                stdout: "ok 42 2 z [1] True\n",
+            },
+            Form {
+                label: "-m pkg.mod",
+                args: vec!["-m".into(), "app.cli".into(), "x".into()],
+                env: vec![],
+                stdout: "cli 42 2 ['x']\n",
+            },
+            Form {
+                label: "-c",
+                args: vec![
+                    "-c".into(),
+                    "import app.a, app.sub.b; print('c', app.a.X)".into(),
+                ],
+                env: vec![],
+                stdout: "c 42\n",
+            },
+            Form {
+                label: "-O",
+                args: vec!["-O".into(), "main.py".into()],
+                env: vec![],
+                stdout: "ok 42 2 z [1] False\n",
+            },
+            Form {
+                label: "-OO",
+                args: vec!["-OO".into(), "main.py".into()],
+                env: vec![],
+                stdout: "ok 42 2 z [1] False\n",
+            },
+            Form {
+                label: "PYTHONOPTIMIZE=2",
+                args: vec!["main.py".into()],
+                env: vec![("PYTHONOPTIMIZE", "2".into())],
+                stdout: "ok 42 2 z [1] False\n",
+            },
+            Form {
+                label: "-X pycache_prefix",
+                args: vec![
+                    "-X".into(),
+                    format!("pycache_prefix={}", prefix.display()),
+                    "main.py".into(),
+                ],
+                env: vec![],
+                stdout: "ok 42 2 z [1] True\n",
+            },
+        ];
+        for form in &forms {
+            if form.label == "-X pycache_prefix" && py.version < (3, 8, 0) {
+                continue; // pycache_prefix is 3.8+
+            }
+            let p = Project::new(APP);
+            let args: Vec<&str> = form.args.iter().map(String::as_str).collect();
+            let mut k = p.kolosal(&py.path, &args);
+            k.env("KOLOSAL_CACHE_DIR", cache.path());
+            let mut v = p.python(&py.path, &[&["-v"][..], &args].concat());
+            for (name, val) in &form.env {
+                k.env(name, val);
+                v.env(name, val);
+            }
+            let first = ok(run(&mut k, b""), form.label);
+            assert_eq!(
+                String::from_utf8_lossy(&first.stdout),
+                form.stdout,
+                "{} on {}",
+                form.label,
+                py.label()
+            );
+            assert!(
+                first.stderr.is_empty(),
+                "{} on {}: kolosal wrote to stderr: {}",
+                form.label,
+                py.label(),
+                describe(&first)
+            );
+            let verbose = ok(run(&mut v, b""), form.label);
+            let compiled = source_compiles(&verbose.stderr);
+            assert!(
+                compiled.is_empty(),
+                "{} on {}: python compiled from source after a kolosal launch: {compiled:#?}",
+                form.label,
+                py.label()
+            );
+            let loads = pyc_loads(&verbose.stderr);
+            let root = p.root.to_string_lossy().into_owned();
+            let app_loads: Vec<&String> = loads.iter().filter(|l| l.contains(&root)).collect();
+            // app, a, c, sub, b (+ cli_helpers / cli): the project really came from pycs.
+            assert!(
+                app_loads.len() >= 4,
+                "{} on {}: too few project pycs loaded: {app_loads:#?}",
+                form.label,
+                py.label()
+            );
+            if form.label == "-X pycache_prefix" {
+                let under = prefix.to_string_lossy().into_owned();
+                assert!(
+                    loads.iter().all(|l| l.starts_with(&under)),
+                    "{} on {}: pycs read from outside the prefix: {loads:#?}",
+                    form.label,
+                    py.label()
+                );
+                assert!(
+                    !p.root.join("app/__pycache__").exists(),
+                    "pycs written into the tree despite the prefix"
+                );
+            }
+            checked += 1;
+        }
+    }
+    common::note(&format!(
+        "[launcher_e2e] zero source compiles after one launch: {checked} (interpreter, form) pairs"
+    ));
+}
+
+#[test]
+fn stale_hash_based_pycs_are_rewritten_in_their_own_mode() {
+    let pythons = common::pythons();
+    common::report("launcher_e2e::hash_pycs", &pythons);
+    for py in &pythons {
+        let p = Project::new(APP);
+        // app/a.py: checked hash; app/c.py: unchecked hash; both then go stale.
+        let mk = "import py_compile as p, sys\nM = p.PycInvalidationMode\np.compile('app/a.py', invalidation_mode=M.CHECKED_HASH, doraise=True)\np.compile('app/c.py', invalidation_mode=M.UNCHECKED_HASH, doraise=True)\n";
+        ok(run(&mut p.python(&py.path, &["-c", mk]), b""), "py_compile");
+        p.write(
+            "app/a.py",
+            "from . import c\nfrom .sub import b\nimport collections\nX = c.C + b.Y + 1\n",
+        );
+        p.write("app/c.py", "C = 50\n");
+        let args = ["--check-hash-based-pycs", "always", "main.py"];
+        let out = ok(run(&mut p.kolosal(&py.path, &args), b""), "kolosal");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "ok 53 2 z [1] True\n",
+            "{}",
+            py.label()
+        );
+        let v = ok(
+            run(&mut p.python(&py.path, &[&["-v"][..], &args].concat()), b""),
+            "python -v",
+        );
+        assert_eq!(
+            source_compiles(&v.stderr),
+            Vec::<String>::new(),
+            "{}",
+            py.label()
+        );
+        let verdicts = pyc_verdicts(
+            &py.path,
+            &p.root,
+            &[],
+            &[p.root.join("app/a.py"), p.root.join("app/c.py")],
+        );
+        // flags 3 = hash-based + check_source, 1 = unchecked hash-based.
+        assert!(
+            verdicts[0].starts_with("OK 3 ") && verdicts[1].starts_with("OK 1 "),
+            "{}: {verdicts:?}",
+            py.label()
+        );
+    }
+}
+
+#[test]
+fn parity_with_the_bare_interpreter() {
+    let pythons = common::pythons();
+    common::report("launcher_e2e::parity", &pythons);
+    let mut compared = 0;
+    for py in &pythons {
+        let p = Project::new(APP);
+        p.write("par.py", PAR);
+        let prefix = p.tmp.join("prefix");
+        let prefix_arg = format!("pycache_prefix={}", prefix.display());
+        let has_prefix = py.version >= (3, 8, 0);
+        // (label, args, env, stdin, expected exit: Ok(code) / Err(signal))
+        type Case<'a> = (
+            &'a str,
+            Vec<&'a str>,
+            Vec<(&'a str, &'a str)>,
+            &'a [u8],
+            Option<Result<i32, i32>>,
+        );
+        let mut cases: Vec<Case> = vec![
+            (
+                "script",
+                vec!["par.py", "a b", "ok"],
+                vec![],
+                b"",
+                Some(Ok(0)),
+            ),
+            (
+                "script exit",
+                vec!["par.py", "exit7"],
+                vec![],
+                b"",
+                Some(Ok(7)),
+            ),
+            (
+                "script raise",
+                vec!["par.py", "raise"],
+                vec![],
+                b"",
+                Some(Ok(1)),
+            ),
+            (
+                "script SIGTERM",
+                vec!["par.py", "term"],
+                vec![],
+                b"",
+                Some(Err(libc::SIGTERM)),
+            ),
+            ("-m", vec!["-m", "par", "ok"], vec![], b"", Some(Ok(0))),
+            (
+                "-m raise",
+                vec!["-m", "par", "raise"],
+                vec![],
+                b"",
+                Some(Ok(1)),
+            ),
+            (
+                "-c",
+                vec!["-c", "import par", "exit7"],
+                vec![],
+                b"",
+                Some(Ok(7)),
+            ),
+            (
+                "stdin",
+                vec!["-", "ok"],
+                vec![],
+                b"import par\n",
+                Some(Ok(0)),
+            ),
+            (
+                "stdin raise",
+                vec!["-", "raise"],
+                vec![],
+                b"import par\n",
+                Some(Ok(1)),
+            ),
+            ("-O", vec!["-O", "par.py", "ok"], vec![], b"", Some(Ok(0))),
+            (
+                "-OO",
+                vec!["-OO", "par.py", "raise"],
+                vec![],
+                b"",
+                Some(Ok(1)),
+            ),
+            (
+                "PYTHONOPTIMIZE",
+                vec!["par.py", "ok"],
+                vec![("PYTHONOPTIMIZE", "2")],
+                b"",
+                Some(Ok(0)),
+            ),
+            // -I drops the script's directory on 3.11+: `import app` may fail, identically.
+            ("-I", vec!["-I", "par.py", "ok"], vec![], b"", None),
+            ("no such script", vec!["nope.py"], vec![], b"", Some(Ok(2))),
+        ];
+        if py.version >= (3, 8, 0) {
+            // A SIGINT death is a signal status from 3.8 on.
+            cases.push((
+                "script SIGINT",
+                vec!["par.py", "int"],
+                vec![],
+                b"",
+                Some(Err(libc::SIGINT)),
+            ));
+        }
+        if has_prefix {
+            cases.push((
+                "-X pycache_prefix",
+                vec!["-X", &prefix_arg, "par.py", "ok"],
+                vec![],
+                b"",
+                Some(Ok(0)),
+            ));
+        }
+        for (label, args, env, stdin, expect) in &cases {
+            let mut k = p.kolosal(&py.path, args);
+            let mut d = p.python(&py.path, args);
+            for (n, v) in env {
+                k.env(n, v);
+                d.env(n, v);
+            }
+            // kolosal first: the cold launch is the one that must stay silent.
+            let got = run(&mut k, stdin);
+            let want = run(&mut d, stdin);
+            let what = format!(
+                "{label} on {}\nvia kolosal: {}\ndirect: {}",
+                py.label(),
+                describe(&got),
+                describe(&want)
+            );
+            if let Some(expect) = expect {
+                let status = match (want.status.code(), want.status.signal()) {
+                    (Some(c), _) => Ok(c),
+                    (None, Some(s)) => Err(s),
+                    _ => unreachable!("a process ends by code or signal"),
+                };
+                assert_eq!(status, *expect, "{what}");
+            }
+            assert_eq!(got.status.code(), want.status.code(), "{what}");
+            assert_eq!(got.status.signal(), want.status.signal(), "{what}");
+            assert_eq!(got.stdout, want.stdout, "stdout differs: {what}");
+            assert_eq!(got.stderr, want.stderr, "stderr differs: {what}");
+            if want.status.success() && *label != "-I" {
+                // The program really printed its view of the launch.
+                let text = String::from_utf8_lossy(&want.stdout);
+                assert!(text.contains(&py.path.display().to_string()), "{what}");
+            }
+            compared += 1;
+        }
+    }
+    common::note(&format!(
+        "[launcher_e2e] parity: {compared} kolosal/direct pairs identical (status, stdout, stderr)"
+    ));
+}
+
+#[test]
+fn syntax_errors_reach_the_user_as_python_reports_them() {
+    let pythons = common::pythons();
+    common::report("launcher_e2e::syntax_errors", &pythons);
+    for py in &pythons {
+        for (label, main, bad) in [
+            (
+                "imported module",
+                "import app.a\nimport app.bad\nprint('unreachable')\n",
+                "app/bad.py",
+            ),
+            (
+                "main script",
+                "import app.a\nimport app.cli_helpers\nx = (1,\nprint(x\n",
+                "main.py",
+            ),
+        ] {
+            let p = Project::new(APP);
+            p.write("main.py", main);
+            if bad == "app/bad.py" {
+                p.write(bad, "def f(:\n    pass\n");
+            }
+            let got = run(&mut p.kolosal(&py.path, &["main.py"]), b"");
+            // The other modules got their pycs from kolosal (checked before
+            // python itself runs and could write them).
+            let verdicts = pyc_verdicts(
+                &py.path,
+                &p.root,
+                &[],
+                &[
+                    p.root.join("app/__init__.py"),
+                    p.root.join("app/a.py"),
+                    p.root.join("app/c.py"),
+                    p.root.join("app/sub/b.py"),
+                ],
+            );
+            assert!(
+                verdicts.iter().all(|v| v.starts_with("OK ")),
+                "{label} on {}: {verdicts:#?}",
+                py.label()
+            );
+            let want = run(&mut p.python(&py.path, &["main.py"]), b"");
+            let what = format!(
+                "{label} on {}\nvia kolosal: {}\ndirect: {}",
+                py.label(),
+                describe(&got),
+                describe(&want)
+            );
+            assert_eq!(want.status.code(), Some(1), "{what}");
+            assert!(
+                String::from_utf8_lossy(&want.stderr).contains("SyntaxError"),
+                "{what}"
+            );
+            assert_eq!(got.status.code(), want.status.code(), "{what}");
+            assert_eq!(got.stdout, want.stdout, "{what}");
+            assert_eq!(got.stderr, want.stderr, "{what}");
+        }
+    }
+}
+
+/// Makes `dir` immutable (`chattr +i`) for the life of the guard.
+struct Immutable(PathBuf);
+
+impl Immutable {
+    fn set(dir: &Path) -> Option<Immutable> {
+        let s = Command::new("chattr").arg("+i").arg(dir).status().ok()?;
+        if !s.success() {
+            return None;
+        }
+        // Root ignores permissions, not the immutable flag: prove it bites.
+        if std::fs::create_dir(dir.join("__probe__")).is_ok() {
+            let _ = std::fs::remove_dir(dir.join("__probe__"));
+            let _ = Command::new("chattr").arg("-i").arg(dir).status();
+            return None;
+        }
+        Some(Immutable(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn unwritable_tree_falls_back_to_a_prefix_under_the_cache() {
+    let pythons = common::pythons_at_least((3, 8));
+    let pythons = ends(&pythons);
+    common::report("launcher_e2e::unwritable_tree", &pythons);
+    for py in &pythons {
+        for how in ["__pycache__ is a file", "chattr +i"] {
+            let p = Project::new(APP);
+            let _guard;
+            match how {
+                "chattr +i" => {
+                    _guard = Immutable::set(&p.root.join("app/sub"));
+                    if _guard.is_none() {
+                        common::note(
+                            "[launcher_e2e] chattr +i unavailable here: skipped that variant",
+                        );
+                        continue;
+                    }
+                }
+                _ => {
+                    p.write("app/sub/__pycache__", "not a directory\n");
+                    _guard = None;
+                }
+            }
+            let prog = "import os, sys\nimport app.a\nprint(os.environ.get('PYTHONPYCACHEPREFIX'), sys.pycache_prefix)\n";
+            p.write("show.py", prog);
+            let out = ok(run(&mut p.kolosal(&py.path, &["show.py"]), b""), how);
+            let fallback = p.cache.join("pycache");
+            let fb = fallback.display().to_string();
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                format!("{fb} {fb}\n"),
+                "{how} on {}: {}",
+                py.label(),
+                describe(&out)
+            );
+            // One line at the default level would be allowed; the fallback is silent (info).
+            assert!(out.stderr.is_empty(), "{how}: {}", describe(&out));
+            let mut v = p.python(&py.path, &["-v", "show.py"]);
+            v.env("PYTHONPYCACHEPREFIX", &fallback);
+            let v = ok(run(&mut v, b""), "python -v");
+            assert_eq!(
+                source_compiles(&v.stderr),
+                Vec::<String>::new(),
+                "{how} on {}",
+                py.label()
+            );
+            let loads = pyc_loads(&v.stderr);
+            assert!(loads.iter().all(|l| l.starts_with(&fb)), "{loads:#?}");
+            assert!(
+                loads.iter().any(|l| l.contains("/app/sub/b.")),
+                "{loads:#?}"
+            );
+            // Warm: the manifest remembers the prefix.
+            let again = ok(run(&mut p.kolosal(&py.path, &["show.py"]), b""), how);
+            assert_eq!(again.stdout, out.stdout);
+            // -I ignores PYTHONPYCACHEPREFIX: no fallback, the program still runs.
+            let iso = ok(
+                run(
+                    &mut p.kolosal(
+                        &py.path,
+                        &["-I", "-c", "import sys; print(sys.pycache_prefix)"],
+                    ),
+                    b"",
+                ),
+                "-I",
+            );
+            assert_eq!(String::from_utf8_lossy(&iso.stdout), "None\n");
+            assert!(iso.stderr.is_empty(), "{}", describe(&iso));
+        }
+    }
+}
+
+/// `execve` calls made by a launch (following children): the programs run.
+fn execs(cmd: &mut Command) -> (Output, Vec<String>) {
+    let trace = tempfile::NamedTempFile::new().unwrap();
+    let mut s = Command::new("strace");
+    s.args(["-f", "-qq", "-e", "trace=execve", "-o"])
+        .arg(trace.path())
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    s.env_clear();
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            s.env(k, v);
+        }
+    }
+    if let Some(d) = cmd.get_current_dir() {
+        s.current_dir(d);
+    }
+    let out = run(&mut s, b"");
+    let text = std::fs::read_to_string(trace.path()).unwrap();
+    let programs = text
+        .lines()
+        .filter(|l| l.contains("execve(\"") && !l.contains("= -1"))
+        .filter_map(|l| l.split('"').nth(1).map(str::to_string))
+        .collect();
+    (out, programs)
+}
+
+fn have_strace() -> bool {
+    Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn warm_path_spawns_nothing_and_notices_every_change() {
+    let pythons = common::pythons_at_least((3, 8));
+    let py = &pythons[pythons.len() - 1];
+    common::report("launcher_e2e::warm_path", std::slice::from_ref(py));
+    assert!(have_strace(), "strace is needed: apt-get install strace");
+    let p = Project::new(APP);
+    p.write(
+        "shadow.py",
+        "import colorsys\nimport app.a\nprint(colorsys.__name__, getattr(colorsys, 'MINE', 0))\n",
+    );
+    let launcher = common::launcher_bin().display().to_string();
+    let py_path = py.path.display().to_string();
+
+    // Cold: the probe and the workers are python processes too.
+    let (out, progs) = execs(&mut p.kolosal(&py.path, &["shadow.py"]));
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(progs.len() > 2, "cold run should probe/compile: {progs:?}");
+    // Warm: kolosal-python, then the final python, nothing else.
+    let (out, progs) = execs(&mut p.kolosal(&py.path, &["shadow.py"]));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "colorsys 0\n");
+    assert_eq!(
+        progs,
+        vec![launcher.clone(), py_path.clone()],
+        "warm run spawned more"
+    );
+
+    // Editing one module recompiles exactly that one.
+    let snapshot = || -> Vec<(PathBuf, u64)> {
+        let mut v: Vec<(PathBuf, u64)> = walk_pycs(&p.root)
+            .into_iter()
+            .map(|f| {
+                use std::os::unix::fs::MetadataExt;
+                let ino = std::fs::metadata(&f).unwrap().ino();
+                (f, ino)
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = snapshot();
+    assert!(before.len() >= 5, "{before:?}");
+    std::thread::sleep(Duration::from_millis(20));
+    p.write("app/c.py", "\"\"\"doc\"\"\"\nC = 41\n");
+    let mut k = p.kolosal(&py.path, &["shadow.py"]);
+    k.env("KOLOSAL_LOG", "debug");
+    let out = ok(run(&mut k, b""), "after edit");
+    let after = snapshot();
+    let changed: Vec<&PathBuf> = after
+        .iter()
+        .filter(|a| !before.contains(a))
+        .map(|(f, _)| f)
+        .collect();
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert!(
+        changed[0].to_string_lossy().contains("/app/__pycache__/c."),
+        "{changed:?}"
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("compile: 1 stale pycs"), "{log}");
+
+    // A new module shadowing an imported one invalidates the manifest.
+    p.write("colorsys.py", "MINE = 1\n");
+    let mut k = p.kolosal(&py.path, &["shadow.py"]);
+    k.env("KOLOSAL_LOG", "debug");
+    let out = ok(run(&mut k, b""), "shadowed");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "colorsys 1\n");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cold:"),
+        "{}",
+        describe(&out)
+    );
+    let v = ok(
+        run(&mut p.python(&py.path, &["-v", "shadow.py"]), b""),
+        "-v",
+    );
+    assert_eq!(source_compiles(&v.stderr), Vec::<String>::new());
+
+    // KOLOSAL_LOG=debug: a timeline on stderr, nothing on stdout but the program's.
+    let mut k = p.kolosal(&py.path, &["shadow.py"]);
+    k.env("KOLOSAL_LOG", "debug");
+    let out = ok(run(&mut k, b""), "debug");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "colorsys 1\n");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.lines().count() >= 3, "{log}");
+    assert!(
+        log.lines().all(|l| l.starts_with("kolosal: [debug +")),
+        "{log}"
+    );
+}
+
+fn walk_pycs(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|x| x == "pyc") {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn knobs_auto_compile_and_write_bytecode() {
+    let pythons = common::pythons_at_least((3, 8));
+    let py = &pythons[pythons.len() - 1];
+    common::report("launcher_e2e::knobs", std::slice::from_ref(py));
+    let prog = "import os, sys\nimport app.a\nprint(os.environ.get('PYTHONDONTWRITEBYTECODE'), int(sys.flags.dont_write_bytecode))\n";
+
+    // Default: kolosal compiled, and python must not write.
+    let p = Project::new(APP);
+    p.write("env.py", prog);
+    let out = ok(run(&mut p.kolosal(&py.path, &["env.py"]), b""), "default");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1 1\n");
+
+    // KOLOSAL_AUTO_COMPILE=0: nothing compiled, nothing recorded, no variable set.
+    let p = Project::new(APP);
+    p.write("env.py", prog);
+    let mut k = p.kolosal(&py.path, &["env.py"]);
+    k.env("KOLOSAL_AUTO_COMPILE", "0");
+    let (out, progs) = if have_strace() {
+        execs(&mut k)
+    } else {
+        (run(&mut k, b""), Vec::new())
+    };
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "None 0\n");
+    if have_strace() {
+        assert_eq!(
+            progs.len(),
+            2,
+            "AUTO_COMPILE=0 started more than python: {progs:?}"
+        );
+    }
+    assert!(!p.cache.join("manifests").exists());
+
+    // KOLOSAL_WRITE_BYTECODE=1: compiled, but the variable left unset.
+    let p = Project::new(APP);
+    p.write("env.py", prog);
+    let mut k = p.kolosal(&py.path, &["env.py"]);
+    k.env("KOLOSAL_WRITE_BYTECODE", "1")
+        .env("KOLOSAL_LOG", "debug");
+    let out = ok(run(&mut k, b""), "write bytecode");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "None 0\n");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("compile: 5 written, 0 not"), "{log}");
+    let closure: Vec<PathBuf> = ["__init__", "a", "c", "sub/__init__", "sub/b"]
+        .iter()
+        .map(|m| p.root.join(format!("app/{m}.py")))
+        .collect();
+    let verdicts = pyc_verdicts(&py.path, &p.root, &[], &closure);
+    assert!(
+        verdicts.iter().all(|v| v.starts_with("OK ")),
+        "{verdicts:#?}"
+    );
+}
+
+#[test]
+fn fail_open() {
+    let pythons = common::pythons_at_least((3, 8));
+    let py = &pythons[pythons.len() - 1];
+    common::report("launcher_e2e::fail_open", std::slice::from_ref(py));
+    let expect = "ok 42 2 z [1] True\n";
+    // Each case: prepare the world, then run with the default log level and with off.
+    let check = |p: &Project, label: &str, cmd: &mut dyn FnMut(&Project) -> Command| {
+        for level in [None, Some("off")] {
+            let mut k = cmd(p);
+            if let Some(l) = level {
+                k.env("KOLOSAL_LOG", l);
+            }
+            let out = run(&mut k, b"");
+            assert!(out.status.success(), "{label}: {}", describe(&out));
+            assert_eq!(String::from_utf8_lossy(&out.stdout), expect, "{label}");
+            let lines = String::from_utf8_lossy(&out.stderr).lines().count();
+            match level {
+                None => assert!(
+                    lines <= 1,
+                    "{label}: more than one line: {}",
+                    describe(&out)
+                ),
+                Some(_) => assert_eq!(lines, 0, "{label} with KOLOSAL_LOG=off: {}", describe(&out)),
+            }
+        }
+    };
+    let plain = |p: &Project| p.kolosal(&py.path, &["main.py"]);
+
+    // Corrupt manifests and probe cache.
+    let p = Project::new(APP);
+    ok(run(&mut plain(&p), b""), "first");
+    for sub in ["manifests", "probe"] {
+        let dir = p.cache.join(sub);
+        let files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert!(!files.is_empty(), "{sub} is empty");
+        for f in files {
+            std::fs::write(&f, b"KOLMAN01\xff\xff\xff\xffgarbage{").unwrap();
+        }
+        // Also force the cold path, so the corrupt probe cache is read.
+        std::thread::sleep(Duration::from_millis(10));
+        p.write("app/c.py", &format!("\"\"\"doc\"\"\"\nC = 40\n# {sub}\n"));
+        check(&p, &format!("corrupt {sub}"), &mut |p| plain(p));
+    }
+
+    // KOLOSAL_CACHE_DIR is a regular file.
+    let p = Project::new(APP);
+    std::fs::write(&p.cache, b"i am a file").unwrap();
+    check(&p, "cache dir is a file", &mut |p| plain(p));
+    assert_eq!(std::fs::read(&p.cache).unwrap(), b"i am a file");
+
+    // Workers cannot start: an interpreter wrapper that refuses `-I -S`.
+    let p = Project::new(APP);
+    let wrapper = p.tmp.join("python-wrapper");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = -I ] && [ \"$2\" = -S ]; then exit 3; fi\nexec {} \"$@\"\n",
+            py.path.display()
+        ),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    check(&p, "workers cannot start", &mut |p| {
+        let mut c = p.kolosal(&py.path, &["main.py"]);
+        c.env("KOLOSAL_PYTHON", &wrapper);
+        c
+    });
+}
+
+#[test]
+fn real_packages_from_pypi_installed_without_bytecode() {
+    if !common::heavy() {
+        common::note("[launcher_e2e] PyPI venv check skipped: set KOLOSAL_TEST_HEAVY=1");
+        return;
+    }
+    let pythons = common::pythons_at_least((3, 8));
+    let py = &pythons[pythons.len() - 1];
+    common::report("launcher_e2e::pypi", std::slice::from_ref(py));
+    let p = Project::new(&[(
+        "main.py",
+        "import sympy, requests, jinja2\nprint('ok', sympy.__name__)\n",
+    )]);
+    let venv = p.tmp.join("venv");
+    ok(run(py.cmd().args(["-m", "venv"]).arg(&venv), b""), "venv");
+    let vpy = venv.join("bin/python");
+    let mut pip = common::network_command(&vpy);
+    pip.args([
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--no-compile",
+        "sympy",
+        "requests",
+        "jinja2",
+    ]);
+    ok(run(&mut pip, b""), "pip install");
+    let before = walk_pycs(&venv.join("lib")).len();
+    let mut k = p.kolosal(&vpy, &["main.py"]);
+    k.env("KOLOSAL_LOG", "debug");
+    let out = ok(run(&mut k, b""), "kolosal");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok sympy\n");
+    let after = walk_pycs(&venv.join("lib")).len();
+    let v = ok(run(&mut p.python(&vpy, &["-v", "main.py"]), b""), "-v");
+    assert_eq!(source_compiles(&v.stderr), Vec::<String>::new());
+    let log = String::from_utf8_lossy(&out.stderr);
+    let line = log
+        .lines()
+        .find(|l| l.contains("compile:") && l.contains("written"));
+    common::note(&format!(
+        "[launcher_e2e] sympy+requests+jinja2: {} pycs written into the venv ({line:?})",
+        after - before
+    ));
+    assert!(after - before > 500, "{before} -> {after}");
+}
