@@ -21,8 +21,6 @@
 use crate::pyc::{self, parse_header, HashCheckMode, InvalidationMode, PycRules};
 use crate::pyc::{StaleReason, Verdict};
 use rayon::prelude::*;
-use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Below this many pairs the checks run on the calling thread: spreading
@@ -86,33 +84,43 @@ pub fn check_written(
     rules: &PycRules,
     wanted: InvalidationMode,
 ) -> Freshness {
-    // Cheap part first: which mode the header says, from its first bytes.
-    let mut buf = [0u8; 16];
-    let n = match read_prefix(pyc_path, &mut buf[..rules.header_len()]) {
-        Some(n) => n,
-        // Let the loader's check name the problem (missing, unreadable, ...).
-        None => {
-            return from_verdict(pyc::check_loadable(
-                source,
-                pyc_path,
-                rules,
-                HashCheckMode::Always,
-            ))
+    // One open + one read of the pyc (header and the start of the body)
+    // and one stat of the source: the header says which mode it was
+    // written in, then the loader's own decision, checking the hash
+    // whatever the flags say, plus kolosal's loadable-body check.
+    let mut buf = [0u8; 16 + pyc::validate::MIN_BODY];
+    let hl = rules.header_len();
+    let read = pyc::validate::read_header(pyc_path, &mut buf[..hl + pyc::validate::MIN_BODY]);
+    let header = read
+        .as_ref()
+        .ok()
+        .and_then(|&n| parse_header(&buf[..n.min(hl)], rules).ok());
+    match (read, header) {
+        (Ok(n), Some(header)) => {
+            let found = header.kind.mode();
+            if found != wanted {
+                return Freshness::OtherMode(found);
+            }
+            match std::fs::metadata(source) {
+                Ok(meta) => from_verdict(pyc::validate::check_loadable_read(
+                    source,
+                    &meta,
+                    &buf[..n],
+                    rules,
+                    HashCheckMode::Always,
+                )),
+                Err(_) => Freshness::Stale(StaleReason::SourceUnreadable),
+            }
         }
-    };
-    if let Ok(header) = parse_header(&buf[..n], rules) {
-        let found = header.kind.mode();
-        if found != wanted {
-            return Freshness::OtherMode(found);
-        }
+        // Let the loader's check name the problem (missing, unreadable,
+        // bad magic, ...) in its own order: rare, so a second look is fine.
+        _ => from_verdict(pyc::check_loadable(
+            source,
+            pyc_path,
+            rules,
+            HashCheckMode::Always,
+        )),
     }
-    // Then the loader's own decision, checking the hash whatever the flags say.
-    from_verdict(pyc::check_loadable(
-        source,
-        pyc_path,
-        rules,
-        HashCheckMode::Always,
-    ))
 }
 
 /// [`check_written`] for every pair, in input order.
@@ -131,30 +139,6 @@ fn from_verdict(v: Verdict) -> Freshness {
         Verdict::Fresh => Freshness::Fresh,
         Verdict::Stale(r) => Freshness::Stale(r),
     }
-}
-
-/// Reads up to `buf.len()` bytes from the start of a regular file; `None`
-/// when it cannot be opened or is not a regular file (never blocks on a FIFO).
-fn read_prefix(path: &Path, buf: &mut [u8]) -> Option<usize> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f: File = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .ok()?;
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => return None,
-        }
-    }
-    if n < buf.len() && !f.metadata().ok()?.is_file() {
-        return None;
-    }
-    Some(n)
 }
 
 /// `items.map(f)` in order: on rayon's pool from [`PARALLEL_THRESHOLD`] items,

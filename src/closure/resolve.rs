@@ -202,7 +202,11 @@ enum LoaderKind {
 /// One directory's cached listing.
 #[derive(Debug, Default)]
 struct Listing {
-    names: HashSet<OsString>,
+    /// Each name with whether `getdents` already said "regular file"
+    /// (`d_type == DT_REG`): such a name needs no `stat` to pass
+    /// `_path_isfile`. Symlinks and unknown types are stat'ed as importlib
+    /// does.
+    names: HashMap<OsString, bool>,
 }
 
 /// Resolves module names for one interpreter and one `sys.path`, exactly as
@@ -425,7 +429,16 @@ impl Resolver {
         }
         // mirrors FileFinder._fill_cache: an unreadable directory lists empty.
         let names = std::fs::read_dir(&fs_dir)
-            .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| {
+                        // DirEntry::file_type uses d_type: no syscall unless
+                        // the file system reports DT_UNKNOWN.
+                        let regular = e.file_type().is_ok_and(|t| t.is_file());
+                        (e.file_name(), regular)
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
         let listing = Arc::new(Listing { names });
         lock(&self.probed).insert(fs_dir.clone());
@@ -442,7 +455,7 @@ impl Resolver {
     fn file_finder(&self, dir: &Path, name: &str, tail: &str) -> Hit {
         let listing = self.listing(dir);
         let mut is_namespace = None;
-        if listing.names.contains(OsStr::new(tail)) {
+        if listing.names.contains_key(OsStr::new(tail)) {
             let base = py_join(dir.as_os_str(), OsStr::new(tail));
             for (suffix, loader) in &self.loaders {
                 let mut init = OsString::from("__init__");
@@ -459,9 +472,11 @@ impl Resolver {
         for (suffix, loader) in &self.loaders {
             let mut file = OsString::from(tail);
             file.push(suffix);
-            if listing.names.contains(&file) {
+            if let Some(&regular) = listing.names.get(&file) {
                 let full = py_join(dir.as_os_str(), &file);
-                if self.fs_path(&full).is_file() {
+                // mirrors FileFinder.find_spec's `_path_isfile(full_path)`;
+                // a regular file per the listing is one (same snapshot).
+                if regular || self.fs_path(&full).is_file() {
                     return Hit::Module(self.spec(name, *loader, full, None));
                 }
             }

@@ -28,8 +28,9 @@
 
 use crate::freshness::{self, Freshness};
 use crate::pyc::{cache_from_source, legacy_pyc_path, InvalidationMode, PycRules};
+use rayon::prelude::*;
 use regex::bytes::Regex;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -74,9 +75,17 @@ pub struct Walk {
 
 /// The `.py` files under `roots` that compileall would compile (see the
 /// module documentation for the rules). A root may be a file or a directory.
+///
+/// Directories are listed in parallel (one `getdents` pass each, no `stat`
+/// unless the file system gives no type or a `.py` name is a symlink); the
+/// result is in the same order as a sequential sorted walk.
 pub fn find_sources(roots: &[PathBuf], opts: &WalkOptions) -> Walk {
     let mut walk = Walk::default();
-    let mut seen = Seen::default();
+    // Overlapping roots must not yield a file twice. A walk never enters a
+    // symlinked directory, so below a root the real path of a file's
+    // directory is the root's real path joined with the names walked: one
+    // canonicalize per root, none per directory. A single root needs none.
+    let mut seen: Option<HashSet<PathBuf>> = (roots.len() > 1).then(HashSet::new);
     for root in roots {
         let meta = match std::fs::metadata(root) {
             Ok(m) => m,
@@ -89,52 +98,120 @@ pub fn find_sources(roots: &[PathBuf], opts: &WalkOptions) -> Walk {
             }
         };
         if !meta.is_dir() {
-            // compileall.compile_file on a named file.
-            if is_candidate(root, opts) && meta.is_file() && seen.first(root) {
+            if is_candidate(root, opts) && meta.is_file() && first_time(&mut seen, root, None) {
                 walk.sources.push(root.clone());
             }
             continue;
         }
-        let mut it = walkdir::WalkDir::new(root)
-            .follow_links(false)
-            .sort_by_file_name();
-        if let Some(d) = opts.max_depth {
-            it = it.max_depth(d.saturating_add(1));
-        }
-        let it = it.into_iter().filter_entry(|e| {
-            !(e.file_type().is_dir()
-                && e.depth() > 0
-                && (e.file_name() == "__pycache__" || opts.prune.iter().any(|p| p == e.path())))
-        });
-        for entry in it {
-            let entry = match entry {
-                Ok(e) => e,
-                Err(e) => {
-                    let path = e.path().unwrap_or(root).to_path_buf();
-                    let message = match e.io_error() {
-                        Some(io) => format!("cannot list directory: {}", io_message(io)),
-                        None => e.to_string(),
-                    };
-                    walk.problems.push(WalkProblem { path, message });
-                    continue;
+        let canon_root = seen
+            .as_ref()
+            .map(|_| std::fs::canonicalize(root).unwrap_or_else(|_| root.clone()));
+        for item in walk_dir(root, 1, opts) {
+            match item {
+                Ok(path) => {
+                    let under = canon_root.as_ref().map(|c| (c.as_path(), root.as_path()));
+                    if first_time(&mut seen, &path, under) {
+                        walk.sources.push(path);
+                    }
                 }
-            };
-            let ft = entry.file_type();
-            if ft.is_dir() || !is_candidate(entry.path(), opts) {
-                continue;
-            }
-            let is_file = if ft.is_symlink() {
-                // os.path.isfile follows the link; a dangling link is skipped.
-                std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file())
-            } else {
-                ft.is_file()
-            };
-            if is_file && seen.first(entry.path()) {
-                walk.sources.push(entry.into_path());
+                Err(problem) => walk.problems.push(problem),
             }
         }
     }
     walk
+}
+
+/// Records `path` in `seen` (when deduplicating); false when it was there.
+/// `under` = (real path of the root, root as given) for a file found by a
+/// walk; a file given as a root gets its directory canonicalized.
+fn first_time(
+    seen: &mut Option<HashSet<PathBuf>>,
+    path: &Path,
+    under: Option<(&Path, &Path)>,
+) -> bool {
+    let Some(seen) = seen else {
+        return true;
+    };
+    let key = match under {
+        Some((canon, root)) => match path.strip_prefix(root) {
+            Ok(rel) => canon.join(rel),
+            Err(_) => path.to_path_buf(),
+        },
+        None => {
+            let parent = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            let canon = std::fs::canonicalize(parent).unwrap_or_else(|_| parent.into());
+            canon.join(path.file_name().unwrap_or_default())
+        }
+    };
+    seen.insert(key)
+}
+
+/// One directory entry as listed: its name and type (from `getdents`).
+type Listed = (OsString, std::io::Result<std::fs::FileType>);
+
+/// The sources below `dir` (whose entries are `depth` levels below the
+/// root), in sorted walk order, with the problems met in place.
+fn walk_dir(dir: &Path, depth: usize, opts: &WalkOptions) -> Vec<Result<PathBuf, WalkProblem>> {
+    let cannot_list = |e: &std::io::Error| {
+        vec![Err(WalkProblem {
+            path: dir.to_path_buf(),
+            message: format!("cannot list directory: {}", io_message(e)),
+        })]
+    };
+    let listing = match std::fs::read_dir(dir) {
+        Ok(l) => l,
+        Err(e) => return cannot_list(&e),
+    };
+    let mut entries: Vec<Listed> = Vec::new();
+    for entry in listing {
+        match entry {
+            Ok(e) => entries.push((e.file_name(), e.file_type())),
+            Err(e) => return cannot_list(&e),
+        }
+    }
+    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    // compileall's maxlevels: entries at `depth` are entered while depth <= -r.
+    let enter = opts.max_depth.map_or(true, |d| depth <= d);
+    let one = |(name, ft): &Listed| -> Vec<Result<PathBuf, WalkProblem>> {
+        let path = dir.join(name);
+        let ft = match ft {
+            Ok(ft) => *ft,
+            Err(e) => {
+                return vec![Err(WalkProblem {
+                    message: io_message(e),
+                    path,
+                })]
+            }
+        };
+        if ft.is_dir() {
+            if enter && name != "__pycache__" && !opts.prune.contains(&path) {
+                return walk_dir(&path, depth + 1, opts);
+            }
+            return Vec::new();
+        }
+        if !is_candidate(&path, opts) {
+            return Vec::new();
+        }
+        let is_file = if ft.is_symlink() {
+            std::fs::metadata(&path).is_ok_and(|m| m.is_file())
+        } else {
+            ft.is_file()
+        };
+        if is_file {
+            vec![Ok(path)]
+        } else {
+            Vec::new()
+        }
+    };
+    let parts: Vec<Vec<Result<PathBuf, WalkProblem>>> = if entries.len() > 1 && enter {
+        entries.par_iter().map(one).collect()
+    } else {
+        entries.iter().map(one).collect()
+    };
+    parts.into_iter().flatten().collect()
 }
 
 // mirrors compileall.compile_file: `rx.search(fullname)` then
@@ -148,30 +225,6 @@ fn is_candidate(path: &Path, opts: &WalkOptions) -> bool {
             .exclude
             .as_ref()
             .is_some_and(|rx| rx.is_match(path.as_os_str().as_bytes()))
-}
-
-/// Sources already taken, keyed by (canonical parent directory, file name),
-/// so `.` and `./pkg` given together compile `pkg/x.py` once.
-#[derive(Default)]
-struct Seen {
-    dirs: HashMap<PathBuf, PathBuf>,
-    taken: HashSet<(PathBuf, OsString)>,
-}
-
-impl Seen {
-    fn first(&mut self, path: &Path) -> bool {
-        let parent = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        let canon = self
-            .dirs
-            .entry(parent.to_path_buf())
-            .or_insert_with(|| std::fs::canonicalize(parent).unwrap_or_else(|_| parent.into()))
-            .clone();
-        let name = path.file_name().map(OsString::from).unwrap_or_default();
-        self.taken.insert((canon, name))
-    }
 }
 
 fn io_message(e: &std::io::Error) -> String {
@@ -350,6 +403,70 @@ mod tests {
         let missing = find_sources(&[r.join("nope")], &WalkOptions::default());
         assert_eq!(missing.problems.len(), 1);
         assert!(missing.problems[0].message.contains("no such file"));
+    }
+
+    /// The parallel walk yields exactly what a sequential sorted walk
+    /// (walkdir, compileall's order) yields, on a tree whose file and
+    /// directory names interleave; a root reached through a symlink and by
+    /// its real path counts each file once; an unreadable directory is a
+    /// problem in place while the rest is still walked.
+    #[test]
+    fn parallel_walk_matches_sorted_sequential_walk() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path().join("t");
+        let mut n = 0;
+        for top in ["a", "a.py", "a0", "b", "B.py", "_x", "z.py"] {
+            for sub in ["", "m", "m.py", "n", "n/__init__.py", "n/o.py", "n/p/q.py"] {
+                let rel = if sub.is_empty() {
+                    top.to_string()
+                } else {
+                    format!("{top}/{sub}")
+                };
+                let p = r.join(&rel);
+                if rel.ends_with(".py") && !top.ends_with(".py") {
+                    fs::create_dir_all(p.parent().unwrap()).unwrap();
+                    fs::write(&p, "").unwrap();
+                    n += 1;
+                } else if top.ends_with(".py") && sub.is_empty() {
+                    fs::create_dir_all(&r).unwrap();
+                    fs::write(&p, "").unwrap();
+                    n += 1;
+                } else if !top.ends_with(".py") {
+                    fs::create_dir_all(&p).unwrap();
+                }
+            }
+        }
+        let expected: Vec<PathBuf> = walkdir::WalkDir::new(&r)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| e.file_name() != "__pycache__")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_file() && e.file_name().as_bytes().ends_with(b".py"))
+            .map(|e| e.into_path())
+            .collect();
+        assert_eq!(expected.len(), n);
+        let got = find_sources(std::slice::from_ref(&r), &WalkOptions::default());
+        assert!(got.problems.is_empty(), "{:?}", got.problems);
+        assert_eq!(got.sources, expected);
+
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&r, &link).unwrap();
+        let both = find_sources(&[link.clone(), r.clone()], &WalkOptions::default());
+        assert_eq!(both.sources.len(), n);
+        assert!(both.sources.iter().all(|p| p.starts_with(&link)));
+
+        // Unreadable directory (only meaningful when not running as root).
+        let locked = r.join("a/n");
+        fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+        let partial = find_sources(std::slice::from_ref(&r), &WalkOptions::default());
+        fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        if unsafe { libc::geteuid() } == 0 {
+            assert_eq!(partial.sources, expected);
+        } else {
+            assert_eq!(partial.problems.len(), 1);
+            assert_eq!(partial.problems[0].path, locked);
+            assert_eq!(partial.sources.len(), n - 3);
+        }
     }
 
     #[test]

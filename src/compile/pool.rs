@@ -86,10 +86,9 @@ pub fn compile_all(
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
-    let sizes: Vec<u64> = jobs
-        .iter()
-        .map(|j| std::fs::metadata(&j.source).map_or(0, |m| m.len()))
-        .collect();
+    let sizes: Vec<u64> = crate::freshness::par_map(jobs, |j| {
+        std::fs::metadata(&j.source).map_or(0, |m| m.len())
+    });
     let total: u64 = sizes.iter().sum();
     let workers = worker_count(config.workers, jobs.len(), total);
     let mut order: Vec<usize> = (0..jobs.len()).collect();
@@ -181,8 +180,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Jobs a worker holds at once: the one it compiles and the next, already
+/// in its stdin pipe, so it never waits for the pool to read a reply and
+/// send more (a round trip through two threads, slow on a loaded machine).
+const IN_FLIGHT: usize = 2;
+
 /// One worker slot: runs jobs from the queue on its worker, replacing the
 /// worker whenever it dies or is killed.
+///
+/// Up to [`IN_FLIGHT`] jobs are sent ahead. The worker answers in order, so
+/// the oldest job is the one it is compiling: a time-out or death is
+/// charged to it alone; the jobs queued behind it never started and go
+/// back to the queue unchanged.
 fn run_slot(
     jobs: &[CompileJob],
     config: &PoolConfig,
@@ -195,27 +204,70 @@ fn run_slot(
         config.timeout
     };
     let mut worker: Option<Worker> = None;
-    while let Some(task) = state.next() {
-        let job = &jobs[task.index];
-        let w = match worker.as_mut() {
-            Some(w) => w,
-            None => match Worker::start(config, timeout.max(MIN_STARTUP_TIMEOUT)) {
-                Ok(w) => {
-                    state.ever_started.store(true, Ordering::SeqCst);
-                    worker.insert(w)
+    // (request id, task) in the order sent.
+    let mut in_flight: VecDeque<(u32, Task)> = VecDeque::new();
+    loop {
+        // Top up the worker's pipe.
+        let mut died: Option<String> = None;
+        while in_flight.len() < IN_FLIGHT {
+            let Some(task) = state.next() else { break };
+            let w = match worker.as_mut() {
+                Some(w) => w,
+                None => match Worker::start(config, timeout.max(MIN_STARTUP_TIMEOUT)) {
+                    Ok(w) => {
+                        state.ever_started.store(true, Ordering::SeqCst);
+                        worker.insert(w)
+                    }
+                    Err(e) => {
+                        // Leave the job to another slot (or to the final sweep).
+                        state.push_front(task);
+                        *lock(&state.start_error) = Some(e);
+                        return;
+                    }
+                },
+            };
+            match w.send(&jobs[task.index], task.attempt) {
+                Sent::Yes(id) => in_flight.push_back((id, task)),
+                Sent::Refused(outcome) => state.finish(task.index, outcome, on_done),
+                Sent::Died(why) => {
+                    // Counted as sent: if nothing else was in flight, this
+                    // job is the one charged with the death below.
+                    in_flight.push_back((0, task));
+                    died = Some(why);
+                    break;
                 }
-                Err(e) => {
-                    // Leave the job to another slot (or to the final sweep).
-                    state.push_front(task);
-                    *lock(&state.start_error) = Some(e);
-                    return;
-                }
-            },
+            }
+        }
+        let step = match (died, worker.as_mut()) {
+            (Some(why), _) => Step::Died(why),
+            (None, _) if in_flight.is_empty() => return,
+            (None, Some(w)) => {
+                let (id, task) = in_flight[0];
+                w.receive(id, &jobs[task.index], timeout)
+            }
+            (None, None) => Step::Died("no worker".to_string()),
         };
-        match w.run(job, task.attempt, timeout) {
-            Step::Done(outcome) => state.finish(task.index, outcome, on_done),
+        let step = match step {
+            Step::Done(outcome) => {
+                if let Some((_, task)) = in_flight.pop_front() {
+                    state.finish(task.index, outcome, on_done);
+                }
+                continue;
+            }
+            other => other,
+        };
+        // The worker is gone: the oldest job is the one it was on; the rest
+        // never started.
+        worker = None;
+        let current = in_flight.pop_front();
+        while let Some((_, task)) = in_flight.pop_back() {
+            state.push_front(task);
+        }
+        let Some((_, task)) = current else { continue };
+        let job = &jobs[task.index];
+        match step {
+            Step::Done(_) => {}
             Step::TimedOut => {
-                worker = None;
                 let message = format!(
                     "{}: timed out after {:?}; the compile worker was killed",
                     job.source.display(),
@@ -224,7 +276,6 @@ fn run_slot(
                 state.finish(task.index, Outcome::Failed { message }, on_done);
             }
             Step::Died(why) => {
-                worker = None;
                 if task.attempt == 0 {
                     state.push_front(Task {
                         index: task.index,
@@ -242,13 +293,20 @@ fn run_slot(
     }
 }
 
-/// How one request ended.
+/// What happened to one job's request.
 enum Step {
-    /// The worker answered.
     Done(Outcome),
-    /// No answer in time; the worker has been killed.
     TimedOut,
-    /// The worker died or garbled the stream; it has been reaped.
+    Died(String),
+}
+
+/// What happened when a request was written to the worker.
+enum Sent {
+    /// On its way, with this id.
+    Yes(u32),
+    /// Not sendable (path too long): the job's outcome.
+    Refused(Outcome),
+    /// The pipe is closed: the worker died (why).
     Died(String),
 }
 
@@ -353,8 +411,8 @@ impl Worker {
         })
     }
 
-    /// Sends one job and waits for its answer.
-    fn run(&mut self, job: &CompileJob, attempt: u8, timeout: Duration) -> Step {
+    /// Writes one job's request to the worker's stdin.
+    fn send(&mut self, job: &CompileJob, attempt: u8) -> Sent {
         self.seq = self.seq.wrapping_add(1);
         let request = Request {
             id: self.seq,
@@ -365,7 +423,7 @@ impl Worker {
             cfile: job.cfile.as_os_str(),
         };
         let Some(frame) = request.encode() else {
-            return Step::Done(Outcome::Failed {
+            return Sent::Refused(Outcome::Failed {
                 message: format!("{}: path too long to compile", job.source.display()),
             });
         };
@@ -373,12 +431,17 @@ impl Worker {
             Some(stdin) => stdin.write_all(&frame).and_then(|()| stdin.flush()),
             None => Err(io::ErrorKind::BrokenPipe.into()),
         };
-        if sent.is_err() {
-            return Step::Died(self.death_reason());
+        match sent {
+            Ok(()) => Sent::Yes(self.seq),
+            Err(_) => Sent::Died(self.death_reason()),
         }
+    }
+
+    /// Waits for the answer to request `id` (the oldest one sent).
+    fn receive(&mut self, id: u32, job: &CompileJob, timeout: Duration) -> Step {
         match self.frames.recv_timeout(timeout) {
             Ok(Ok(payload)) => match Response::decode(&payload) {
-                Some(r) if r.id == self.seq => Step::Done(outcome_of(job, r.reply)),
+                Some(r) if r.id == id => Step::Done(outcome_of(job, r.reply)),
                 _ => {
                     let _ = self.reap();
                     Step::Died("it sent a garbled reply".to_string())

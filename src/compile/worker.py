@@ -49,6 +49,17 @@ warnings.simplefilter("ignore")
 
 TEST_HOOKS = "--test-hooks" in sys.argv[1:]
 
+# The worker makes no reference cycles worth collecting (code objects and
+# their constants are freed by reference counting), so the cyclic GC only
+# costs time during compile().
+import gc
+gc.disable()
+
+from stat import S_ISLNK, S_ISREG
+
+# Cache directories this worker created or found.
+_made_dirs = set()
+
 
 def read_exact(n):
     data = _proto_in.read(n)
@@ -96,12 +107,18 @@ def compile_one(source, cfile, optimize, mode):
     stat'ed BEFORE it is read, so a file edited meanwhile leaves a pyc
     whose header is already stale instead of one that looks fresh.
     """
-    # mirrors py_compile.compile: refuse symlinks and non-regular targets.
-    if os.path.islink(cfile):
+    # mirrors py_compile.compile: refuse symlinks and non-regular targets
+    # (islink, then exists-and-not-isfile: one lstat answers both, since
+    # for a non-link stat and lstat agree).
+    try:
+        cst = os.lstat(cfile)
+    except OSError:
+        cst = None
+    if cst is not None and S_ISLNK(cst.st_mode):
         raise FileExistsError(
             "{} is a symlink and will be changed into a regular file if "
             "import writes a byte-compiled file to it".format(cfile))
-    elif os.path.exists(cfile) and not os.path.isfile(cfile):
+    elif cst is not None and not S_ISREG(cst.st_mode):
         raise FileExistsError(
             "{} is a non-regular file and will be changed into a regular "
             "one if import writes a byte-compiled file to it".format(cfile))
@@ -121,13 +138,15 @@ def compile_one(source, cfile, optimize, mode):
         # RecursionError): the source's own problem, which the interpreter
         # reports again when the program imports it.
         raise Rejected(err)
-    # mirrors py_compile.compile: create the cache directory.
-    try:
-        dirname = os.path.dirname(cfile)
-        if dirname:
+    # mirrors py_compile.compile: create the cache directory (once per
+    # directory per worker; a pyc already there proves it exists).
+    dirname = os.path.dirname(cfile)
+    if dirname and cst is None and dirname not in _made_dirs:
+        try:
             os.makedirs(dirname)
-    except FileExistsError:
-        pass
+        except FileExistsError:
+            pass
+        _made_dirs.add(dirname)
     if mode == TIMESTAMP:
         if hasattr(_bx, "_code_to_timestamp_pyc"):
             data = _bx._code_to_timestamp_pyc(code, st.st_mtime, st.st_size)
@@ -145,7 +164,15 @@ def compile_one(source, cfile, optimize, mode):
     # mirrors importlib._bootstrap_external._calc_mode: source mode | 0o200.
     file_mode = st.st_mode | 0o200
     # mirrors py_compile.compile: temp file + os.replace.
-    _bx._write_atomic(cfile, data, file_mode)
+    try:
+        _bx._write_atomic(cfile, data, file_mode)
+    except FileNotFoundError:
+        if not dirname:
+            raise
+        # The directory went away since this worker saw it: as py_compile.
+        _made_dirs.discard(dirname)
+        os.makedirs(dirname, exist_ok=True)
+        _bx._write_atomic(cfile, data, file_mode)
 
 
 def one_line(text):

@@ -156,6 +156,44 @@ fn decide(
     let hl = rules.header_len();
     let want = if body { hl + MIN_BODY } else { hl };
     let n = read_header(pyc, &mut buf[..want])?;
+    decide_read(source, source_meta, &buf[..n], rules, mode, body)
+}
+
+/// [`check_loadable`] for a caller that already read the start of the pyc
+/// (`read`: up to `header_len + MIN_BODY` bytes, fewer when the file is
+/// shorter) and stat'ed the source: one read per pyc for callers that also
+/// look at the header themselves.
+pub fn check_loadable_read(
+    source: &Path,
+    source_meta: &Metadata,
+    read: &[u8],
+    rules: &PycRules,
+    mode: HashCheckMode,
+) -> Verdict {
+    let decided = if source_meta.is_file() {
+        decide_read(source, source_meta, read, rules, mode, true)
+    } else {
+        Err(StaleReason::NotRegularFile)
+    };
+    match decided {
+        Ok(()) => Verdict::Fresh,
+        Err(reason) => Verdict::Stale(reason),
+    }
+}
+
+/// The decision once the pyc's first bytes are in `read`.
+fn decide_read(
+    source: &Path,
+    source_meta: &Metadata,
+    read: &[u8],
+    rules: &PycRules,
+    mode: HashCheckMode,
+    body: bool,
+) -> Result<(), StaleReason> {
+    let hl = rules.header_len();
+    let want = if body { hl + MIN_BODY } else { hl };
+    let n = read.len().min(want);
+    let buf = read;
     let header = parse_header(&buf[..n.min(hl)], rules)?;
     let header_ok = match header.kind {
         PycKind::Timestamp { mtime, size } => validate_timestamp(
@@ -201,7 +239,7 @@ pub fn hash_must_be_checked(checked: bool, mode: HashCheckMode) -> bool {
 /// One `open` and (on a local filesystem) one `read`; a FIFO never blocks
 /// (`O_NONBLOCK`), and a short read on something that is not a regular file
 /// is reported as such.
-fn read_header(pyc: &Path, buf: &mut [u8]) -> Result<usize, StaleReason> {
+pub fn read_header(pyc: &Path, buf: &mut [u8]) -> Result<usize, StaleReason> {
     let mut file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
