@@ -115,7 +115,10 @@ pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
     let mut prefix = user_prefix.clone();
     let mut targets = pyc_targets(&sources, &rules, &spec, prefix.as_deref(), ctx.cwd);
     let mut exec_env = Vec::new();
-    let stale = stale_targets(&targets, &rules, &spec);
+    let mut stale: Vec<PycTarget> = stale_targets(&targets, &rules, &spec)
+        .into_iter()
+        .cloned()
+        .collect();
     // PYTHONPYCACHEPREFIX exists from 3.8 on; it is ignored under -E/-I.
     if !stale.is_empty()
         && prefix.is_none()
@@ -135,11 +138,14 @@ pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
             fallback.clone().into_os_string(),
         ));
         prefix = Some(fallback);
+        stale = stale_targets(&targets, &rules, &spec)
+            .into_iter()
+            .cloned()
+            .collect();
     }
-    let stale = stale_targets(&targets, &rules, &spec);
     let mut failed = HashSet::new();
     if !stale.is_empty() {
-        failed = compile_stale(ctx, &facts, &rules, &spec, prefix.as_deref(), &targets)?;
+        failed = compile_stale(ctx, &facts, &rules, &spec, prefix.as_deref(), &stale)?;
     }
 
     // Record the warm manifest: stamp first, then confirm every pyc is
@@ -152,7 +158,7 @@ pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
     // under -I) are left out of that check: their source stamps send the
     // next launch cold once they change, and retrying them on every launch
     // would spawn a worker each time for nothing.
-    let m = build_manifest(ctx, &spec, &closure, &targets, &exec_env);
+    let m = build_manifest(ctx, &facts, &spec, &closure, &targets, &exec_env);
     let still_stale = stale_targets(&targets, &rules, &spec)
         .iter()
         .filter(|t| !failed.contains(&t.cfile))
@@ -236,8 +242,8 @@ fn writable(cfile: &Path) -> bool {
     false
 }
 
-/// Compiles what is still stale once the cache lock is held. Returns the
-/// pyc paths that could not be written.
+/// Compiles those of `targets` (the stale ones) that are still stale once
+/// the cache lock is held. Returns the pyc paths that could not be written.
 fn compile_stale(
     ctx: &Context<'_>,
     facts: &PythonFacts,
@@ -298,12 +304,24 @@ fn compile_stale(
         .collect())
 }
 
+/// Whether `path` is a standard-library file: under a stdlib directory and
+/// not under a site-packages directory (which can live inside it).
+fn in_stdlib(facts: &PythonFacts, path: &Path) -> bool {
+    facts.stdlib_dirs.iter().any(|d| path.starts_with(d))
+        && !facts
+            .site_packages
+            .iter()
+            .chain(facts.user_site.iter())
+            .any(|d| path.starts_with(d))
+}
+
 /// Stamps of everything whose change would change this launch's closure or
 /// pycs: the interpreter, the entry script, every module file, every
 /// `__pycache__` holding a closure pyc, every directory the resolver listed,
 /// and `sys.path` entries that did not exist.
 fn build_manifest(
     ctx: &Context<'_>,
+    facts: &PythonFacts,
     spec: &LaunchSpec,
     closure: &graph::Closure,
     targets: &[PycTarget],
@@ -324,9 +342,21 @@ fn build_manifest(
     if let Target::Script(s) = &spec.target {
         files.insert(ctx.cwd.join(s));
     }
+    // The standard library is stamped by directory: its files are only ever
+    // replaced by installers, which rename them into place and so change the
+    // directory. A hand edit of a stdlib file in place is not noticed here,
+    // but importlib still validates that module's pyc against its source, so
+    // it costs that module a compile in memory, never correctness. Everything
+    // else, site-packages included, is stamped file by file.
     for m in &closure.modules {
         if let Some(origin) = &m.module.origin {
-            files.insert(origin.clone());
+            if in_stdlib(facts, origin) {
+                if let Some(d) = origin.parent() {
+                    dirs.insert(d.to_path_buf());
+                }
+            } else {
+                files.insert(origin.clone());
+            }
         }
     }
     for t in targets {
@@ -342,14 +372,9 @@ fn build_manifest(
         };
         dirs.insert(d);
     }
-    let entries = files
-        .into_iter()
-        .chain(dirs)
-        .map(|p| {
-            let e: Expect = manifest::observe(&p);
-            (p, e)
-        })
-        .collect();
+    let paths: Vec<PathBuf> = files.into_iter().chain(dirs).collect();
+    let observed: Vec<Expect> = crate::freshness::par_map(&paths, |p| manifest::observe(p));
+    let entries = paths.into_iter().zip(observed).collect();
     Manifest {
         key: ctx.key.as_bytes().to_vec(),
         env: env.to_vec(),
