@@ -265,6 +265,9 @@ fn run_slot(
         }
         let Some((_, task)) = current else { continue };
         let job = &jobs[task.index];
+        if !matches!(step, Step::Done(_)) {
+            remove_write_leftovers(&job.cfile);
+        }
         match step {
             Step::Done(_) => {}
             Step::TimedOut => {
@@ -289,6 +292,30 @@ fn run_slot(
                     state.finish(task.index, Outcome::Failed { message }, on_done);
                 }
             }
+        }
+    }
+}
+
+/// Removes the temporary file a worker killed mid-write leaves beside
+/// `cfile`. The worker writes through importlib's `_write_atomic`, whose
+/// temporary name is `<cfile>.<decimal id>`; only names of exactly that
+/// shape are removed, and only in the pyc's own directory.
+fn remove_write_leftovers(cfile: &std::path::Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let (Some(dir), Some(name)) = (cfile.parent(), cfile.file_name()) else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let entry_name = entry.file_name();
+        let Some(rest) = entry_name.as_bytes().strip_prefix(name.as_bytes()) else {
+            continue;
+        };
+        let is_temp = rest.len() > 1 && rest[0] == b'.' && rest[1..].iter().all(u8::is_ascii_digit);
+        if is_temp && entry.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = std::fs::remove_file(entry.path());
         }
     }
 }
@@ -534,6 +561,37 @@ fn outcome_of(job: &CompileJob, reply: Reply) -> Outcome {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn only_write_atomic_leftovers_are_removed() {
+        let t = tempfile::tempdir().unwrap();
+        let cfile = t.path().join("m.cpython-312.pyc");
+        let names = [
+            "m.cpython-312.pyc",
+            "m.cpython-312.pyc.140394536745936",
+            "m.cpython-312.pyc.tmp",
+            "m.cpython-312.pyc.12a",
+            "m.cpython-312.pyc.",
+            "n.cpython-312.pyc.123",
+        ];
+        for n in names {
+            std::fs::write(t.path().join(n), b"x").unwrap();
+        }
+        remove_write_leftovers(&cfile);
+        let mut left: Vec<String> = std::fs::read_dir(t.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        let mut want: Vec<String> = names
+            .iter()
+            .filter(|n| **n != names[1])
+            .map(|n| n.to_string())
+            .collect();
+        want.sort();
+        assert_eq!(left, want);
+    }
+
     use super::*;
 
     #[test]
