@@ -28,7 +28,7 @@ use crate::closure::import_cache::ImportCache;
 use crate::compile::plan::{self, Layout, Target, Walk, WalkOptions, WalkProblem};
 use crate::compile::{self, CompileJob, Outcome, PoolConfig};
 use crate::freshness::Freshness;
-use crate::interpreter::{discover, facts_for, DiscoverRequest, ProbeConfig, PythonFacts};
+use crate::interpreter::{facts_for, ProbeConfig, PythonFacts};
 use crate::pyc::{self, HashCheckMode, InvalidationMode, PycRules};
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
@@ -123,18 +123,13 @@ pub struct TargetPython {
 /// Chooses the interpreter as `kolosal-python` would (`explicit` first,
 /// then KOLOSAL_PYTHON, VIRTUAL_ENV, .venv, PATH) and gets its facts through
 /// the probe cache. Fails with one line saying what to do.
-/// `entry_dir` is the entry script's directory, searched upward for `.venv`
-/// before the working directory, as the launcher does.
+/// `script` is the entry script, whose directory is searched upward for
+/// `.venv` before the working directory, as the launcher does.
 pub fn target_python(
     explicit: Option<PathBuf>,
-    entry_dir: Option<PathBuf>,
+    script: Option<&Path>,
 ) -> anyhow::Result<TargetPython> {
-    let cwd = std::env::current_dir().context("cannot read the working directory")?;
-    let env = |name: &str| std::env::var_os(name);
-    let mut req = DiscoverRequest::new(cwd, &env);
-    req.explicit = explicit;
-    req.entry_dir = entry_dir;
-    let found = discover(&req)?;
+    let found = super::discover_python(explicit, script)?;
     let facts = facts_for(&found.path, &ProbeConfig::from_current_env())
         .map_err(|e| anyhow!("{}: {e}", found.path.display()))?;
     let rules = PycRules::from_facts(&facts).ok_or_else(|| {
@@ -241,12 +236,8 @@ pub fn run(args: CompileArgs) -> anyhow::Result<i32> {
         bail!("--hardlink-dupes needs at least two -o levels (e.g. -o 1 -o 2)");
     }
     let exclude = exclude_regex(&args.exclude)?;
+    let target = target_python(args.python.clone(), args.entry.as_deref())?;
     let cwd = std::env::current_dir().context("cannot read the working directory")?;
-    let entry_dir = args.entry.as_ref().map(|s| {
-        let abs = cwd.join(s);
-        abs.parent().map(Path::to_path_buf).unwrap_or(abs)
-    });
-    let target = target_python(args.python.clone(), entry_dir)?;
     let rules = &target.rules;
     let mode = args
         .invalidation_mode
