@@ -16,7 +16,15 @@
 //! * [`compile`]: a pool of target-interpreter workers that write fresh pycs.
 //! * [`exec`]: replaces this process with the real interpreter.
 //!
+//! [`launch`] strings the stages together for `kolosal-python`: its hot path
+//! checks a [`manifest`] of file stamps and execs at once when it holds; its
+//! cold path runs every stage and records a new one. [`knobs`] reads the
+//! `KOLOSAL_*` environment, [`log`] writes diagnostics (stderr only), and
+//! [`cache`] owns kolosal's cache directory.
+//!
 //! The `kolosal` binary (management CLI) is built from [`cli`].
+
+#![warn(missing_docs)]
 
 pub mod argv;
 pub mod cache;
