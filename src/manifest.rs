@@ -21,7 +21,7 @@
 //! interpreter validates every pyc against its source again as it imports.
 //!
 //! The file format is a private binary layout (see [`Manifest::encode`]),
-//! versioned by [`FORMAT`]; anything that does not decode is treated as no
+//! versioned by `FORMAT`; anything that does not decode is treated as no
 //! manifest at all.
 
 use std::ffi::{OsStr, OsString};

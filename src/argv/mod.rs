@@ -2,7 +2,7 @@
 //! → [`LaunchSpec`]).
 //!
 //! [`parse`] reads a command line exactly as the target CPython (3.6–3.13)
-//! would: the option scanner is `_PyOS_GetOpt` ([`getopt`]), the option
+//! would: the option scanner is `_PyOS_GetOpt` (`getopt.rs`), the option
 //! handling is `config_parse_cmdline` (Python/initconfig.c, 3.8+;
 //! Modules/main.c before), and environment variables follow
 //! `config_read_env_vars` ([`env`]). When CPython would refuse the command
@@ -47,7 +47,7 @@ pub enum Target {
 pub struct LaunchSpec {
     /// What runs.
     pub target: Target,
-    /// Index in argv (without argv[0]) of the program's `sys.argv[1]`:
+    /// Index in argv (without `argv[0]`) of the program's `sys.argv[1]`:
     /// `sys.argv[1:] == args[script_args_start..]`.
     pub script_args_start: usize,
     /// `sys.flags.optimize`: `max(count of -O, PYTHONOPTIMIZE)`.
@@ -155,7 +155,7 @@ enum Stop {
     Help,
 }
 
-/// Parses `args` (argv WITHOUT argv[0]) the way CPython `version`
+/// Parses `args` (argv WITHOUT `argv[0]`) the way CPython `version`
 /// (`(major, minor)`) would under the environment `env`.
 ///
 /// Mirrors `_PyOS_GetOpt` + `config_parse_cmdline` + `config_read_env_vars`

@@ -10,7 +10,7 @@
 //! * `facts`: `null` when the probe failed, else `{ "version" ("3.11.7"),
 //!   "releaselevel", "implementation", "executable", "prefix", "base_prefix",
 //!   "cache_tag" (string or null), "magic" (hex), "platform", "sys_path"
-//!   (without the launch-form `sys.path[0]`), "stdlib_dirs", "site_packages",
+//!   (without the entry the launch form puts first), "stdlib_dirs", "site_packages",
 //!   "user_site" (string or null), "user_site_enabled", "source_suffixes",
 //!   "bytecode_suffixes", "extension_suffixes", "builtin_module_count",
 //!   "frozen_module_count", "pycache_prefix" (string or null),

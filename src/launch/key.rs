@@ -13,7 +13,7 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-/// Builds the key for a launch of `python` with `args` (without argv[0]),
+/// Builds the key for a launch of `python` with `args` (without `argv[0]`),
 /// of which the first `options_and_target` belong to the interpreter.
 pub fn launch_key(
     python: &Path,

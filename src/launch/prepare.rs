@@ -37,7 +37,7 @@ pub struct Context<'a> {
     pub knobs: &'a Knobs,
     /// The interpreter that will run.
     pub python: &'a Discovered,
-    /// argv without argv[0].
+    /// argv without `argv[0]`.
     pub args: &'a [OsString],
     /// The working directory.
     pub cwd: &'a Path,

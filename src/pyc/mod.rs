@@ -1,6 +1,6 @@
 //! CPython's pyc rules, each in one place: where a pyc lives
 //! ([`cache_path`]), what its header must say ([`header`]), how hash-based
-//! pycs key their source hash ([`source_hash`]), and how the source loader
+//! pycs key their source hash ([`source_hash()`]), and how the source loader
 //! puts them together to decide whether a pyc is used ([`validate`]).
 //!
 //! Every rule is a function of [`PycRules`], which holds the facts the target
