@@ -14,6 +14,7 @@
 mod common;
 
 use common::{clean_command, kolosal_bin, Python};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
@@ -772,6 +773,29 @@ fn entry_compiles_exactly_what_python_then_reads() {
         ];
         write_tree(&root, &files);
         let cache = tmp.path().join("cache");
+        // `status --entry` sees the same closure: the app's three modules
+        // missing before, none after; and it counts no tree outside it.
+        let entry_status = |cache: &Path| -> Value {
+            let r = kolosal(
+                cache,
+                &root,
+                &[
+                    os("status"),
+                    os("--python"),
+                    py.path.as_os_str(),
+                    os("--entry"),
+                    os("main.py"),
+                    os("--json"),
+                ],
+            );
+            assert_eq!(r.code, 0, "{}: {}", py.label(), r.stderr);
+            serde_json::from_str(&r.stdout).unwrap()
+        };
+        let before = entry_status(&cache);
+        assert!(
+            before["levels"][0]["missing"].as_u64().unwrap() >= 3,
+            "{before}"
+        );
         let r = kolosal(
             &cache,
             &root,
@@ -784,6 +808,11 @@ fn entry_compiles_exactly_what_python_then_reads() {
             ],
         );
         assert_eq!(r.code, 0, "{}: {}", py.label(), r.stderr);
+        let after = entry_status(&cache);
+        assert_eq!(after["sources"], before["sources"]);
+        assert_eq!(after["levels"][0]["missing"], 0, "{after}");
+        assert_eq!(after["levels"][0]["stale"], 0, "{after}");
+        assert_eq!(after["levels"][0]["fresh"], after["sources"], "{after}");
         let tag = cache_tag(py);
         let has_pyc = |rel: &str| {
             let p = root.join(rel);

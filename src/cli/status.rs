@@ -1,16 +1,20 @@
-//! `kolosal status [PATH...] [--python P] [-o LEVEL...] [--json]`: for each
+//! `kolosal status [PATH... | --entry SCRIPT | -m MODULE] [--python P]
+//! [-o LEVEL...] [--json]`: for each
 //! optimisation level, how many of the pycs the target interpreter would
 //! look for are fresh, stale (by reason), missing, and how many pycs in
 //! `__pycache__` directories are orphaned (this interpreter's cache tag and
 //! level, source gone). Sources are selected as `kolosal compile` selects
-//! them (same `-x` and `-r` options); verdicts are the source loader's
+//! them (same `-x` and `-r` options), or, with `--entry`/`-m`, exactly the
+//! pycs `kolosal-python` would make fresh for that entry (its closure, as
+//! `kolosal compile --entry` compiles it); verdicts are the source loader's
 //! (`SourceLoader.get_code` under `--check-hash-based-pycs`, default
 //! `default`). No interpreter process is started when its probe is cached.
 //!
 //! `--json` prints one object:
 //!
 //! * `python`: the interpreter's path; `version`: "3.12.1"; `cache_tag`;
-//! * `roots`: the walked paths; `sources`: number of `.py` files found;
+//! * `roots`: the walked paths (empty with `--entry`/`-m`, which also count
+//!   no orphans); `sources`: number of `.py` files found;
 //! * `check_hash_based_pycs`: the mode the verdicts assume;
 //! * `levels`: one object per level, in increasing order, with
 //!   `optimize` (the level), `fresh` and `fresh_bytes`, `stale` (pycs that
@@ -22,8 +26,9 @@
 //!
 //! Exit code: 0, or 1 when some path could not be read.
 
-use crate::cli::compile::{exclude_regex, levels, roots, target_python};
-use crate::compile::plan::{self, Layout, WalkOptions};
+use crate::cli::compile::{closure_sources, exclude_regex, levels, roots, target_python};
+use crate::closure::graph::Entry;
+use crate::compile::plan::{self, Layout, Walk, WalkOptions};
 use crate::freshness;
 use crate::pyc::{source_from_cache, HashCheckMode, PycRules, StaleReason, Verdict};
 use clap::Args;
@@ -56,6 +61,13 @@ pub struct StatusArgs {
     /// Print one JSON object (keys in the documentation).
     #[arg(long)]
     pub json: bool,
+    /// Inspect exactly the pycs `kolosal-python SCRIPT` would use (the
+    /// script's import closure, start-up modules included) instead of trees.
+    #[arg(long, value_name = "SCRIPT", conflicts_with_all = ["module", "paths"])]
+    pub entry: Option<PathBuf>,
+    /// As --entry, for `kolosal-python -m MODULE`.
+    #[arg(short = 'm', long, value_name = "MODULE", conflicts_with = "paths")]
+    pub module: Option<String>,
 }
 
 fn parse_check(s: &str) -> Result<HashCheckMode, String> {
@@ -101,14 +113,13 @@ pub struct Stats {
 /// Orphans are looked for in the `__pycache__` directories under `roots`
 /// (never through symlinked directories), not in a pycache-prefix tree.
 pub fn stats(
-    roots: &[PathBuf],
-    opts: &WalkOptions,
+    walk: &Walk,
+    orphan_roots: &[PathBuf],
     rules: &PycRules,
     layout: &Layout,
     levels: &[u32],
     mode: HashCheckMode,
 ) -> Stats {
-    let walk = plan::find_sources(roots, opts);
     let mut out = Stats {
         sources: walk.sources.len() as u64,
         problems: walk.problems.iter().map(|p| p.to_string()).collect(),
@@ -151,7 +162,7 @@ pub fn stats(
         }
     }
     if matches!(layout, Layout::Pycache { .. }) {
-        for (level, size) in orphans(roots, rules) {
+        for (level, size) in orphans(orphan_roots, rules) {
             if let Some(s) = per.get_mut(&level) {
                 s.orphaned += 1;
                 s.orphaned_bytes += size;
@@ -216,22 +227,38 @@ fn pyc_level(path: &Path, tag: &str) -> Option<u32> {
 
 /// Runs `kolosal status`; returns the process exit code.
 pub fn run(args: StatusArgs) -> anyhow::Result<i32> {
-    let target = target_python(args.python.clone(), None)?;
+    let target = target_python(args.python.clone(), args.entry.as_deref())?;
     let levels = levels(&args.optimize);
-    let (roots, prune) = roots(&args.paths, &target.facts, false, false);
     let exclude = exclude_regex(&args.exclude)?;
-    let opts = WalkOptions {
-        exclude,
-        max_depth: args.max_depth,
-        prune,
+    let cwd = std::env::current_dir()?;
+    let entry = match (&args.entry, &args.module) {
+        (Some(script), _) => Some(Entry::Script(script.clone())),
+        (None, Some(module)) => Some(Entry::Module(module.clone())),
+        (None, None) => None,
+    };
+    // A closure has no tree of its own, so it has no orphans to count.
+    let (walk, roots) = match entry {
+        Some(entry) => (
+            closure_sources(&target.facts, entry, &cwd, exclude.as_ref())?,
+            Vec::new(),
+        ),
+        None => {
+            let (roots, prune) = roots(&args.paths, &target.facts, false, false);
+            let opts = WalkOptions {
+                exclude,
+                max_depth: args.max_depth,
+                prune,
+            };
+            (plan::find_sources(&roots, &opts), roots)
+        }
     };
     let layout = Layout::Pycache {
         prefix: target.facts.pycache_prefix.clone(),
-        cwd: std::env::current_dir()?,
+        cwd,
     };
     let s = stats(
+        &walk,
         &roots,
-        &opts,
         &target.rules,
         &layout,
         &levels,
