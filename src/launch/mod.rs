@@ -27,7 +27,7 @@ use crate::argv::{self, LaunchSpec, Target};
 use crate::exec::{exec_python, ExecEnv};
 use crate::interpreter::{discover, pyenv, DiscoverRequest, Discovered};
 use crate::knobs::Knobs;
-use crate::log::Log;
+use crate::log::{Level, Log};
 use crate::manifest;
 use std::ffi::OsString;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -72,11 +72,13 @@ fn launch(log: &Log, argv0: Option<OsString>, args: &[OsString]) -> i32 {
 
     // Stage 1: argv, as the newest CPython reads it (enough to find the entry).
     let spec = argv::parse(args, &env, ANY_VERSION).ok();
-    log.debug(format_args!(
-        "argv: {}",
-        spec.as_ref()
-            .map_or("not understood: pass-through".into(), describe_target)
-    ));
+    if log.enabled(Level::Debug) {
+        log.debug(format_args!(
+            "argv: {}",
+            spec.as_ref()
+                .map_or("not understood: pass-through".into(), describe_target)
+        ));
+    }
 
     // Stage 2: the interpreter.
     let mut req = DiscoverRequest::new(cwd.clone(), &env);
