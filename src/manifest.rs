@@ -122,15 +122,15 @@ impl LaunchKey {
         &self.bytes
     }
 
-    /// A file name for this key: 16 hex digits of a SipHash of the bytes.
-    pub fn file_name(&self) -> String {
+    /// The key as a short name: 16 hex digits of a SipHash of its bytes.
+    pub fn digest(&self) -> String {
         use std::hash::Hasher;
         let mut h = siphasher::sip::SipHasher13::new_with_keys(
             0x6b6f_6c6f_7361_6c21,
             0x6d61_6e69_6665_7374,
         );
         h.write(&self.bytes);
-        format!("{:016x}.manifest", h.finish())
+        format!("{:016x}", h.finish())
     }
 }
 
@@ -227,22 +227,12 @@ impl Manifest {
             env: Vec::new(),
             entries: Vec::new(),
         };
-        let mut r = Reader {
-            bytes: view.env,
-            pos: 0,
-        };
-        for _ in 0..view.env_count {
-            let k = r.bytes_field()?;
-            let v = r.bytes_field()?;
-            m.env.push((
-                OsStr::from_bytes(k).to_owned(),
-                OsStr::from_bytes(v).to_owned(),
-            ));
-        }
-        let mut r = Reader {
-            bytes: view.entries,
-            pos: 0,
-        };
+        m.env = view
+            .env_pairs()?
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let mut r = Reader::new(view.entries);
         for _ in 0..view.entry_count {
             let (kind, path, stamp) = r.entry()?;
             let expect = match kind {
@@ -268,26 +258,14 @@ pub fn check_encoded<'a>(bytes: &'a [u8], key: &[u8]) -> Option<Vec<(&'a OsStr, 
     if view.key != key {
         return None;
     }
-    let mut env = Vec::with_capacity(view.env_count as usize);
-    let mut r = Reader {
-        bytes: view.env,
-        pos: 0,
-    };
-    for _ in 0..view.env_count {
-        let k = r.bytes_field()?;
-        let v = r.bytes_field()?;
-        env.push((OsStr::from_bytes(k), OsStr::from_bytes(v)));
-    }
+    let env = view.env_pairs()?;
     let n = view.entry_count as usize;
     let all_hold = if n < PARALLEL_THRESHOLD {
         check_entries(view.entries, n)
     } else {
         // Find the byte offset of the middle entry, then check both halves at once.
         let half = n / 2;
-        let mut r = Reader {
-            bytes: view.entries,
-            pos: 0,
-        };
+        let mut r = Reader::new(view.entries);
         for _ in 0..half {
             r.entry()?;
         }
@@ -303,7 +281,7 @@ pub fn check_encoded<'a>(bytes: &'a [u8], key: &[u8]) -> Option<Vec<(&'a OsStr, 
 }
 
 fn check_entries(bytes: &[u8], count: usize) -> bool {
-    let mut r = Reader { bytes, pos: 0 };
+    let mut r = Reader::new(bytes);
     for _ in 0..count {
         match r.entry() {
             Some((kind, path, stamp)) if holds(path, kind, &stamp) => {}
@@ -323,12 +301,21 @@ struct View<'a> {
 }
 
 impl<'a> View<'a> {
+    /// The environment pairs, borrowed from the buffer.
+    fn env_pairs(&self) -> Option<Vec<(&'a OsStr, &'a OsStr)>> {
+        let mut r = Reader::new(self.env);
+        let mut env = Vec::with_capacity(self.env_count as usize);
+        for _ in 0..self.env_count {
+            let k = r.bytes_field()?;
+            let v = r.bytes_field()?;
+            env.push((OsStr::from_bytes(k), OsStr::from_bytes(v)));
+        }
+        Some(env)
+    }
+
     fn parse(bytes: &'a [u8]) -> Option<View<'a>> {
         let rest = bytes.strip_prefix(FORMAT)?;
-        let mut r = Reader {
-            bytes: rest,
-            pos: 0,
-        };
+        let mut r = Reader::new(rest);
         let key = r.bytes_field()?;
         let env_count = r.u32()?;
         let env_start = r.pos;
@@ -355,6 +342,9 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Reader { bytes, pos: 0 }
+    }
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         let end = self.pos.checked_add(n)?;
         let s = self.bytes.get(self.pos..end)?;
@@ -404,17 +394,21 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(b);
 }
 
+fn manifest_file_name(key: &LaunchKey) -> String {
+    format!("{}.manifest", key.digest())
+}
+
 /// Where the manifest for `key` lives: `<cache>/manifests/<hash>.manifest`.
 /// Creates the directory; `None` when there is no usable cache directory.
 pub fn manifest_path(key: &LaunchKey) -> Option<PathBuf> {
     crate::cache::cache_subdir("manifests")
         .ok()
-        .map(|d| d.join(key.file_name()))
+        .map(|d| d.join(manifest_file_name(key)))
 }
 
 /// Path of the manifest for `key` without creating anything (warm path).
 pub fn manifest_path_no_create(key: &LaunchKey) -> Option<PathBuf> {
-    crate::cache::cache_root().map(|d| d.join("manifests").join(key.file_name()))
+    crate::cache::cache_root().map(|d| d.join("manifests").join(manifest_file_name(key)))
 }
 
 /// Records `manifest` for `key` atomically. Errors are returned for the

@@ -23,9 +23,8 @@ pub fn discover_python(
     let env = |name: &str| std::env::var_os(name);
     let mut req = DiscoverRequest::new(cwd.clone(), &env);
     req.explicit = explicit;
-    req.entry_dir = script.map(|s| {
-        let abs = cwd.join(s);
-        abs.parent().map(Path::to_path_buf).unwrap_or(abs)
-    });
+    if let Some(s) = script {
+        req.set_script(s);
+    }
     Ok(discover(&req)?)
 }

@@ -148,6 +148,17 @@ impl<'a> DiscoverRequest<'a> {
     /// This binary (by identity), or another kolosal install's launcher: a
     /// shim of a second prefix on PATH resolves to a `kolosal-python` with
     /// another inode, and exec'ing it would bounce back here forever.
+    /// Sets [`DiscoverRequest::entry_dir`] for a launch of `script` (as
+    /// given on the command line): the directory it lives in, relative paths
+    /// taken from the request's cwd.
+    pub fn set_script(&mut self, script: &Path) {
+        let abs = self.cwd.join(script);
+        self.entry_dir = Some(
+            abs.parent()
+                .map_or_else(|| self.cwd.clone(), Path::to_path_buf),
+        );
+    }
+
     fn is_kolosal(&self, p: &Path) -> bool {
         FileId::of(p).is_some_and(|id| self.kolosal_ids.contains(&id))
             || std::fs::canonicalize(p)

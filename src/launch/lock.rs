@@ -28,7 +28,7 @@ pub fn lock_cache(python: &Path, optimize: u32, prefix: Option<&Path>) -> Option
         .part(&optimize.to_le_bytes());
     key.opt_part(prefix.map(|p| p.as_os_str().as_bytes()));
     let dir = crate::cache::cache_subdir("locks").ok()?;
-    let path = dir.join(key.file_name().replace(".manifest", ".lock"));
+    let path = dir.join(format!("{}.lock", key.digest()));
     let file = File::options()
         .create(true)
         .truncate(false)

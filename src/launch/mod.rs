@@ -31,7 +31,7 @@ use crate::log::{Level, Log};
 use crate::manifest;
 use std::ffi::OsString;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The version the hot path parses argv as before the interpreter's real
 /// version is known: the newest rules. The cold path parses again with the
@@ -83,7 +83,9 @@ fn launch(log: &Log, argv0: Option<OsString>, args: &[OsString]) -> i32 {
     // Stage 2: the interpreter.
     let mut req = DiscoverRequest::new(cwd.clone(), &env);
     req.invoked_as = argv0;
-    req.entry_dir = spec.as_ref().and_then(|s| entry_dir(s, &cwd));
+    if let Some(Target::Script(script)) = spec.as_ref().map(|s| &s.target) {
+        req.set_script(script);
+    }
     let found = match discover(&req) {
         Ok(d) => d,
         Err(e) => {
@@ -142,6 +144,7 @@ fn make_fresh(
         args,
         cwd,
         key: &key,
+        first_spec: spec,
     };
     match catch_unwind(AssertUnwindSafe(|| prepare::prepare(&ctx))) {
         Ok(Ok(env)) => env,
@@ -175,19 +178,6 @@ fn exec(log: &Log, found: &Discovered, args: &[OsString], env: &ExecEnv) -> i32 
     } else {
         126
     }
-}
-
-/// The directory a `.venv` search starts from: the script's own directory.
-fn entry_dir(spec: &LaunchSpec, cwd: &Path) -> Option<PathBuf> {
-    let Target::Script(script) = &spec.target else {
-        return None;
-    };
-    let dir = script.parent().unwrap_or(Path::new(""));
-    Some(if dir.as_os_str().is_empty() {
-        cwd.to_path_buf()
-    } else {
-        cwd.join(dir)
-    })
 }
 
 fn describe_target(spec: &LaunchSpec) -> String {

@@ -19,7 +19,7 @@ use crate::argv::{self, LaunchSpec, Target};
 use crate::closure::graph::{self, ClosureOptions, Entry};
 use crate::closure::import_cache::ImportCache;
 use crate::compile::{self, CompileJob, Outcome, PoolConfig};
-use crate::interpreter::{facts_for, probe::FACT_ENV_VARS, Discovered, ProbeConfig, PythonFacts};
+use crate::interpreter::{facts_for, Discovered, ProbeConfig, PythonFacts};
 use crate::knobs::Knobs;
 use crate::log::Log;
 use crate::manifest::{self, Expect, LaunchKey, Manifest};
@@ -43,6 +43,9 @@ pub struct Context<'a> {
     pub cwd: &'a Path,
     /// The manifest key of this launch.
     pub key: &'a LaunchKey,
+    /// argv as the hot path parsed it, with the newest version's rules
+    /// (enough for the probe's flags; parsed again once the version is known).
+    pub first_spec: &'a LaunchSpec,
 }
 
 /// One module whose pyc the interpreter will read: its source and pyc path.
@@ -59,8 +62,7 @@ pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
     let env = |name: &str| std::env::var_os(name);
 
     // Stage 2b: the interpreter's facts under this launch's flags (cached).
-    let first = argv::parse(ctx.args, &env, super::ANY_VERSION).map_err(|e| e.to_string())?;
-    let config = probe_config(&first);
+    let config = probe_config(ctx.first_spec);
     let facts = facts_for(&ctx.python.path, &config).map_err(|e| e.to_string())?;
     log.debug(format_args!(
         "probe: python {}.{}.{}",
@@ -181,7 +183,7 @@ fn probe_config(spec: &LaunchSpec) -> ProbeConfig {
         no_user_site: spec.no_user_site,
         no_site: spec.no_site,
         frozen_modules_off: spec.frozen_modules == Some(false),
-        env: FACT_ENV_VARS.iter().map(std::env::var_os).collect(),
+        ..ProbeConfig::from_current_env()
     }
 }
 
