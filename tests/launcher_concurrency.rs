@@ -15,32 +15,6 @@ use std::time::{Duration, Instant};
 /// Modules in the generated app: enough that a cold compile takes a while.
 const MODULES: usize = 60;
 
-/// importlib's verdict on each source's pyc (see tests/launcher_e2e.rs).
-const PYC_VERDICT: &str = r#"
-import sys, os, marshal, importlib.util, importlib._bootstrap_external as be
-for src in sys.argv[1:]:
-    cfile = importlib.util.cache_from_source(src)
-    try:
-        with open(cfile, "rb") as f:
-            data = f.read()
-    except OSError:
-        print("MISSING", src)
-        continue
-    try:
-        flags = be._classify_pyc(data, src, {})
-        if flags & 1:
-            with open(src, "rb") as f:
-                be._validate_hash_pyc(data, importlib.util.source_hash(f.read()), src, {})
-        else:
-            st = os.stat(src)
-            # SourceLoader.get_code passes int(st_mtime)
-            be._validate_timestamp_pyc(data, int(st.st_mtime), st.st_size, src, {})
-        marshal.loads(data[16:])
-        print("OK", src)
-    except Exception as e:
-        print("BAD", src, type(e).__name__, e)
-"#;
-
 struct App {
     _tmp: tempfile::TempDir,
     root: PathBuf,
@@ -144,16 +118,7 @@ fn check_run_lines(app: &App, out: &Output, tag: &str, max_lines: usize) {
 }
 
 fn verdicts(py: &Python, app: &App) -> Vec<String> {
-    let mut c = py.cmd();
-    c.current_dir(&app.root)
-        .args(["-c", PYC_VERDICT])
-        .args(&app.sources);
-    let o = output(c);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
+    common::pyc_verdicts(&py.path, &app.root, &[], &app.sources)
 }
 
 /// Files that should not exist after every launch has ended: anything in a

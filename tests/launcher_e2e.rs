@@ -186,50 +186,6 @@ fn pyc_loads(verbose_stderr: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// importlib's own verdict on the pycs of `sources`, from one interpreter
-/// process run with `flags` (so `sys.pycache_prefix` and the optimisation
-/// level are the run's): `OK`, `MISSING` or `BAD <why>` per source, plus the
-/// header flags.
-const PYC_VERDICT: &str = r#"
-import sys, os, marshal, importlib.util, importlib._bootstrap_external as be
-opt = "" if sys.flags.optimize == 0 else sys.flags.optimize
-for src in sys.argv[1:]:
-    cfile = importlib.util.cache_from_source(src, optimization=opt)
-    try:
-        with open(cfile, "rb") as f:
-            data = f.read()
-    except OSError:
-        print("MISSING", src, cfile)
-        continue
-    try:
-        flags = be._classify_pyc(data, src, {})
-        if flags & 1:
-            with open(src, "rb") as f:
-                be._validate_hash_pyc(data, importlib.util.source_hash(f.read()), src, {})
-        else:
-            st = os.stat(src)
-            # SourceLoader.get_code passes int(st_mtime)
-            be._validate_timestamp_pyc(data, int(st.st_mtime), st.st_size, src, {})
-        marshal.loads(data[16:])
-        print("OK", flags, src)
-    except Exception as e:
-        print("BAD", src, type(e).__name__, e)
-"#;
-
-/// Runs [`PYC_VERDICT`] for `sources` with `flags`; returns one line per source.
-fn pyc_verdicts(py: &Path, cwd: &Path, flags: &[&str], sources: &[PathBuf]) -> Vec<String> {
-    let mut c = common::clean_command(py);
-    c.current_dir(cwd)
-        .args(flags)
-        .args(["-c", PYC_VERDICT])
-        .args(sources);
-    let o = ok(run(&mut c, b""), "pyc verdict");
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
 /// The latest interpreter and the oldest: the expensive parts run on these.
 fn ends(pythons: &[Python]) -> Vec<Python> {
     let mut v = vec![pythons[pythons.len() - 1].clone()];
@@ -407,7 +363,7 @@ fn stale_hash_based_pycs_are_rewritten_in_their_own_mode() {
             "{}",
             py.label()
         );
-        let verdicts = pyc_verdicts(
+        let verdicts = common::pyc_verdicts(
             &py.path,
             &p.root,
             &[],
@@ -603,7 +559,7 @@ fn syntax_errors_reach_the_user_as_python_reports_them() {
             let got = run(&mut p.kolosal(&py.path, &["main.py"]), b"");
             // The other modules got their pycs from kolosal (checked before
             // python itself runs and could write them).
-            let verdicts = pyc_verdicts(
+            let verdicts = common::pyc_verdicts(
                 &py.path,
                 &p.root,
                 &[],
@@ -925,7 +881,7 @@ fn knobs_auto_compile_and_write_bytecode() {
         .iter()
         .map(|m| p.root.join(format!("app/{m}.py")))
         .collect();
-    let verdicts = pyc_verdicts(&py.path, &p.root, &[], &closure);
+    let verdicts = common::pyc_verdicts(&py.path, &p.root, &[], &closure);
     assert!(
         verdicts.iter().all(|v| v.starts_with("OK ")),
         "{verdicts:#?}"

@@ -170,3 +170,56 @@ pub fn kolosal_bin() -> &'static Path {
 pub fn launcher_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_kolosal-python"))
 }
+
+/// importlib's own verdict on the pycs of `sources`, from one interpreter
+/// process run with `flags` (so `sys.pycache_prefix` and the optimisation
+/// level are the run's): `OK <header flags> <src>`, `MISSING <src> <cfile>`
+/// or `BAD <src> <why>` per source. The checks are the loader's own
+/// (`_classify_pyc`, `_validate_*`), then the body is unmarshalled.
+pub const PYC_VERDICT: &str = r#"
+import sys, os, marshal, importlib.util, importlib._bootstrap_external as be
+opt = "" if sys.flags.optimize == 0 else sys.flags.optimize
+for src in sys.argv[1:]:
+    cfile = importlib.util.cache_from_source(src, optimization=opt)
+    try:
+        with open(cfile, "rb") as f:
+            data = f.read()
+    except OSError:
+        print("MISSING", src, cfile)
+        continue
+    try:
+        flags = be._classify_pyc(data, src, {})
+        if flags & 1:
+            with open(src, "rb") as f:
+                be._validate_hash_pyc(data, importlib.util.source_hash(f.read()), src, {})
+        else:
+            st = os.stat(src)
+            # SourceLoader.get_code passes int(st_mtime)
+            be._validate_timestamp_pyc(data, int(st.st_mtime), st.st_size, src, {})
+        marshal.loads(data[16:])
+        print("OK", flags, src)
+    except Exception as e:
+        print("BAD", src, type(e).__name__, e)
+"#;
+
+/// Runs [`PYC_VERDICT`] for `sources` with `flags` in `cwd`; one line per
+/// source. Panics when the interpreter fails.
+pub fn pyc_verdicts(python: &Path, cwd: &Path, flags: &[&str], sources: &[PathBuf]) -> Vec<String> {
+    let out = clean_command(python)
+        .current_dir(cwd)
+        .args(flags)
+        .args(["-c", PYC_VERDICT])
+        .args(sources)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("start the interpreter for the pyc verdicts");
+    assert!(
+        out.status.success(),
+        "pyc verdicts: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
