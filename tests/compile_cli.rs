@@ -513,7 +513,7 @@ fn hardlink_dupes_share_inodes() {
             }
             let r = kolosal(&cache, tmp.path(), &args);
             assert_eq!(r.code, 0, "{}", r.stderr);
-            let tag = cache_tag(py);
+            let tag = py.cache_tag();
             for m in ["m_plain", "m_doc"] {
                 let ino = |suffix: &str| {
                     fs::metadata(root.join(format!("__pycache__/{m}.{tag}{suffix}.pyc")))
@@ -537,15 +537,6 @@ fn hardlink_dupes_share_inodes() {
         let unlinked = inodes[&false][0];
         assert_ne!(unlinked.1, unlinked.2, "{}", py.label());
     }
-}
-
-fn cache_tag(py: &Python) -> String {
-    let out = py
-        .cmd()
-        .args(["-c", "import sys; print(sys.implementation.cache_tag)"])
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 /// Pyc files under `root`'s `__pycache__` dirs, by name.
@@ -592,7 +583,7 @@ fn clean_and_status_match_the_disk_and_importlib() {
             ],
         );
         assert_eq!(r.code, 0, "{}", r.stderr);
-        let tag = cache_tag(py);
+        let tag = py.cache_tag();
         // Disturb: one source edited (size changes), one deleted (its pycs
         // become orphans), a pyc of another interpreter, a legacy pyc.
         let edited = root.join("pkg/m.py");
@@ -813,7 +804,7 @@ fn entry_compiles_exactly_what_python_then_reads() {
         assert_eq!(after["levels"][0]["missing"], 0, "{after}");
         assert_eq!(after["levels"][0]["stale"], 0, "{after}");
         assert_eq!(after["levels"][0]["fresh"], after["sources"], "{after}");
-        let tag = cache_tag(py);
+        let tag = py.cache_tag();
         let has_pyc = |rel: &str| {
             let p = root.join(rel);
             let dir = p.parent().unwrap().join("__pycache__");

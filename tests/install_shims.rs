@@ -271,16 +271,6 @@ fn install_is_idempotent_and_never_clobbers() {
     one_line_error(&run(cmd, LIMIT), "nowhere/kolosal is missing");
 }
 
-/// `sys.implementation.cache_tag` of `py`.
-fn cache_tag(py: &Python) -> String {
-    let out = py
-        .cmd()
-        .args(["-c", "import sys;print(sys.implementation.cache_tag)"])
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 const SCRIPT: &str = r#"import os, sys, json
 import helper
 print(json.dumps({
@@ -336,7 +326,7 @@ fn check_through_kolosal(out: &Out, py: &Python, expect_exe: &Path, project: &Pa
     );
     let pyc = project
         .join("__pycache__")
-        .join(format!("helper.{}.pyc", cache_tag(py)));
+        .join(format!("helper.{}.pyc", py.cache_tag()));
     assert!(
         pyc.is_file(),
         "kolosal wrote no {}: {}",

@@ -150,18 +150,8 @@ fn run(cmd: &mut Command, stdin: &[u8]) -> Output {
     out
 }
 
-fn describe(o: &Output) -> String {
-    format!(
-        "status {:?} (signal {:?})\nstdout: {}\nstderr: {}",
-        o.status.code(),
-        o.status.signal(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 fn ok(o: Output, what: &str) -> Output {
-    assert!(o.status.success(), "{what}: {}", describe(&o));
+    assert!(o.status.success(), "{what}: {}", common::describe(&o));
     o
 }
 
@@ -290,7 +280,7 @@ fn one_launch_leaves_nothing_for_python_to_compile() {
                 "{} on {}: kolosal wrote to stderr: {}",
                 form.label,
                 py.label(),
-                describe(&first)
+                common::describe(&first)
             );
             let verbose = ok(run(&mut v, b""), form.label);
             let compiled = source_compiles(&verbose.stderr);
@@ -506,8 +496,8 @@ fn parity_with_the_bare_interpreter() {
             let what = format!(
                 "{label} on {}\nvia kolosal: {}\ndirect: {}",
                 py.label(),
-                describe(&got),
-                describe(&want)
+                common::describe(&got),
+                common::describe(&want)
             );
             if let Some(expect) = expect {
                 let status = match (want.status.code(), want.status.signal()) {
@@ -579,8 +569,8 @@ fn syntax_errors_reach_the_user_as_python_reports_them() {
             let what = format!(
                 "{label} on {}\nvia kolosal: {}\ndirect: {}",
                 py.label(),
-                describe(&got),
-                describe(&want)
+                common::describe(&got),
+                common::describe(&want)
             );
             assert_eq!(want.status.code(), Some(1), "{what}");
             assert!(
@@ -653,10 +643,10 @@ fn unwritable_tree_falls_back_to_a_prefix_under_the_cache() {
                 format!("{fb} {fb}\n"),
                 "{how} on {}: {}",
                 py.label(),
-                describe(&out)
+                common::describe(&out)
             );
             // One line at the default level would be allowed; the fallback is silent (info).
-            assert!(out.stderr.is_empty(), "{how}: {}", describe(&out));
+            assert!(out.stderr.is_empty(), "{how}: {}", common::describe(&out));
             let mut v = p.python(&py.path, &["-v", "show.py"]);
             v.env("PYTHONPYCACHEPREFIX", &fallback);
             let v = ok(run(&mut v, b""), "python -v");
@@ -687,7 +677,7 @@ fn unwritable_tree_falls_back_to_a_prefix_under_the_cache() {
                 "-I",
             );
             assert_eq!(String::from_utf8_lossy(&iso.stdout), "None\n");
-            assert!(iso.stderr.is_empty(), "{}", describe(&iso));
+            assert!(iso.stderr.is_empty(), "{}", common::describe(&iso));
         }
     }
 }
@@ -742,7 +732,7 @@ fn warm_path_spawns_nothing_and_notices_every_change() {
 
     // Cold: the probe and the workers are python processes too.
     let (out, progs) = execs(&mut p.kolosal(&py.path, &["shadow.py"]));
-    assert!(out.status.success(), "{}", describe(&out));
+    assert!(out.status.success(), "{}", common::describe(&out));
     assert!(progs.len() > 2, "cold run should probe/compile: {progs:?}");
     // Warm: kolosal-python, then the final python, nothing else.
     let (out, progs) = execs(&mut p.kolosal(&py.path, &["shadow.py"]));
@@ -796,7 +786,7 @@ fn warm_path_spawns_nothing_and_notices_every_change() {
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("cold:"),
         "{}",
-        describe(&out)
+        common::describe(&out)
     );
     let v = ok(
         run(&mut p.python(&py.path, &["-v", "shadow.py"]), b""),
@@ -856,7 +846,7 @@ fn knobs_auto_compile_and_write_bytecode() {
     } else {
         (run(&mut k, b""), Vec::new())
     };
-    assert!(out.status.success(), "{}", describe(&out));
+    assert!(out.status.success(), "{}", common::describe(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "None 0\n");
     if have_strace() {
         assert_eq!(
@@ -902,16 +892,21 @@ fn fail_open() {
                 k.env("KOLOSAL_LOG", l);
             }
             let out = run(&mut k, b"");
-            assert!(out.status.success(), "{label}: {}", describe(&out));
+            assert!(out.status.success(), "{label}: {}", common::describe(&out));
             assert_eq!(String::from_utf8_lossy(&out.stdout), expect, "{label}");
             let lines = String::from_utf8_lossy(&out.stderr).lines().count();
             match level {
                 None => assert!(
                     lines <= 1,
                     "{label}: more than one line: {}",
-                    describe(&out)
+                    common::describe(&out)
                 ),
-                Some(_) => assert_eq!(lines, 0, "{label} with KOLOSAL_LOG=off: {}", describe(&out)),
+                Some(_) => assert_eq!(
+                    lines,
+                    0,
+                    "{label} with KOLOSAL_LOG=off: {}",
+                    common::describe(&out)
+                ),
             }
         }
     };

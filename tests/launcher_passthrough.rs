@@ -58,16 +58,6 @@ fn run(mut cmd: Command, stdin: &[u8]) -> Output {
     child.wait_with_output().expect("output")
 }
 
-fn describe(o: &Output) -> String {
-    format!(
-        "status {:?} (signal {:?})\nstdout: {}\nstderr: {}",
-        o.status.code(),
-        o.status.signal(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 #[test]
 fn launcher_is_indistinguishable_from_the_interpreter() {
     let pythons = common::pythons();
@@ -169,7 +159,7 @@ fn launcher_is_indistinguishable_from_the_interpreter() {
                     *expect,
                     "{label} on {}: {}",
                     py.label(),
-                    describe(&want)
+                    common::describe(&want)
                 );
                 assert_eq!(
                     got.status.code(),
@@ -188,16 +178,16 @@ fn launcher_is_indistinguishable_from_the_interpreter() {
                     want.stdout,
                     "{label} on {}: stdout differs\nvia launcher: {}\ndirect: {}",
                     py.label(),
-                    describe(&got),
-                    describe(&want)
+                    common::describe(&got),
+                    common::describe(&want)
                 );
                 assert_eq!(
                     got.stderr,
                     want.stderr,
                     "{label} on {}: stderr differs\nvia launcher: {}\ndirect: {}",
                     py.label(),
-                    describe(&got),
-                    describe(&want)
+                    common::describe(&got),
+                    common::describe(&want)
                 );
                 compared += 1;
             }

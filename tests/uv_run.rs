@@ -116,10 +116,9 @@ fn one_project(uv_bin: &Path, py: &Python, root: &Path) {
     assert!(stderr.contains(&chose), "{label}: {stderr}");
     assert!(stderr.contains("compile: "), "{label}: {stderr}");
     let written = pycs(&site);
+    let idna_pyc = format!("idna/__pycache__/core.{}.pyc", py.cache_tag());
     assert!(
-        written
-            .iter()
-            .any(|p| p.ends_with(format!("idna/__pycache__/core.{}.pyc", tag(py)))),
+        written.iter().any(|p| p.ends_with(&idna_pyc)),
         "{label}: no idna pycs after the run: {written:?}"
     );
 
@@ -177,15 +176,6 @@ fn launcher_path() -> std::ffi::OsString {
         Path::new("/bin"),
     ])
     .unwrap()
-}
-
-fn tag(py: &Python) -> String {
-    let out = py
-        .cmd()
-        .args(["-c", "import sys;print(sys.implementation.cache_tag)"])
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 /// `VENV/bin/python -v main.py` with PYTHONDONTWRITEBYTECODE=1.

@@ -30,6 +30,16 @@ impl Python {
         )
     }
 
+    /// `sys.implementation.cache_tag`, as the interpreter reports it.
+    pub fn cache_tag(&self) -> String {
+        let out = self
+            .cmd()
+            .args(["-c", "import sys; print(sys.implementation.cache_tag)"])
+            .output()
+            .expect("start the interpreter for its cache tag");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     /// A command running this interpreter with a clean environment.
     pub fn cmd(&self) -> Command {
         clean_command(&self.path)
@@ -222,4 +232,16 @@ pub fn pyc_verdicts(python: &Path, cwd: &Path, flags: &[&str], sources: &[PathBu
         .lines()
         .map(str::to_string)
         .collect()
+}
+
+/// A process's exit status and both output streams, for assertion messages.
+pub fn describe(o: &std::process::Output) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    format!(
+        "status {:?} (signal {:?})\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        o.status.signal(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
