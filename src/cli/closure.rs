@@ -43,8 +43,9 @@
 //! ```
 //! Paths that are not UTF-8 are printed lossily.
 
-use crate::closure::graph::{compute, Closure, ClosureModule, ClosureOptions, Entry, Via};
-use crate::closure::import_cache::ImportCache;
+use crate::closure::graph::{
+    compute_persisted, Closure, ClosureModule, ClosureOptions, Entry, Via,
+};
 use crate::interpreter::{facts_for, ProbeConfig, PythonFacts};
 use crate::pyc::{self, HashCheckMode, PycRules, Verdict};
 use anyhow::Context;
@@ -105,15 +106,12 @@ pub fn run(args: ClosureArgs) -> anyhow::Result<i32> {
             anyhow::bail!("{}: no such file; give an existing script", s.display());
         }
     }
-    let cache = ImportCache::load();
     let options = ClosureOptions {
         cwd: Some(cwd.clone()),
         safe_path: args.safe_path || facts.flags.safe_path,
         skip_startup: args.no_startup,
     };
-    let closure = compute(&facts, &entry, &options, &cache);
-    // A cache that cannot be written only costs a rescan next time.
-    let _ = cache.save();
+    let (closure, _) = compute_persisted(&facts, &entry, &options);
     let optimize = (args.optimize as u32).max(facts.flags.optimize);
     let pycs = pyc_states(&facts, &closure, optimize, &cwd);
     let chain = match &args.why {

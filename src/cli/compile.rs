@@ -24,7 +24,6 @@
 //! (bad options, no interpreter, no worker could start).
 
 use crate::closure::graph::{self, ClosureOptions, Entry};
-use crate::closure::import_cache::ImportCache;
 use crate::compile::plan::{self, Layout, Target, Walk, WalkOptions, WalkProblem};
 use crate::compile::{self, CompileJob, Outcome, PoolConfig};
 use crate::freshness::Freshness;
@@ -374,15 +373,12 @@ pub fn closure_sources(
             );
         }
     }
-    let cache = ImportCache::load();
     let options = ClosureOptions {
         cwd: Some(cwd.to_path_buf()),
         safe_path: facts.flags.safe_path,
         skip_startup: false,
     };
-    let closure = graph::compute(facts, &entry, &options, &cache);
-    // A cache that cannot be written only costs a rescan next time.
-    let _ = cache.save();
+    let (closure, _) = graph::compute_persisted(facts, &entry, &options);
     let mut walk = Walk::default();
     for m in closure.pyc_modules() {
         let Some(origin) = &m.module.origin else {

@@ -153,6 +153,20 @@ pub fn compute(
     compute_with(facts, entry, options, cache, &scan_imports)
 }
 
+/// [`compute`] with the on-disk import cache: loads it, computes, and saves
+/// what was scanned. The save's result is returned beside the closure; a
+/// cache that cannot be written only costs a rescan next time.
+pub fn compute_persisted(
+    facts: &PythonFacts,
+    entry: &Entry,
+    options: &ClosureOptions,
+) -> (Closure, std::io::Result<()>) {
+    let cache = ImportCache::load();
+    let closure = compute(facts, entry, options, &cache);
+    let saved = cache.save();
+    (closure, saved)
+}
+
 /// Scans a file's bytes into imports.
 type ScanFn = dyn Fn(&[u8]) -> Vec<Import> + Sync;
 

@@ -17,7 +17,6 @@
 use super::lock::lock_cache;
 use crate::argv::{self, LaunchSpec, Target};
 use crate::closure::graph::{self, ClosureOptions, Entry};
-use crate::closure::import_cache::ImportCache;
 use crate::compile::{self, CompileJob, Outcome, PoolConfig};
 use crate::interpreter::{facts_for, Discovered, ProbeConfig, PythonFacts};
 use crate::knobs::Knobs;
@@ -88,7 +87,6 @@ pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
         Target::Stdin | Target::Interactive => Entry::Code(String::new()),
         Target::NoRun => return Ok(Vec::new()),
     };
-    let cache = ImportCache::load();
     // -I drops sys.path[0] on every version; sys.flags.safe_path (3.11+) is
     // only one way to say so.
     let no_path0 = spec.safe_path || spec.isolated;
@@ -97,8 +95,8 @@ pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
         safe_path: no_path0,
         skip_startup: false,
     };
-    let closure = graph::compute(&facts, &entry, &options, &cache);
-    if let Err(e) = cache.save() {
+    let (closure, saved) = graph::compute_persisted(&facts, &entry, &options);
+    if let Err(e) = saved {
         log.debug(format_args!("import cache not saved: {e}"));
     }
     log.debug(format_args!(
