@@ -169,10 +169,8 @@ pub fn roots(
             if !roots.contains(d) {
                 roots.push(d.clone());
             }
-            prune.push(d.join("site-packages"));
-            prune.push(d.join("dist-packages"));
         }
-        prune.extend(facts.site_packages.iter().cloned());
+        prune.extend(facts.package_dirs());
     }
     if site_packages {
         for d in &facts.site_packages {

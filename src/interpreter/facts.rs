@@ -86,6 +86,39 @@ impl PythonFacts {
         (self.version[0], self.version[1])
     }
 
+    /// Directories of installed packages, as opposed to the standard library
+    /// (some live inside a stdlib directory): `site.getsitepackages()`, the
+    /// user site, and `site-packages`/`dist-packages` (Debian) under each
+    /// stdlib directory.
+    pub fn package_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = self.site_packages.clone();
+        dirs.extend(self.user_site.iter().cloned());
+        for d in &self.stdlib_dirs {
+            dirs.push(d.join("site-packages"));
+            dirs.push(d.join("dist-packages"));
+        }
+        dirs
+    }
+
+    /// Whether `path` is a standard-library file: under a stdlib directory
+    /// and not under one of [`PythonFacts::package_dirs`].
+    pub fn in_stdlib(&self, path: &std::path::Path) -> bool {
+        use std::path::Component;
+        // The same directories as package_dirs(), checked without building them.
+        let installed = self
+            .site_packages
+            .iter()
+            .chain(self.user_site.iter())
+            .any(|d| path.starts_with(d));
+        !installed
+            && self.stdlib_dirs.iter().any(|d| {
+                path.strip_prefix(d).is_ok_and(|rest| {
+                    !matches!(rest.components().next(),
+                        Some(Component::Normal(n)) if n == "site-packages" || n == "dist-packages")
+                })
+            })
+    }
+
     /// The 4 magic bytes, or `None` when the probe reported garbage.
     pub fn magic_bytes(&self) -> Option<[u8; 4]> {
         let s = self.magic.as_bytes();
@@ -98,5 +131,54 @@ impl PythonFacts {
             out[i] = u8::from_str_radix(hex, 16).ok()?;
         }
         Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn stdlib_excludes_every_package_dir() {
+        let facts: PythonFacts = serde_json::from_value(serde_json::json!({
+            "version": [3, 11, 2], "releaselevel": "final", "implementation": "cpython",
+            "cache_tag": "cpython-311", "magic": "a70d0d0a", "executable": "/usr/bin/python3.11",
+            "prefix": "/usr", "base_prefix": "/usr", "platform": "linux", "sys_path": [],
+            "stdlib_dirs": ["/usr/lib/python3.11"],
+            "site_packages": ["/usr/local/lib/python3.11/dist-packages"],
+            "user_site": "/root/.local/lib/python3.11/site-packages", "user_site_enabled": true,
+            "builtin_modules": [], "frozen_modules": [], "source_suffixes": [".py"],
+            "bytecode_suffixes": [".pyc"], "extension_suffixes": [], "startup_modules": [],
+            "meta_path": [], "path_hooks": [], "flags": {
+                "optimize": 0, "dont_write_bytecode": false, "isolated": false,
+                "ignore_environment": false, "no_site": false, "no_user_site": false,
+                "safe_path": false
+            }, "pycache_prefix": null,
+            "check_hash_based_pycs": "default"
+        }))
+        .unwrap();
+        let yes = [
+            "/usr/lib/python3.11/os.py",
+            "/usr/lib/python3.11/json/decoder.py",
+        ];
+        let no = [
+            "/usr/lib/python3.11/dist-packages/six.py",
+            "/usr/lib/python3.11/site-packages/six.py",
+            "/usr/local/lib/python3.11/dist-packages/requests/api.py",
+            "/root/.local/lib/python3.11/site-packages/x.py",
+            "/srv/app/main.py",
+        ];
+        for p in yes {
+            assert!(facts.in_stdlib(Path::new(p)), "{p}");
+        }
+        for p in no {
+            assert!(!facts.in_stdlib(Path::new(p)), "{p}");
+            let under_package_dir = facts
+                .package_dirs()
+                .iter()
+                .any(|d| Path::new(p).starts_with(d));
+            assert_eq!(under_package_dir, p != "/srv/app/main.py", "{p}");
+        }
     }
 }

@@ -304,17 +304,6 @@ fn compile_stale(
         .collect())
 }
 
-/// Whether `path` is a standard-library file: under a stdlib directory and
-/// not under a site-packages directory (which can live inside it).
-fn in_stdlib(facts: &PythonFacts, path: &Path) -> bool {
-    facts.stdlib_dirs.iter().any(|d| path.starts_with(d))
-        && !facts
-            .site_packages
-            .iter()
-            .chain(facts.user_site.iter())
-            .any(|d| path.starts_with(d))
-}
-
 /// Stamps of everything whose change would change this launch's closure or
 /// pycs: the interpreter, the entry script, every module file, every
 /// `__pycache__` holding a closure pyc, every directory the resolver listed,
@@ -350,7 +339,7 @@ fn build_manifest(
     // else, site-packages included, is stamped file by file.
     for m in &closure.modules {
         if let Some(origin) = &m.module.origin {
-            if in_stdlib(facts, origin) {
+            if facts.in_stdlib(origin) {
                 if let Some(d) = origin.parent() {
                     dirs.insert(d.to_path_buf());
                 }
