@@ -20,6 +20,12 @@
 //! A wrong "still valid" can only cost speed, never correctness: the
 //! interpreter validates every pyc against its source again as it imports.
 //!
+//! Besides the stamps, a manifest lists the closure's own modules
+//! ([`ModuleRecord`]: source, pyc path, a digest of its import statements).
+//! The warm check never reads that part; the launcher's repair path does,
+//! to tell an edit that leaves the closure as it was (only pycs to
+//! rewrite) from one that changes it.
+//!
 //! The file format is a private binary layout (see [`Manifest::encode`]),
 //! versioned by `FORMAT`; anything that does not decode is treated as no
 //! manifest at all.
@@ -29,7 +35,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// Magic and format version at the start of every manifest file.
-const FORMAT: &[u8; 8] = b"KOLMAN01";
+const FORMAT: &[u8; 8] = b"KOLMAN02";
 
 /// Entries above which the check splits the stats over two threads; below
 /// it a thread costs more than it saves (measured: ~1.5 µs per stat here,
@@ -80,6 +86,26 @@ pub struct Manifest {
     pub env: Vec<(OsString, OsString)>,
     /// Paths and what they must look like.
     pub entries: Vec<(PathBuf, Expect)>,
+    /// The closure's modules whose sources are stamped file by file (the
+    /// repair path's view; the warm check ignores it).
+    pub modules: Vec<ModuleRecord>,
+    /// Digests of directory listings (`closure::listing::digest`) for the
+    /// stamped directories whose listing the closure depends on (the repair
+    /// path's view; the warm check ignores it).
+    pub listings: Vec<(PathBuf, u64)>,
+}
+
+/// One closure module whose source is stamped in [`Manifest::entries`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleRecord {
+    /// The source file (a `File` entry of the manifest).
+    pub source: PathBuf,
+    /// Where the launch's interpreter reads its pyc; `None` for a script run
+    /// as `__main__` (its pyc is never used).
+    pub cfile: Option<PathBuf>,
+    /// Digest of the source's import statements when it was recorded
+    /// (`closure::graph::imports_digest`).
+    pub imports: u64,
 }
 
 /// Builds a launch key: the bytes that decide which manifest applies. Every
@@ -187,8 +213,11 @@ fn holds(path: &[u8], kind: u8, want: &Stamp) -> bool {
 
 impl Manifest {
     /// Serialises: `FORMAT`, key, env pairs, then entries as
-    /// `kind u8, path (u32 len + bytes), stamp (7 × 8 bytes, files and dirs only)`.
-    /// All integers little-endian.
+    /// `kind u8, path (u32 len + bytes), stamp (7 × 8 bytes, files and dirs only)`,
+    /// then module records as `source (u32 len + bytes), has_cfile u8,
+    /// [cfile (u32 len + bytes)], imports u64`, then listings as
+    /// `dir (u32 len + bytes), digest u64`; each list is preceded by its u32
+    /// count. All integers little-endian.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64 + self.entries.len() * 120);
         out.extend_from_slice(FORMAT);
@@ -216,6 +245,23 @@ impl Manifest {
                 }
             }
         }
+        out.extend_from_slice(&(self.modules.len() as u32).to_le_bytes());
+        for m in &self.modules {
+            put_bytes(&mut out, m.source.as_os_str().as_bytes());
+            match &m.cfile {
+                Some(c) => {
+                    out.push(1);
+                    put_bytes(&mut out, c.as_os_str().as_bytes());
+                }
+                None => out.push(0),
+            }
+            out.extend_from_slice(&m.imports.to_le_bytes());
+        }
+        out.extend_from_slice(&(self.listings.len() as u32).to_le_bytes());
+        for (dir, digest) in &self.listings {
+            put_bytes(&mut out, dir.as_os_str().as_bytes());
+            out.extend_from_slice(&digest.to_le_bytes());
+        }
         out
     }
 
@@ -224,8 +270,7 @@ impl Manifest {
         let view = View::parse(bytes)?;
         let mut m = Manifest {
             key: view.key.to_vec(),
-            env: Vec::new(),
-            entries: Vec::new(),
+            ..Default::default()
         };
         m.env = view
             .env_pairs()?
@@ -243,7 +288,25 @@ impl Manifest {
             m.entries
                 .push((PathBuf::from(OsStr::from_bytes(path)), expect));
         }
-        Some(m)
+        let path = |b: &[u8]| PathBuf::from(OsStr::from_bytes(b));
+        for _ in 0..r.u32()? {
+            let source = path(r.bytes_field()?);
+            let cfile = match *r.take(1)?.first()? {
+                0 => None,
+                1 => Some(path(r.bytes_field()?)),
+                _ => return None,
+            };
+            m.modules.push(ModuleRecord {
+                source,
+                cfile,
+                imports: r.u64()?,
+            });
+        }
+        for _ in 0..r.u32()? {
+            let dir = path(r.bytes_field()?);
+            m.listings.push((dir, r.u64()?));
+        }
+        (r.pos == view.entries.len()).then_some(m)
     }
 }
 
@@ -437,6 +500,19 @@ mod tests {
                 (cache.clone(), observe(&cache)),
                 (dir.join("gone"), observe(&dir.join("gone"))),
             ],
+            modules: vec![
+                ModuleRecord {
+                    source: a.clone(),
+                    cfile: Some(cache.join("a.cpython-312.pyc")),
+                    imports: 0x0123_4567_89ab_cdef,
+                },
+                ModuleRecord {
+                    source: dir.join("main.py"),
+                    cfile: None,
+                    imports: 7,
+                },
+            ],
+            listings: vec![(dir.to_path_buf(), 42)],
         }
     }
 

@@ -807,6 +807,98 @@ fn warm_path_spawns_nothing_and_notices_every_change() {
     );
 }
 
+/// A launch's debug timeline (stderr) after checking it ran the program.
+fn timeline(p: &Project, py: &Path, args: &[&str], what: &str) -> (String, String) {
+    let mut k = p.kolosal(py, args);
+    k.env("KOLOSAL_LOG", "debug");
+    let out = ok(run(&mut k, b""), what);
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn edits_that_keep_the_imports_are_repaired_without_a_new_closure() {
+    let pythons = common::pythons_at_least((3, 8));
+    let ends = ends(&pythons);
+    common::report("launcher_e2e::repair", &ends);
+    for py in &ends {
+        let p = Project::new(APP);
+        let no_compiles = |what: &str| {
+            let v = ok(run(&mut p.python(&py.path, &["-v", "main.py"]), b""), what);
+            assert_eq!(
+                source_compiles(&v.stderr),
+                Vec::<String>::new(),
+                "{what} on {}",
+                py.path.display()
+            );
+        };
+        timeline(&p, &py.path, &["main.py"], "cold");
+        let (_, log) = timeline(&p, &py.path, &["main.py"], "warm");
+        assert!(log.contains("warm: manifest holds"), "{log}");
+
+        // A module edited in place, same imports: repaired, one pyc compiled.
+        std::thread::sleep(Duration::from_millis(20));
+        p.write("app/c.py", "\"\"\"doc\"\"\"\nC = 41\n");
+        let (out, log) = timeline(&p, &py.path, &["main.py"], "edited");
+        assert!(out.starts_with("ok 43 "), "{out}");
+        assert!(
+            log.contains("repair: closure unchanged (1 sources edited"),
+            "{log}"
+        );
+        assert!(log.contains("compile: 1 stale pycs"), "{log}");
+        assert!(!log.contains("cold:"), "{log}");
+        no_compiles("after a repaired edit");
+        let (_, log) = timeline(&p, &py.path, &["main.py"], "warm again");
+        assert!(log.contains("warm: manifest holds"), "{log}");
+
+        // The script itself edited, same imports: re-stamped, nothing spawned.
+        p.write("main.py", &APP[0].1.replace("print('ok'", "print('OK'"));
+        let (out, log) = timeline(&p, &py.path, &["main.py"], "script edited");
+        assert!(out.starts_with("OK 43 "), "{out}");
+        assert!(log.contains("repair: closure unchanged"), "{log}");
+        assert!(!log.contains("compile:") && !log.contains("cold:"), "{log}");
+        let (_, log) = timeline(&p, &py.path, &["main.py"], "warm after script edit");
+        assert!(log.contains("warm: manifest holds"), "{log}");
+
+        // A whole __pycache__ removed: its closure pycs are rewritten.
+        std::fs::remove_dir_all(p.root.join("app/sub/__pycache__")).unwrap();
+        let (_, log) = timeline(&p, &py.path, &["main.py"], "pycache removed");
+        assert!(log.contains("1 __pycache__ changed"), "{log}");
+        assert!(log.contains("compile: 2 stale pycs"), "{log}");
+        no_compiles("after the __pycache__ was rebuilt");
+
+        // An editor's atomic save (temp file renamed over the module) changes
+        // the directory, not its importable names: still a repair.
+        p.write("app/.c.py.swp", "swap");
+        p.write("app/c.py.tmp", "\"\"\"doc\"\"\"\nC = 420\n");
+        std::fs::rename(p.root.join("app/c.py.tmp"), p.root.join("app/c.py")).unwrap();
+        let (out, log) = timeline(&p, &py.path, &["main.py"], "atomic save");
+        assert!(out.starts_with("OK 422 "), "{out}");
+        assert!(
+            log.contains("repair: closure unchanged (1 sources edited"),
+            "{log}"
+        );
+        assert!(!log.contains("cold:"), "{log}");
+        no_compiles("after an atomic save");
+
+        // An edit that adds an import changes the closure: the cold path.
+        p.write("app/c.py", "import colorsys\nC = 41\n");
+        let (_, log) = timeline(&p, &py.path, &["main.py"], "import added");
+        assert!(log.contains("imports of"), "{log}");
+        assert!(log.contains("cold: recomputing the closure"), "{log}");
+        no_compiles("after an import was added");
+
+        // A new file in a listed directory may shadow something: cold.
+        p.write("app/sub/new.py", "N = 1\n");
+        let (_, log) = timeline(&p, &py.path, &["main.py"], "file added");
+        assert!(log.contains("cold: recomputing the closure"), "{log}");
+        let (_, log) = timeline(&p, &py.path, &["main.py"], "warm at the end");
+        assert!(log.contains("warm: manifest holds"), "{log}");
+    }
+}
+
 fn walk_pycs(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];

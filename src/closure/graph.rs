@@ -88,6 +88,9 @@ pub struct ClosureModule {
     /// Importlib reads this module's pyc: a `.py` module that is not a
     /// script run directly (a script's own pyc is never used).
     pub pyc_used: bool,
+    /// The import statements found in its source (`None` when it has no
+    /// source or it could not be read).
+    pub imports: Option<Arc<Vec<Import>>>,
 }
 
 impl ClosureModule {
@@ -257,6 +260,7 @@ impl Walk<'_> {
             module,
             via,
             is_main,
+            imports: None,
         });
         i
     }
@@ -284,7 +288,7 @@ impl Walk<'_> {
                     // its pyc is used.
                     let m = self.resolver.resolve("__main__");
                     let i = self.push(m, Via::Entry, true);
-                    self.package.insert(i, String::new());
+                        self.package.insert(i, String::new());
                     return;
                 }
                 let is_source = script
@@ -466,6 +470,7 @@ impl Walk<'_> {
                         };
                         self.push_import(imp, &pkg, &via);
                     }
+                    self.closure.modules[i].imports = Some(imports);
                 }
                 Err(e) => {
                     let path = self.closure.modules[i]
@@ -478,6 +483,30 @@ impl Walk<'_> {
             }
         }
     }
+}
+
+/// A digest of a source's import statements: everything the closure
+/// depends on (module, names, level, context flags), not the line numbers.
+/// Two sources with the same digest, in the same place with the same
+/// directory listings around them, give the same closure.
+pub fn imports_digest(imports: &[Import]) -> u64 {
+    use std::hash::Hasher;
+    fn text(h: &mut impl Hasher, b: &[u8]) {
+        h.write_u64(b.len() as u64);
+        h.write(b);
+    }
+    let mut h = siphasher::sip::SipHasher13::new_with_keys(0x696d_706f_7274_73, 0x6469_6765_7374);
+    for imp in imports {
+        text(&mut h, imp.module.as_bytes());
+        for n in &imp.names {
+            text(&mut h, n.as_bytes());
+        }
+        h.write_u64(imp.names.len() as u64);
+        h.write_u32(imp.level);
+        h.write_u32(imp.flags);
+    }
+    h.write_u64(imports.len() as u64);
+    h.finish()
 }
 
 /// Runs the scanner (`closure::scan`) over a file's bytes and keeps what the

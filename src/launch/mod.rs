@@ -2,13 +2,16 @@
 //!
 //! ```text
 //! argv ─► interpreter ─► [warm manifest holds? ─► exec]
+//!                     ├► [only sources edited, same imports? ─► compile them ─► re-stamp ─► exec]
 //!                     └► closure ─► freshness ─► compile ─► record manifest ─► exec
 //! ```
 //!
 //! The hot path is [`run`]: parse argv, find the interpreter, read one
 //! manifest and stat what it lists. When every stamp holds it execs at once:
-//! no probe, no scan, no process spawned. Otherwise [`prepare`] does the
-//! cold work. Whatever fails inside kolosal, the program still starts: at
+//! no probe, no scan, no process spawned. When only closure sources (or
+//! `__pycache__` directories) changed, [`repair`] rescans just those and,
+//! if the closure is unchanged, recompiles their pycs. Otherwise [`prepare`]
+//! does the cold work. Whatever fails inside kolosal, the program still starts: at
 //! most one line goes to stderr (`KOLOSAL_LOG=off` silences it), and nothing
 //! is ever written to stdout.
 //!
@@ -20,6 +23,7 @@
 mod key;
 mod lock;
 pub mod prepare;
+pub mod repair;
 
 pub use key::launch_key;
 
@@ -125,6 +129,7 @@ fn make_fresh(
     cwd: &Path,
 ) -> Vec<(OsString, OsString)> {
     let key = launch_key(&found.path, args, spec.script_args_start, cwd);
+    let mut recorded = None;
     if let Some(path) = manifest::manifest_path_no_create(&key) {
         if let Ok(bytes) = std::fs::read(&path) {
             if let Some(env) = manifest::check_encoded(&bytes, key.as_bytes()) {
@@ -134,9 +139,9 @@ fn make_fresh(
                     .map(|(k, v)| (k.to_owned(), v.to_owned()))
                     .collect();
             }
+            recorded = manifest::Manifest::decode(&bytes).filter(|m| m.key == key.as_bytes());
         }
     }
-    log.debug(format_args!("cold: no manifest or a stamp changed"));
     let ctx = prepare::Context {
         log,
         knobs,
@@ -146,7 +151,19 @@ fn make_fresh(
         key: &key,
         first_spec: spec,
     };
-    match catch_unwind(AssertUnwindSafe(|| prepare::prepare(&ctx))) {
+    let cold = || {
+        if let Some(recorded) = &recorded {
+            log.debug(format_args!("a stamp changed: trying to repair"));
+            match repair::repair(&ctx, recorded) {
+                Ok(Some(env)) => return Ok(env),
+                Ok(None) => {}
+                Err(e) => log.debug(format_args!("repair failed: {e}")),
+            }
+        }
+        log.debug(format_args!("cold: recomputing the closure"));
+        prepare::prepare(&ctx)
+    };
+    match catch_unwind(AssertUnwindSafe(cold)) {
         Ok(Ok(env)) => env,
         Ok(Err(e)) => {
             log.warn(format_args!("precompiling skipped: {e}"));

@@ -17,13 +17,14 @@
 use super::lock::lock_cache;
 use crate::argv::{self, LaunchSpec, Target};
 use crate::closure::graph::{self, ClosureOptions, Entry};
+use crate::closure::listing;
 use crate::compile::{self, CompileJob, Outcome, PoolConfig};
 use crate::interpreter::{facts_for, Discovered, ProbeConfig, PythonFacts};
 use crate::knobs::Knobs;
 use crate::log::Log;
-use crate::manifest::{self, Expect, LaunchKey, Manifest};
+use crate::manifest::{self, Expect, LaunchKey, Manifest, ModuleRecord};
 use crate::pyc::{self, PycRules, Verdict};
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -49,34 +50,16 @@ pub struct Context<'a> {
 
 /// One module whose pyc the interpreter will read: its source and pyc path.
 #[derive(Debug, Clone)]
-struct PycTarget {
-    source: PathBuf,
-    cfile: PathBuf,
+pub(super) struct PycTarget {
+    pub(super) source: PathBuf,
+    pub(super) cfile: PathBuf,
 }
 
 /// Makes the closure's pycs fresh and records the warm manifest. Returns the
 /// variables the exec must set (a fallback `PYTHONPYCACHEPREFIX`).
 pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
     let log = ctx.log;
-    let env = |name: &str| std::env::var_os(name);
-
-    // Stage 2b: the interpreter's facts under this launch's flags (cached).
-    let config = probe_config(ctx.first_spec);
-    let facts = facts_for(&ctx.python.path, &config).map_err(|e| e.to_string())?;
-    log.debug(format_args!(
-        "probe: python {}.{}.{}",
-        facts.version[0], facts.version[1], facts.version[2]
-    ));
-
-    // Stage 1 again, with the real version's rules.
-    let spec = argv::parse(ctx.args, &env, facts.minor_version()).map_err(|e| {
-        format!(
-            "python {}.{} would not accept this command line ({e})",
-            facts.version[0], facts.version[1]
-        )
-    })?;
-    let rules =
-        PycRules::from_facts(&facts).ok_or("this interpreter writes no pycs (no cache_tag)")?;
+    let (facts, spec, rules) = interpreter_view(ctx)?;
 
     // Stage 3: the closure.
     let entry = match &spec.target {
@@ -173,6 +156,31 @@ pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
     Ok(exec_env)
 }
 
+/// The interpreter's facts under this launch's flags (the probe, cached),
+/// argv parsed again with that version's rules, and its pyc rules.
+pub(super) fn interpreter_view(
+    ctx: &Context<'_>,
+) -> Result<(PythonFacts, LaunchSpec, PycRules), String> {
+    let env = |name: &str| std::env::var_os(name);
+    // Stage 2b: the interpreter's facts under this launch's flags (cached).
+    let config = probe_config(ctx.first_spec);
+    let facts = facts_for(&ctx.python.path, &config).map_err(|e| e.to_string())?;
+    ctx.log.debug(format_args!(
+        "probe: python {}.{}.{}",
+        facts.version[0], facts.version[1], facts.version[2]
+    ));
+    // Stage 1 again, with the real version's rules.
+    let spec = argv::parse(ctx.args, &env, facts.minor_version()).map_err(|e| {
+        format!(
+            "python {}.{} would not accept this command line ({e})",
+            facts.version[0], facts.version[1]
+        )
+    })?;
+    let rules =
+        PycRules::from_facts(&facts).ok_or("this interpreter writes no pycs (no cache_tag)")?;
+    Ok((facts, spec, rules))
+}
+
 /// The probe settings this launch's flags imply.
 fn probe_config(spec: &LaunchSpec) -> ProbeConfig {
     ProbeConfig {
@@ -204,7 +212,8 @@ fn pyc_targets(
         .collect()
 }
 
-fn stale_targets<'a>(
+/// Those of `targets` whose pyc importlib would not accept now.
+pub(super) fn stale_targets<'a>(
     targets: &'a [PycTarget],
     rules: &PycRules,
     spec: &LaunchSpec,
@@ -244,7 +253,7 @@ fn writable(cfile: &Path) -> bool {
 
 /// Compiles those of `targets` (the stale ones) that are still stale once
 /// the cache lock is held. Returns the pyc paths that could not be written.
-fn compile_stale(
+pub(super) fn compile_stale(
     ctx: &Context<'_>,
     facts: &PythonFacts,
     rules: &PycRules,
@@ -363,10 +372,51 @@ fn build_manifest(
     }
     let paths: Vec<PathBuf> = files.into_iter().chain(dirs).collect();
     let observed: Vec<Expect> = crate::freshness::par_map(&paths, |p| manifest::observe(p));
-    let entries = paths.into_iter().zip(observed).collect();
+    // Listings of the directories the closure depends on, read after their
+    // stamps were taken (a change in between leaves a stamp that fails).
+    let pycache_dirs: HashSet<&Path> = targets.iter().filter_map(|t| t.cfile.parent()).collect();
+    let listed: Vec<&PathBuf> = paths
+        .iter()
+        .zip(&observed)
+        .filter(|(p, e)| matches!(e, Expect::Dir(_)) && !pycache_dirs.contains(p.as_path()))
+        .map(|(p, _)| p)
+        .collect();
+    let listings = crate::freshness::par_map(&listed, |d| listing::digest(d))
+        .into_iter()
+        .zip(&listed)
+        .filter_map(|(digest, d)| Some(((*d).clone(), digest?)))
+        .collect();
+    let entries = paths.iter().cloned().zip(observed).collect();
+    // What the repair path needs to tell an edit from a closure change: each
+    // file-stamped module's pyc path and import digest.
+    let cfiles: HashMap<&Path, &Path> = targets
+        .iter()
+        .map(|t| (t.source.as_path(), t.cfile.as_path()))
+        .collect();
+    let modules = closure
+        .modules
+        .iter()
+        .filter_map(|m| {
+            let source = m.module.origin.as_ref()?;
+            let imports = m.imports.as_ref()?;
+            if facts.in_stdlib(source) {
+                return None;
+            }
+            Some(ModuleRecord {
+                source: source.clone(),
+                cfile: m
+                    .pyc_used
+                    .then(|| cfiles.get(source.as_path()).map(|c| c.to_path_buf()))
+                    .flatten(),
+                imports: graph::imports_digest(imports),
+            })
+        })
+        .collect();
     Manifest {
         key: ctx.key.as_bytes().to_vec(),
         env: env.to_vec(),
         entries,
+        modules,
+        listings,
     }
 }
