@@ -61,7 +61,7 @@ pub fn digest(dir: &Path) -> Option<u64> {
         })
         .collect();
     names.sort_unstable();
-    let mut h = siphasher::sip::SipHasher13::new_with_keys(0x6c69_7374_696e_67, 0x6469_7273);
+    let mut h = siphasher::sip::SipHasher13::new_with_keys(0x006c_6973_7469_6e67, 0x6469_7273);
     for (name, kind) in &names {
         h.write_u64(name.len() as u64);
         h.write(name);
