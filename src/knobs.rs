@@ -8,6 +8,7 @@
 //! | `KOLOSAL_LOG=off\|error\|warn\|info\|debug` | stderr diagnostics (default `warn`; `debug` prints a timeline) |
 //! | `KOLOSAL_CACHE_DIR=DIR` | kolosal's cache (probe results, import scans, manifests, fallback pycache) |
 //! | `KOLOSAL_WRITE_BYTECODE=1` | do not set `PYTHONDONTWRITEBYTECODE=1` for the program |
+//! | `KOLOSAL_BACKGROUND=0` | compile the whole closure before exec (default: modules only imported inside functions are compiled by a background run after exec) |
 
 use std::ffi::OsString;
 
@@ -19,6 +20,7 @@ pub const NAMES: &[&str] = &[
     "KOLOSAL_LOG",
     "KOLOSAL_CACHE_DIR",
     "KOLOSAL_WRITE_BYTECODE",
+    "KOLOSAL_BACKGROUND",
 ];
 
 /// The knobs in force for one launch.
@@ -30,6 +32,9 @@ pub struct Knobs {
     pub workers: Option<usize>,
     /// `KOLOSAL_WRITE_BYTECODE=1`.
     pub write_bytecode: bool,
+    /// `KOLOSAL_BACKGROUND` is not `0`/`false`/`off`/`no`: lazy modules are
+    /// compiled after exec (see `launch::background`).
+    pub background: bool,
 }
 
 fn falsy(v: &OsString) -> bool {
@@ -55,6 +60,7 @@ impl Knobs {
                 .and_then(|v| v.to_str()?.trim().parse().ok())
                 .filter(|&n: &usize| n > 0),
             write_bytecode: get("KOLOSAL_WRITE_BYTECODE").is_some_and(|v| truthy(&v)),
+            background: !get("KOLOSAL_BACKGROUND").is_some_and(|v| falsy(&v)),
         }
     }
 
@@ -76,13 +82,15 @@ mod tests {
             Knobs {
                 auto_compile: true,
                 workers: None,
-                write_bytecode: false
+                write_bytecode: false,
+                background: true,
             }
         );
         let k = Knobs::from_lookup(&|n| match n {
             "KOLOSAL_AUTO_COMPILE" => Some("0".into()),
             "KOLOSAL_WORKERS" => Some("3".into()),
             "KOLOSAL_WRITE_BYTECODE" => Some("1".into()),
+            "KOLOSAL_BACKGROUND" => Some("off".into()),
             _ => None,
         });
         assert_eq!(
@@ -90,7 +98,8 @@ mod tests {
             Knobs {
                 auto_compile: false,
                 workers: Some(3),
-                write_bytecode: true
+                write_bytecode: true,
+                background: false,
             }
         );
         let k = Knobs::from_lookup(&|n| (n == "KOLOSAL_WORKERS").then(|| "zero".into()));

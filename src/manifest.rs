@@ -70,11 +70,15 @@ pub enum Expect {
     Dir(Stamp),
     /// Nothing at this path.
     Absent,
+    /// Never holds: a `__pycache__` whose pycs a background run has yet to
+    /// write (see `launch::background`); the next launch must look at it.
+    Pending,
 }
 
 const KIND_FILE: u8 = 1;
 const KIND_DIR: u8 = 2;
 const KIND_ABSENT: u8 = 3;
+const KIND_PENDING: u8 = 4;
 
 /// One recorded launch.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -106,7 +110,13 @@ pub struct ModuleRecord {
     /// Digest of the source's import statements when it was recorded
     /// (`closure::graph::imports_digest`).
     pub imports: u64,
+    /// Only imported from function bodies (`ClosureModule::lazy`): its pyc
+    /// may be left to a background run.
+    pub lazy: bool,
 }
+
+const RECORD_HAS_CFILE: u8 = 1;
+const RECORD_LAZY: u8 = 2;
 
 /// Builds a launch key: the bytes that decide which manifest applies. Every
 /// part is length-prefixed, so no two different part lists collide.
@@ -214,8 +224,8 @@ fn holds(path: &[u8], kind: u8, want: &Stamp) -> bool {
 impl Manifest {
     /// Serialises: `FORMAT`, key, env pairs, then entries as
     /// `kind u8, path (u32 len + bytes), stamp (7 × 8 bytes, files and dirs only)`,
-    /// then module records as `source (u32 len + bytes), has_cfile u8,
-    /// [cfile (u32 len + bytes)], imports u64`, then listings as
+    /// then module records as `source (u32 len + bytes), flags u8 (1: has a
+    /// cfile, 2: lazy), [cfile (u32 len + bytes)], imports u64`, then listings as
     /// `dir (u32 len + bytes), digest u64`; each list is preceded by its u32
     /// count. All integers little-endian.
     pub fn encode(&self) -> Vec<u8> {
@@ -233,6 +243,7 @@ impl Manifest {
                 Expect::File(s) => (KIND_FILE, Some(s)),
                 Expect::Dir(s) => (KIND_DIR, Some(s)),
                 Expect::Absent => (KIND_ABSENT, None),
+                Expect::Pending => (KIND_PENDING, None),
             };
             out.push(kind);
             put_bytes(&mut out, path.as_os_str().as_bytes());
@@ -248,12 +259,13 @@ impl Manifest {
         out.extend_from_slice(&(self.modules.len() as u32).to_le_bytes());
         for m in &self.modules {
             put_bytes(&mut out, m.source.as_os_str().as_bytes());
+            let lazy = if m.lazy { RECORD_LAZY } else { 0 };
             match &m.cfile {
                 Some(c) => {
-                    out.push(1);
+                    out.push(RECORD_HAS_CFILE | lazy);
                     put_bytes(&mut out, c.as_os_str().as_bytes());
                 }
-                None => out.push(0),
+                None => out.push(lazy),
             }
             out.extend_from_slice(&m.imports.to_le_bytes());
         }
@@ -283,6 +295,7 @@ impl Manifest {
             let expect = match kind {
                 KIND_FILE => Expect::File(stamp),
                 KIND_DIR => Expect::Dir(stamp),
+                KIND_PENDING => Expect::Pending,
                 _ => Expect::Absent,
             };
             m.entries
@@ -291,15 +304,19 @@ impl Manifest {
         let path = |b: &[u8]| PathBuf::from(OsStr::from_bytes(b));
         for _ in 0..r.u32()? {
             let source = path(r.bytes_field()?);
-            let cfile = match *r.take(1)?.first()? {
+            let flags = *r.take(1)?.first()?;
+            if flags & !(RECORD_HAS_CFILE | RECORD_LAZY) != 0 {
+                return None;
+            }
+            let cfile = match flags & RECORD_HAS_CFILE {
                 0 => None,
-                1 => Some(path(r.bytes_field()?)),
-                _ => return None,
+                _ => Some(path(r.bytes_field()?)),
             };
             m.modules.push(ModuleRecord {
                 source,
                 cfile,
                 imports: r.u64()?,
+                lazy: flags & RECORD_LAZY != 0,
             });
         }
         for _ in 0..r.u32()? {
@@ -437,7 +454,7 @@ impl<'a> Reader<'a> {
                 ctime_sec: self.u64()? as i64,
                 ctime_nsec: self.u64()? as i64,
             },
-            KIND_ABSENT => Stamp {
+            KIND_ABSENT | KIND_PENDING => Stamp {
                 dev: 0,
                 ino: 0,
                 size: 0,
@@ -505,11 +522,13 @@ mod tests {
                     source: a.clone(),
                     cfile: Some(cache.join("a.cpython-312.pyc")),
                     imports: 0x0123_4567_89ab_cdef,
+                    lazy: true,
                 },
                 ModuleRecord {
                     source: dir.join("main.py"),
                     cfile: None,
                     imports: 7,
+                    lazy: false,
                 },
             ],
             listings: vec![(dir.to_path_buf(), 42)],

@@ -147,6 +147,8 @@ fn run(cmd: &mut Command, stdin: &[u8]) -> Output {
         }
     };
     let _ = writer.join();
+    // "After one launch" includes its background compile, if it left one.
+    common::wait_background_of(cmd);
     out
 }
 
@@ -896,6 +898,101 @@ fn edits_that_keep_the_imports_are_repaired_without_a_new_closure() {
         assert!(log.contains("cold: recomputing the closure"), "{log}");
         let (_, log) = timeline(&p, &py.path, &["main.py"], "warm at the end");
         assert!(log.contains("warm: manifest holds"), "{log}");
+    }
+}
+
+/// An app whose second module is only imported inside a function.
+const LAZY_APP: &[(&str, &str)] = &[
+    (
+        "main.py",
+        "import app.a\ndef later():\n    import app.lazy\n    return app.lazy.L\nprint('ok', app.a.X, later())\n",
+    ),
+    ("app/__init__.py", ""),
+    ("app/a.py", "X = 1\n"),
+    ("app/lazy.py", "L = 2\n"),
+];
+
+#[test]
+fn modules_imported_in_functions_are_compiled_after_exec() {
+    use nix::fcntl::{Flock, FlockArg};
+    let pythons = common::pythons_at_least((3, 8));
+    let ends = ends(&pythons);
+    common::report("launcher_e2e::background", &ends);
+    for py in &ends {
+        let p = Project::new(LAZY_APP);
+        let lazy_pyc = |p: &Project| {
+            walk_pycs(&p.root.join("app"))
+                .into_iter()
+                .filter(|f| {
+                    f.file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .starts_with("lazy.")
+                })
+                .collect::<Vec<_>>()
+        };
+        // First run: app.a before exec, app.lazy by the background run
+        // (`run` waits for it, as "after one launch" means).
+        let (out, log) = timeline(&p, &py.path, &["main.py"], "first run");
+        assert_eq!(out, "ok 1 2\n");
+        assert!(log.contains("compile: 2 stale pycs"), "{log}");
+        assert!(
+            log.contains("compile: 1 lazy pycs left to a background run"),
+            "{log}"
+        );
+        assert_eq!(lazy_pyc(&p).len(), 1, "{log}");
+        let v = ok(run(&mut p.python(&py.path, &["-v", "main.py"]), b""), "-v");
+        assert_eq!(source_compiles(&v.stderr), Vec::<String>::new());
+        let (_, log) = timeline(&p, &py.path, &["main.py"], "warm");
+        assert!(log.contains("warm: manifest holds"), "{log}");
+
+        // A background run that cannot start (its lock is taken): the
+        // manifest keeps the lazy pyc pending, and a later launch does it.
+        let digest = std::fs::read_dir(p.cache.join("manifests"))
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .find_map(|n| n.strip_suffix(".manifest").map(str::to_string))
+            .unwrap();
+        let held = Flock::lock(
+            std::fs::File::create(p.cache.join(format!("manifests/{digest}.bg"))).unwrap(),
+            FlockArg::LockExclusive,
+        )
+        .unwrap();
+        std::fs::remove_file(&lazy_pyc(&p)[0]).unwrap();
+        let mut k = p.kolosal(&py.path, &["main.py"]);
+        k.env("KOLOSAL_LOG", "debug");
+        let out = k.output().unwrap();
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            log.contains("left to the background run already pending"),
+            "{log}"
+        );
+        assert!(lazy_pyc(&p).is_empty());
+        drop(held);
+        let (_, log) = timeline(&p, &py.path, &["main.py"], "after the lock is free");
+        assert!(log.contains("1 __pycache__ changed"), "{log}");
+        assert!(log.contains("left to a background run"), "{log}");
+        assert_eq!(lazy_pyc(&p).len(), 1);
+        let (_, log) = timeline(&p, &py.path, &["main.py"], "warm again");
+        assert!(log.contains("warm: manifest holds"), "{log}");
+
+        // KOLOSAL_BACKGROUND=0: everything before exec, no background run.
+        let p = Project::new(LAZY_APP);
+        let mut k = p.kolosal(&py.path, &["main.py"]);
+        k.env("KOLOSAL_LOG", "debug").env("KOLOSAL_BACKGROUND", "0");
+        let out = k.output().unwrap();
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(log.contains("compile: 3 stale pycs"), "{log}");
+        assert!(!log.contains("background"), "{log}");
+        assert_eq!(lazy_pyc(&p).len(), 1);
+        let bg = std::fs::read_dir(p.cache.join("manifests"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "bg"))
+            })
+            .count();
+        assert_eq!(bg, 0);
     }
 }
 

@@ -103,6 +103,7 @@ fn one_project(uv_bin: &Path, py: &Python, root: &Path) {
         .env("KOLOSAL_LOG", "debug")
         .args(["run", "kolosal-python", "main.py"]);
     let out = ok(run.output().unwrap(), "uv run kolosal-python main.py");
+    common::wait_background_of(&run);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let v: serde_json::Value = serde_json::from_str(stdout.trim())
@@ -160,6 +161,7 @@ fn one_project(uv_bin: &Path, py: &Python, root: &Path) {
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("compile: "), "{label}: {stderr}");
+    common::wait_background_of(&again);
     common::note(&format!(
         "[uv_run] {label}: kolosal-python wrote {} pycs in site-packages (the closure); \
          uv sync --compile-bytecode leaves {} (all of it)",

@@ -29,6 +29,7 @@
 //!     "search_locations": ["/abs/pkg"] | null,
 //!     "main": false,                       // runs as __main__
 //!     "pyc_used": true,                    // importlib reads its pyc
+//!     "lazy": false,                       // reached only through imports in functions
 //!     "pyc": "/abs/pkg/__pycache__/mod.cpython-311.pyc" | null,  // when pyc_used
 //!     "pyc_state": "fresh" | "stale" | null,
 //!     "stale_reason": "missing" | "mtime" | "size" | "hash" | ... | null,
@@ -295,6 +296,7 @@ fn to_json(
                     .map(|l| l.iter().map(|p| path_str(p)).collect::<Vec<_>>()),
                 "main": m.is_main,
                 "pyc_used": m.pyc_used,
+                "lazy": m.lazy,
                 "pyc": cfile,
                 "pyc_state": state,
                 "stale_reason": reason,

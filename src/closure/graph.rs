@@ -15,7 +15,7 @@
 //! Each level of the breadth-first walk is scanned in parallel (rayon); an
 //! [`ImportCache`] keeps unchanged files from being rescanned.
 
-use super::import_cache::{Import, ImportCache, FLAG_TYPE_CHECKING};
+use super::import_cache::{Import, ImportCache, FLAG_IN_FUNCTION, FLAG_TYPE_CHECKING};
 use super::resolve::{
     launch_sys_path, package_of, resolve_relative, sys_path0, LaunchForm, ModuleKind,
     ResolvedModule, Resolver,
@@ -91,6 +91,10 @@ pub struct ClosureModule {
     /// The import statements found in its source (`None` when it has no
     /// source or it could not be read).
     pub imports: Option<Arc<Vec<Import>>>,
+    /// Only reached through imports inside function bodies: nothing imports
+    /// it while the entry and the modules it imports at module level run
+    /// their top-level code (unless a function is called at import time).
+    pub lazy: bool,
 }
 
 impl ClosureModule {
@@ -190,6 +194,14 @@ struct Walk<'a> {
     frontier: Vec<(usize, Code)>,
     /// `__package__` for a node, by index (the script main has none).
     package: HashMap<usize, String>,
+    /// The module whose imports are being added, and whether the current
+    /// statement sits in a function body; `None` while adding roots.
+    from: Option<(usize, bool)>,
+    /// Modules the interpreter imports without being asked by a module.
+    roots: Vec<usize>,
+    /// (importer, imported) for imports made when the importer's own
+    /// top-level code runs.
+    eager_edges: Vec<(usize, usize)>,
 }
 
 fn compute_with(
@@ -221,6 +233,9 @@ fn compute_with(
         scan,
         frontier: Vec::new(),
         package: HashMap::new(),
+        from: None,
+        roots: Vec::new(),
+        eager_edges: Vec::new(),
     };
     walk.add_entry(entry, &cwd);
     while !walk.frontier.is_empty() {
@@ -236,6 +251,7 @@ fn compute_with(
         }
     }
     walk.closure.probed_dirs = walk.resolver.probed_dirs();
+    walk.mark_lazy();
     walk.closure
 }
 
@@ -261,6 +277,7 @@ impl Walk<'_> {
             via,
             is_main,
             imports: None,
+            lazy: false,
         });
         i
     }
@@ -272,10 +289,38 @@ impl Walk<'_> {
             end += part.len();
             let prefix = &name[..end];
             end += 1;
-            if !self.closure.index.contains_key(prefix) {
-                let m = self.resolver.resolve(prefix);
-                self.push(m, via.clone(), false);
+            let j = match self.closure.index.get(prefix) {
+                Some(&j) => j,
+                None => {
+                    let m = self.resolver.resolve(prefix);
+                    self.push(m, via.clone(), false)
+                }
+            };
+            match self.from {
+                None => self.roots.push(j),
+                Some((i, false)) => self.eager_edges.push((i, j)),
+                Some((_, true)) => {}
             }
+        }
+    }
+
+    /// Sets [`ClosureModule::lazy`]: everything not reachable from a root
+    /// through module-level imports.
+    fn mark_lazy(&mut self) {
+        let n = self.closure.modules.len();
+        let mut next: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for &(i, j) in &self.eager_edges {
+            next[i].push(j);
+        }
+        let mut eager = vec![false; n];
+        let mut stack: Vec<usize> = self.roots.clone();
+        while let Some(i) = stack.pop() {
+            if !std::mem::replace(&mut eager[i], true) {
+                stack.extend(next[i].iter().copied().filter(|&j| !eager[j]));
+            }
+        }
+        for (m, e) in self.closure.modules.iter_mut().zip(eager) {
+            m.lazy = !e;
         }
     }
 
@@ -288,7 +333,8 @@ impl Walk<'_> {
                     // its pyc is used.
                     let m = self.resolver.resolve("__main__");
                     let i = self.push(m, Via::Entry, true);
-                        self.package.insert(i, String::new());
+                    self.roots.push(i);
+                    self.package.insert(i, String::new());
                     return;
                 }
                 let is_source = script
@@ -306,6 +352,7 @@ impl Walk<'_> {
                     search_locations: None,
                 });
                 let i = self.push(module, Via::Entry, true);
+                self.roots.push(i);
                 self.closure.modules[i].pyc_used = false;
                 self.package.insert(i, String::new());
             }
@@ -334,6 +381,7 @@ impl Walk<'_> {
                     search_locations: None,
                 });
                 let i = self.push(module, Via::Entry, true);
+                self.roots.push(i);
                 self.closure.modules[i].pyc_used = false;
                 self.package.insert(i, String::new());
                 self.frontier
@@ -468,8 +516,10 @@ impl Walk<'_> {
                             importer: importer.clone(),
                             line: imp.line,
                         };
+                        self.from = Some((i, imp.flags & FLAG_IN_FUNCTION != 0));
                         self.push_import(imp, &pkg, &via);
                     }
+                    self.from = None;
                     self.closure.modules[i].imports = Some(imports);
                 }
                 Err(e) => {
@@ -495,7 +545,7 @@ pub fn imports_digest(imports: &[Import]) -> u64 {
         h.write_u64(b.len() as u64);
         h.write(b);
     }
-    let mut h = siphasher::sip::SipHasher13::new_with_keys(0x696d_706f_7274_73, 0x6469_6765_7374);
+    let mut h = siphasher::sip::SipHasher13::new_with_keys(0x0069_6d70_6f72_7473, 0x6469_6765_7374);
     for imp in imports {
         text(&mut h, imp.module.as_bytes());
         for n in &imp.names {

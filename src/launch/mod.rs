@@ -20,6 +20,7 @@
 //! computed name); kolosal still precompiles the closure first, and cannot
 //! redirect pycs to a fallback prefix (that needs `PYTHONPYCACHEPREFIX`).
 
+pub mod background;
 mod key;
 mod lock;
 pub mod prepare;
@@ -45,11 +46,21 @@ const ANY_VERSION: (u32, u32) = (3, 99);
 /// Runs `kolosal-python` with this process's argv and environment; never
 /// returns. Exit status 127 only when no interpreter can be found or started.
 pub fn run() -> ! {
+    let stage = background::Stage::from_env();
+    match stage {
+        background::Stage::Launch => {}
+        background::Stage::Detach => std::process::exit(i32::from(background::detach().is_err())),
+        background::Stage::Run => background::enter_run(),
+    }
+    // The background run's stderr is /dev/null.
     let log = Log::from_env();
     let mut argv = std::env::args_os();
     let argv0 = argv.next();
     let args: Vec<OsString> = argv.collect();
-    let code = match catch_unwind(AssertUnwindSafe(|| launch(&log, argv0, &args))) {
+    let in_background = stage == background::Stage::Run;
+    let code = match catch_unwind(AssertUnwindSafe(|| {
+        launch(&log, argv0, &args, in_background)
+    })) {
         Ok(code) => code,
         Err(_) => {
             eprintln!("kolosal-python: internal error before python started; set KOLOSAL_PYTHON, or KOLOSAL_AUTO_COMPILE=0, and report this bug");
@@ -60,8 +71,9 @@ pub fn run() -> ! {
 }
 
 /// Finds the interpreter, makes the closure's pycs fresh if it can, and execs.
-/// Returns an exit code only when the exec itself failed.
-fn launch(log: &Log, argv0: Option<OsString>, args: &[OsString]) -> i32 {
+/// Returns an exit code only when the exec itself failed. The background
+/// run (`in_background`) stops before the exec and returns 0.
+fn launch(log: &Log, argv0: Option<OsString>, args: &[OsString], in_background: bool) -> i32 {
     let knobs = Knobs::from_env();
     let cwd = match std::env::current_dir() {
         Ok(c) => c,
@@ -110,10 +122,19 @@ fn launch(log: &Log, argv0: Option<OsString>, args: &[OsString]) -> i32 {
     if knobs.auto_compile {
         if let Some(spec) = spec.as_ref().filter(|s| s.target != Target::NoRun) {
             exec_env.dont_write_bytecode = !knobs.write_bytecode;
-            exec_env
-                .set
-                .extend(make_fresh(log, &knobs, &found, args, spec, &cwd));
+            exec_env.set.extend(make_fresh(
+                log,
+                &knobs,
+                &found,
+                args,
+                spec,
+                &cwd,
+                in_background,
+            ));
         }
+    }
+    if in_background {
+        return 0;
     }
     exec(log, &found, args, &exec_env)
 }
@@ -127,6 +148,7 @@ fn make_fresh(
     args: &[OsString],
     spec: &LaunchSpec,
     cwd: &Path,
+    in_background: bool,
 ) -> Vec<(OsString, OsString)> {
     let key = launch_key(&found.path, args, spec.script_args_start, cwd);
     let mut recorded = None;
@@ -150,6 +172,7 @@ fn make_fresh(
         cwd,
         key: &key,
         first_spec: spec,
+        in_background,
     };
     let cold = || {
         if let Some(recorded) = &recorded {

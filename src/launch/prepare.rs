@@ -46,6 +46,16 @@ pub struct Context<'a> {
     /// argv as the hot path parsed it, with the newest version's rules
     /// (enough for the probe's flags; parsed again once the version is known).
     pub first_spec: &'a LaunchSpec,
+    /// This is the background run (`launch::background`): compile
+    /// everything, defer nothing.
+    pub in_background: bool,
+}
+
+impl Context<'_> {
+    /// Whether lazy modules' pycs may be left to a background run.
+    pub(super) fn may_defer(&self) -> bool {
+        self.knobs.background && !self.in_background
+    }
 }
 
 /// One module whose pyc the interpreter will read: its source and pyc path.
@@ -126,6 +136,20 @@ pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
             .cloned()
             .collect();
     }
+    // Modules only imported from function bodies can wait for the
+    // background run.
+    let lazy: HashSet<&Path> = if ctx.may_defer() {
+        closure
+            .pyc_modules()
+            .filter(|m| m.lazy)
+            .filter_map(|m| m.module.origin.as_deref())
+            .collect()
+    } else {
+        HashSet::new()
+    };
+    let (deferred, stale): (Vec<PycTarget>, Vec<PycTarget>) = stale
+        .into_iter()
+        .partition(|t| lazy.contains(t.source.as_path()));
     let mut failed = HashSet::new();
     if !stale.is_empty() {
         failed = compile_stale(ctx, &facts, &rules, &spec, prefix.as_deref(), &stale)?;
@@ -141,10 +165,12 @@ pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
     // under -I) are left out of that check: their source stamps send the
     // next launch cold once they change, and retrying them on every launch
     // would spawn a worker each time for nothing.
-    let m = build_manifest(ctx, &facts, &spec, &closure, &targets, &exec_env);
+    let mut m = build_manifest(ctx, &facts, &spec, &closure, &targets, &exec_env);
+    mark_pending(&mut m, &deferred);
+    let deferred_cfiles: HashSet<&Path> = deferred.iter().map(|t| t.cfile.as_path()).collect();
     let still_stale = stale_targets(&targets, &rules, &spec)
         .iter()
-        .filter(|t| !failed.contains(&t.cfile))
+        .filter(|t| !failed.contains(&t.cfile) && !deferred_cfiles.contains(t.cfile.as_path()))
         .count();
     if still_stale > 0 {
         log.debug(format_args!(
@@ -153,7 +179,39 @@ pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
     } else if let Err(e) = manifest::store(ctx.key, &m) {
         log.debug(format_args!("manifest not stored: {e}"));
     }
+    defer(ctx, &deferred);
     Ok(exec_env)
+}
+
+/// Marks the `__pycache__` directories of `deferred` pending in `m`, so no
+/// launch trusts them until the background run has written their pycs.
+pub(super) fn mark_pending(m: &mut Manifest, deferred: &[PycTarget]) {
+    let dirs: HashSet<&Path> = deferred.iter().filter_map(|t| t.cfile.parent()).collect();
+    for (path, expect) in &mut m.entries {
+        if dirs.contains(path.as_path()) {
+            *expect = Expect::Pending;
+        }
+    }
+}
+
+/// Leaves `deferred` (stale pycs of lazy modules) to a background run.
+pub(super) fn defer(ctx: &Context<'_>, deferred: &[PycTarget]) {
+    if deferred.is_empty() {
+        return;
+    }
+    match super::background::start(ctx.key, ctx.args) {
+        Ok(true) => ctx.log.debug(format_args!(
+            "compile: {} lazy pycs left to a background run",
+            deferred.len()
+        )),
+        Ok(false) => ctx.log.debug(format_args!(
+            "compile: {} lazy pycs left to the background run already pending",
+            deferred.len()
+        )),
+        Err(e) => ctx.log.debug(format_args!(
+            "no background run ({e}); the next launch compiles"
+        )),
+    }
 }
 
 /// The interpreter's facts under this launch's flags (the probe, cached),
@@ -409,6 +467,7 @@ fn build_manifest(
                     .then(|| cfiles.get(source.as_path()).map(|c| c.to_path_buf()))
                     .flatten(),
                 imports: graph::imports_digest(imports),
+                lazy: m.lazy,
             })
         })
         .collect();

@@ -27,7 +27,9 @@
 //! pycs are checked. A change racing with the repair therefore leaves a
 //! stamp that no longer holds, and the next launch looks again.
 
-use super::prepare::{compile_stale, interpreter_view, stale_targets, Context, PycTarget};
+use super::prepare::{
+    compile_stale, defer, interpreter_view, mark_pending, stale_targets, Context, PycTarget,
+};
 use crate::closure::graph::{imports_digest, scan_imports};
 use crate::closure::listing;
 use crate::freshness::par_map;
@@ -145,10 +147,21 @@ pub fn repair(
             })
         })
         .collect();
-    let stale: Vec<PycTarget> = stale_targets(&targets, &rules, &spec)
-        .into_iter()
-        .cloned()
-        .collect();
+    let lazy: HashSet<&Path> = if ctx.may_defer() {
+        recorded
+            .modules
+            .iter()
+            .filter(|m| m.lazy)
+            .map(|m| m.source.as_path())
+            .collect()
+    } else {
+        HashSet::new()
+    };
+    let (deferred, stale): (Vec<PycTarget>, Vec<PycTarget>) =
+        stale_targets(&targets, &rules, &spec)
+            .into_iter()
+            .cloned()
+            .partition(|t| lazy.contains(t.source.as_path()));
     let prefix: Option<PathBuf> = recorded
         .env
         .iter()
@@ -174,8 +187,18 @@ pub fn repair(
         m.entries[i].1 = now[i];
     }
     let written: HashSet<&Path> = stale.iter().filter_map(|t| t.cfile.parent()).collect();
+    // A `__pycache__` created just now changed its package directory too.
+    let parents: HashSet<&Path> = written.iter().filter_map(|d| d.parent()).collect();
     let mut check: Vec<PycTarget> = Vec::new();
     for (i, (path, expect)) in m.entries.iter_mut().enumerate() {
+        if parents.contains(path.as_path()) && !dirs.contains(&i) {
+            if let Some(&digest) = listings.get(path.as_path()) {
+                let now = manifest::observe(path);
+                if listing::digest(path) == Some(digest) {
+                    *expect = now;
+                }
+            }
+        }
         if dirs.contains(&i) || written.contains(path.as_path()) {
             *expect = manifest::observe(path);
             for rec in by_dir.get(path.as_path()).into_iter().flatten() {
@@ -188,9 +211,11 @@ pub fn repair(
             }
         }
     }
+    mark_pending(&mut m, &deferred);
+    let deferred_cfiles: HashSet<&Path> = deferred.iter().map(|t| t.cfile.as_path()).collect();
     let still_stale = stale_targets(&check, &rules, &spec)
         .iter()
-        .filter(|t| !failed.contains(&t.cfile))
+        .filter(|t| !failed.contains(&t.cfile) && !deferred_cfiles.contains(t.cfile.as_path()))
         .count();
     if still_stale > 0 {
         log.debug(format_args!(
@@ -199,5 +224,6 @@ pub fn repair(
     } else if let Err(e) = manifest::store(ctx.key, &m) {
         log.debug(format_args!("manifest not stored: {e}"));
     }
+    defer(ctx, &deferred);
     Ok(Some(recorded.env.clone()))
 }

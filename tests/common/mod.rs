@@ -245,3 +245,33 @@ pub fn describe(o: &std::process::Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+/// Waits until no background compile (`launch::background`) is pending for
+/// any launch recorded under the kolosal cache `cache`: each holds the
+/// `<digest>.bg` lock next to its manifest from before the launch execs
+/// until the compile is over.
+pub fn wait_background(cache: &Path) {
+    use nix::fcntl::{Flock, FlockArg};
+    let Ok(rd) = std::fs::read_dir(cache.join("manifests")) else {
+        return;
+    };
+    for e in rd.filter_map(|e| e.ok()) {
+        if e.path().extension().is_some_and(|x| x == "bg") {
+            if let Ok(f) = std::fs::File::open(e.path()) {
+                drop(Flock::lock(f, FlockArg::LockShared));
+            }
+        }
+    }
+}
+
+/// [`wait_background`] for the cache a command was given in
+/// `KOLOSAL_CACHE_DIR`, if any.
+pub fn wait_background_of(cmd: &Command) {
+    for (k, v) in cmd.get_envs() {
+        if k == "KOLOSAL_CACHE_DIR" {
+            if let Some(v) = v {
+                wait_background(Path::new(v));
+            }
+        }
+    }
+}

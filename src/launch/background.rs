@@ -1,0 +1,151 @@
+//! Finishing a launch's compile after the program has started.
+//!
+//! On a first run, about half of a large closure is only reachable through
+//! imports inside function bodies ([`crate::closure::graph::ClosureModule::lazy`]):
+//! the program does not import those modules while it starts, if ever.
+//! Compiling them before exec would make the first start wait for work the
+//! interpreter may never need. So the launcher compiles the module-level
+//! closure first, execs, and leaves the rest to a background run of itself:
+//!
+//! 1. The launcher records the manifest with the lazy pycs' `__pycache__`
+//!    directories marked pending ([`crate::manifest::Expect::Pending`]), so
+//!    no launch trusts them before they are written.
+//! 2. It takes this launch key's background lock (`<digest>.bg` next to the
+//!    manifests; if someone holds it, a background run is already on its
+//!    way and nothing is started), then starts `kolosal-python` again with
+//!    the same argv, working directory and environment, plus
+//!    `KOLOSAL_INTERNAL_BACKGROUND=detach`. The lock's descriptor is handed
+//!    down to it.
+//! 3. That process starts the real background run (`...=run`) in its own
+//!    process group with stdin/stdout/stderr on `/dev/null`, and exits at
+//!    once; the launcher waits for it, so the background run is nobody's
+//!    child (not the program's: a program reaping "any child" never sees
+//!    it) and never the terminal's (Ctrl-C does not reach it).
+//! 4. The background run lowers its priority (`nice` 10, inherited by its
+//!    compile workers), finds the manifest's pending entries through the
+//!    repair path, compiles what is still stale under the usual cache lock,
+//!    re-stamps the manifest, and exits. It never execs the program.
+//!
+//! The `.bg` lock is held from step 2 until the background run exits, so
+//! anything that needs the compile to be over (a test, a benchmark's
+//! clean-up) can wait with `flock <cache>/manifests/<digest>.bg true`.
+//!
+//! `KOLOSAL_BACKGROUND=0` turns this off: everything is compiled before
+//! exec. If the background run never happens (the container stops first),
+//! the pending marks send the next launch to the repair path, which does
+//! the work then.
+
+use crate::manifest::LaunchKey;
+use nix::fcntl::{Flock, FlockArg};
+use std::ffi::OsString;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// The variable that tells `kolosal-python` which background stage it is.
+pub const STAGE_VAR: &str = "KOLOSAL_INTERNAL_BACKGROUND";
+
+/// Which part a `kolosal-python` process plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// A normal launch: ends in exec.
+    Launch,
+    /// Step 3: start the background run and exit.
+    Detach,
+    /// Step 4: compile what the launch left, then exit.
+    Run,
+}
+
+impl Stage {
+    /// The stage this process was started for, from [`STAGE_VAR`].
+    pub fn from_env() -> Stage {
+        match std::env::var_os(STAGE_VAR)
+            .as_deref()
+            .and_then(|v| v.to_str())
+        {
+            Some("detach") => Stage::Detach,
+            Some("run") => Stage::Run,
+            _ => Stage::Launch,
+        }
+    }
+}
+
+/// Path of the background lock for `key`.
+pub fn lock_path(key: &LaunchKey) -> Option<PathBuf> {
+    crate::cache::cache_subdir("manifests")
+        .ok()
+        .map(|d| d.join(format!("{}.bg", key.digest())))
+}
+
+/// Step 2: starts the background run for this launch unless one is already
+/// pending for `key`. Returns whether one was started.
+pub fn start(key: &LaunchKey, args: &[OsString]) -> Result<bool, String> {
+    let path = lock_path(key).ok_or("no usable cache directory")?;
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(l) => l,
+        Err(_) => return Ok(false),
+    };
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find kolosal-python: {e}"))?;
+    let fd = lock.as_raw_fd();
+    let mut cmd = Command::new(exe);
+    cmd.args(args)
+        .env(STAGE_VAR, "detach")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0);
+    // SAFETY: only fcntl(2), which is async-signal-safe, runs between fork
+    // and exec: it clears close-on-exec on the lock's descriptor in the
+    // child alone, so the lock passes to the background run but not to the
+    // program this process is about to exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot start the background compile: {e}"))?;
+    if !status.success() {
+        return Err(format!("the background compile did not start ({status})"));
+    }
+    // Our descriptor closes with this process's exec (close-on-exec); the
+    // background run keeps its own. Dropping the Flock would unlock the
+    // shared open file description for the background run too.
+    std::mem::forget(lock);
+    Ok(true)
+}
+
+/// Step 3: starts the background run (inheriting the lock) and returns.
+pub fn detach() -> std::io::Result<()> {
+    let exe = std::env::current_exe()?;
+    Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(STAGE_VAR, "run")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map(drop)
+}
+
+/// Step 4's set-up: lower this process's priority (its workers inherit
+/// it) and drop [`STAGE_VAR`] so nothing started from here sees it.
+pub fn enter_run() {
+    // SAFETY: setpriority(2) on this process; no memory is involved.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+    }
+    std::env::remove_var(STAGE_VAR);
+}
