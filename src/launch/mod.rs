@@ -183,7 +183,14 @@ fn make_fresh(
                 Err(e) => log.debug(format_args!("repair failed: {e}")),
             }
         }
-        log.debug(format_args!("cold: recomputing the closure"));
+        log.debug(format_args!(
+            "cold: {}recomputing the closure",
+            if recorded.is_none() {
+                "no manifest: "
+            } else {
+                ""
+            }
+        ));
         prepare::prepare(&ctx)
     };
     match catch_unwind(AssertUnwindSafe(cold)) {

@@ -147,9 +147,12 @@ pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
     } else {
         HashSet::new()
     };
-    let (deferred, stale): (Vec<PycTarget>, Vec<PycTarget>) = stale
+    let (mut deferred, mut stale): (Vec<PycTarget>, Vec<PycTarget>) = stale
         .into_iter()
         .partition(|t| lazy.contains(t.source.as_path()));
+    if ctx.may_defer() && cheaper_in_process(&stale) {
+        deferred.append(&mut stale);
+    }
     let mut failed = HashSet::new();
     if !stale.is_empty() {
         failed = compile_stale(ctx, &facts, &rules, &spec, prefix.as_deref(), &stale)?;
@@ -183,6 +186,23 @@ pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
     Ok(exec_env)
 }
 
+/// Whether `stale` costs less to compile than starting one worker: then
+/// the program's own interpreter, which compiles in memory whatever it
+/// imports from a stale pyc, does it for less than the launcher could, and
+/// the background run writes the pycs for the next start (an edited module
+/// or two, a small app's first run).
+pub(super) fn cheaper_in_process(stale: &[PycTarget]) -> bool {
+    use crate::compile::pool::{estimated_work_us, WORKER_START_US};
+    if stale.is_empty() {
+        return false;
+    }
+    let bytes: u64 = stale
+        .iter()
+        .map(|t| std::fs::metadata(&t.source).map_or(0, |m| m.len()))
+        .sum();
+    estimated_work_us(stale.len(), bytes) < WORKER_START_US
+}
+
 /// Marks the `__pycache__` directories of `deferred` pending in `m`, so no
 /// launch trusts them until the background run has written their pycs.
 pub(super) fn mark_pending(m: &mut Manifest, deferred: &[PycTarget]) {
@@ -194,18 +214,19 @@ pub(super) fn mark_pending(m: &mut Manifest, deferred: &[PycTarget]) {
     }
 }
 
-/// Leaves `deferred` (stale pycs of lazy modules) to a background run.
+/// Leaves `deferred` (stale pycs of lazy modules, or a set cheaper to
+/// compile in process) to a background run.
 pub(super) fn defer(ctx: &Context<'_>, deferred: &[PycTarget]) {
     if deferred.is_empty() {
         return;
     }
     match super::background::start(ctx.key, ctx.args) {
         Ok(true) => ctx.log.debug(format_args!(
-            "compile: {} lazy pycs left to a background run",
+            "compile: {} pycs left to a background run",
             deferred.len()
         )),
         Ok(false) => ctx.log.debug(format_args!(
-            "compile: {} lazy pycs left to the background run already pending",
+            "compile: {} pycs left to the background run already pending",
             deferred.len()
         )),
         Err(e) => ctx.log.debug(format_args!(
