@@ -79,6 +79,8 @@ fn run(mut cmd: Command, limit: Duration) -> Out {
         }
         std::thread::sleep(Duration::from_millis(10));
     };
+    // "After one launch" includes its background compile, if it left one.
+    common::wait_background_of(&cmd);
     Out {
         code: status.code(),
         stdout: String::from_utf8_lossy(&out_reader.join().unwrap_or_default()).into_owned(),

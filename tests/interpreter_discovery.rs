@@ -30,7 +30,9 @@ fn run(mut cmd: Command) -> Output {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if child.try_wait().expect("wait").is_some() {
-            return child.wait_with_output().expect("output");
+            let out = child.wait_with_output().expect("output");
+            common::wait_background_of(&cmd);
+            return out;
         }
         if Instant::now() > deadline {
             let _ = child.kill();

@@ -85,6 +85,7 @@ fn output(mut c: Command) -> Output {
     let child = c.spawn().expect("spawn");
     let start = Instant::now();
     let out = child.wait_with_output().expect("wait");
+    common::wait_background_of(&c);
     assert!(
         start.elapsed() < Duration::from_secs(300),
         "{c:?} took too long"

@@ -55,7 +55,9 @@ fn run(mut cmd: Command, stdin: &[u8]) -> Output {
         std::thread::sleep(Duration::from_millis(2));
     }
     let _ = writer.join();
-    child.wait_with_output().expect("output")
+    let out = child.wait_with_output().expect("output");
+    common::wait_background_of(&cmd);
+    out
 }
 
 #[test]

@@ -264,14 +264,19 @@ pub fn wait_background(cache: &Path) {
     }
 }
 
-/// [`wait_background`] for the cache a command was given in
-/// `KOLOSAL_CACHE_DIR`, if any.
+/// [`wait_background`] for the kolosal cache a command would use:
+/// `KOLOSAL_CACHE_DIR`, else `$XDG_CACHE_HOME/kolosal`, else
+/// `$HOME/.cache/kolosal`, as the command's environment sets them.
 pub fn wait_background_of(cmd: &Command) {
-    for (k, v) in cmd.get_envs() {
-        if k == "KOLOSAL_CACHE_DIR" {
-            if let Some(v) = v {
-                wait_background(Path::new(v));
-            }
-        }
+    let get = |name: &str| {
+        cmd.get_envs()
+            .find(|(k, _)| *k == name)
+            .and_then(|(_, v)| v.map(PathBuf::from))
+    };
+    let cache = get("KOLOSAL_CACHE_DIR")
+        .or_else(|| get("XDG_CACHE_HOME").map(|d| d.join("kolosal")))
+        .or_else(|| get("HOME").map(|d| d.join(".cache/kolosal")));
+    if let Some(cache) = cache {
+        wait_background(&cache);
     }
 }
