@@ -37,9 +37,10 @@
 
 use crate::manifest::LaunchKey;
 use nix::fcntl::{Flock, FlockArg};
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -80,13 +81,17 @@ pub fn lock_path(key: &LaunchKey) -> Option<PathBuf> {
 }
 
 /// Step 2: starts the background run for this launch unless one is already
-/// pending for `key`. Returns whether one was started.
-pub fn start(key: &LaunchKey, args: &[OsString]) -> Result<bool, String> {
+/// pending for `key`. `argv0` is passed on unchanged: it decides which
+/// interpreter name discovery looks for (a `python3.11` shim link), so the
+/// background run finds the same interpreter and the same manifest.
+/// Returns whether one was started.
+pub fn start(key: &LaunchKey, argv0: Option<&OsStr>, args: &[OsString]) -> Result<bool, String> {
     let path = lock_path(key).ok_or("no usable cache directory")?;
     let file = File::options()
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(&path)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
@@ -95,8 +100,9 @@ pub fn start(key: &LaunchKey, args: &[OsString]) -> Result<bool, String> {
     };
     let exe = std::env::current_exe().map_err(|e| format!("cannot find kolosal-python: {e}"))?;
     let fd = lock.as_raw_fd();
-    let mut cmd = Command::new(exe);
-    cmd.args(args)
+    let mut cmd = Command::new(&exe);
+    cmd.arg0(argv0.unwrap_or(exe.as_os_str()))
+        .args(args)
         .env(STAGE_VAR, "detach")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -130,8 +136,11 @@ pub fn start(key: &LaunchKey, args: &[OsString]) -> Result<bool, String> {
 /// Step 3: starts the background run (inheriting the lock) and returns.
 pub fn detach() -> std::io::Result<()> {
     let exe = std::env::current_exe()?;
-    Command::new(exe)
-        .args(std::env::args_os().skip(1))
+    let mut argv = std::env::args_os();
+    let argv0 = argv.next().unwrap_or_else(|| exe.clone().into_os_string());
+    Command::new(&exe)
+        .arg0(argv0)
+        .args(argv)
         .env(STAGE_VAR, "run")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -12,6 +12,7 @@
 use crate::manifest::LaunchKey;
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// A held lock; released on drop (and by the kernel if the process dies).
@@ -33,6 +34,7 @@ pub fn lock_cache(python: &Path, optimize: u32, prefix: Option<&Path>) -> Option
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(path)
         .ok()?;
     Flock::lock(file, FlockArg::LockExclusive)

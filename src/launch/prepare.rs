@@ -37,6 +37,9 @@ pub struct Context<'a> {
     pub knobs: &'a Knobs,
     /// The interpreter that will run.
     pub python: &'a Discovered,
+    /// `argv[0]` as invoked (a `python3` shim link decides which
+    /// interpreter name is looked up on `PATH`).
+    pub argv0: Option<&'a std::ffi::OsStr>,
     /// argv without `argv[0]`.
     pub args: &'a [OsString],
     /// The working directory.
@@ -147,12 +150,7 @@ pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
     } else {
         HashSet::new()
     };
-    let (mut deferred, mut stale): (Vec<PycTarget>, Vec<PycTarget>) = stale
-        .into_iter()
-        .partition(|t| lazy.contains(t.source.as_path()));
-    if ctx.may_defer() && cheaper_in_process(&stale) {
-        deferred.append(&mut stale);
-    }
+    let (deferred, stale) = split_deferred(ctx, stale, &lazy, &rules, &spec);
     let mut failed = HashSet::new();
     if !stale.is_empty() {
         failed = compile_stale(ctx, &facts, &rules, &spec, prefix.as_deref(), &stale)?;
@@ -186,12 +184,40 @@ pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
     Ok(exec_env)
 }
 
+/// Splits `stale` into the pycs left to the background run (first) and
+/// those compiled before exec (second): lazy modules, or all of them when
+/// that is [`cheaper_in_process`], may wait. Only a pyc the interpreter
+/// itself rejects can wait, since it then compiles the source in memory;
+/// one whose header it accepts but whose body is corrupt would make the
+/// import fail, so it is always compiled first.
+pub(super) fn split_deferred(
+    ctx: &Context<'_>,
+    stale: Vec<PycTarget>,
+    lazy: &HashSet<&Path>,
+    rules: &PycRules,
+    spec: &LaunchSpec,
+) -> (Vec<PycTarget>, Vec<PycTarget>) {
+    if !ctx.may_defer() {
+        return (Vec::new(), stale);
+    }
+    let rejected = |t: &PycTarget| {
+        !pyc::check(&t.source, &t.cfile, rules, spec.check_hash_based_pycs).is_fresh()
+    };
+    let (mut deferred, mut now): (Vec<PycTarget>, Vec<PycTarget>) = stale
+        .into_iter()
+        .partition(|t| lazy.contains(t.source.as_path()) && rejected(t));
+    if cheaper_in_process(&now) && now.iter().all(rejected) {
+        deferred.append(&mut now);
+    }
+    (deferred, now)
+}
+
 /// Whether `stale` costs less to compile than starting one worker: then
 /// the program's own interpreter, which compiles in memory whatever it
 /// imports from a stale pyc, does it for less than the launcher could, and
 /// the background run writes the pycs for the next start (an edited module
 /// or two, a small app's first run).
-pub(super) fn cheaper_in_process(stale: &[PycTarget]) -> bool {
+fn cheaper_in_process(stale: &[PycTarget]) -> bool {
     use crate::compile::pool::{estimated_work_us, WORKER_START_US};
     if stale.is_empty() {
         return false;
@@ -220,7 +246,7 @@ pub(super) fn defer(ctx: &Context<'_>, deferred: &[PycTarget]) {
     if deferred.is_empty() {
         return;
     }
-    match super::background::start(ctx.key, ctx.args) {
+    match super::background::start(ctx.key, ctx.argv0, ctx.args) {
         Ok(true) => ctx.log.debug(format_args!(
             "compile: {} pycs left to a background run",
             deferred.len()

@@ -28,8 +28,8 @@
 //! stamp that no longer holds, and the next launch looks again.
 
 use super::prepare::{
-    cheaper_in_process, compile_stale, defer, interpreter_view, mark_pending, stale_targets,
-    Context, PycTarget,
+    compile_stale, defer, interpreter_view, mark_pending, split_deferred, stale_targets, Context,
+    PycTarget,
 };
 use crate::closure::graph::{imports_digest, scan_imports};
 use crate::closure::listing;
@@ -158,14 +158,11 @@ pub fn repair(
     } else {
         HashSet::new()
     };
-    let (mut deferred, mut stale): (Vec<PycTarget>, Vec<PycTarget>) =
-        stale_targets(&targets, &rules, &spec)
-            .into_iter()
-            .cloned()
-            .partition(|t| lazy.contains(t.source.as_path()));
-    if ctx.may_defer() && cheaper_in_process(&stale) {
-        deferred.append(&mut stale);
-    }
+    let stale: Vec<PycTarget> = stale_targets(&targets, &rules, &spec)
+        .into_iter()
+        .cloned()
+        .collect();
+    let (deferred, stale) = split_deferred(ctx, stale, &lazy, &rules, &spec);
     let prefix: Option<PathBuf> = recorded
         .env
         .iter()
