@@ -25,7 +25,7 @@ const IMPORT_EXTENSIONS: &[&[u8]] = &[b"py", b"pyc", b"so", b"pth", b"pyw", b"py
 /// `FileFinder.find_spec` or read by `site`. A lookup asks for `tail` (a
 /// package or namespace directory: an identifier, no dot) or `tail` +
 /// a loader suffix, so a name that starts with a dot, or whose last
-/// extension is none of [`IMPORT_EXTENSIONS`], never matches. `__pycache__`
+/// extension is none of `IMPORT_EXTENSIONS`, never matches. `__pycache__`
 /// is left out too: it only holds pycs, and is never imported by name.
 /// Anything doubtful counts as mattering (a wrong "matters" only costs a
 /// closure recomputation).
