@@ -489,6 +489,9 @@ impl<'a> Scanner<'a> {
         if t.kind == Kind::Newline {
             self.end_statement();
             self.end_line();
+            // Tokens never look back across a NEWLINE (`yield` ending one
+            // line does not make the next line's `from` a `yield from`).
+            self.prev = [NO_PREV; 3];
             return;
         }
         let kw = if t.kind == Kind::Name {
