@@ -19,10 +19,14 @@
 
 mod lexer;
 
-use lexer::{Kind, Lexer, Token, STR_BACKSLASH, STR_BYTES, STR_RAW};
+use lexer::{
+    First, Kind, Lexer, LineSummary, Skip, Token, WordHits, STR_BACKSLASH, STR_BYTES, STR_RAW,
+};
+use memchr::memmem::Finder;
 use memchr::{memchr, memchr_iter};
 use std::fmt;
 use std::ops::{BitOr, BitOrAssign};
+use std::sync::OnceLock;
 use unicode_normalization::UnicodeNormalization;
 
 /// Context bits of an [`ImportStmt`]: where in the file the import sits.
@@ -136,14 +140,74 @@ pub fn scan(source: &[u8]) -> Vec<ImportStmt> {
     };
     let mut sc = Scanner::new(src);
     let mut lx = Lexer::new(src);
+    let mut hits = WordHits::new(src, words());
     loop {
-        let t = lx.next_token();
-        if t.kind == Kind::Eof {
-            sc.end_statement();
-            sc.end_line();
-            return sc.out;
+        // Most logical lines hold no name the state machine reacts to:
+        // those are skipped without tokens, keeping only what their first
+        // name and header colon do to the block structure.
+        if let Skip::Line(line) = lx.skip_line(&mut hits, first_name) {
+            sc.skipped_line(&line);
+            continue;
         }
-        sc.step(&t);
+        loop {
+            let t = lx.next_token();
+            if t.kind == Kind::Eof {
+                sc.end_statement();
+                sc.end_line();
+                return sc.out;
+            }
+            sc.step(&t);
+            if t.kind == Kind::Newline {
+                break;
+            }
+        }
+    }
+}
+
+/// Searchers for the words whose name tokens the state machine reacts to
+/// anywhere in a line: they start or continue an import statement
+/// (`import`, `from`) or a dynamic import call (`__import__`,
+/// `import_module`: both hold `import`), open a lambda, or make an `if`
+/// test a TYPE_CHECKING test. A line without them only changes the block
+/// structure, which [`Scanner::skipped_line`] replays.
+fn words() -> &'static [Finder<'static>] {
+    static WORDS: OnceLock<[Finder<'static>; 4]> = OnceLock::new();
+    WORDS.get_or_init(|| {
+        [
+            Finder::new(b"import"),
+            Finder::new(b"from"),
+            Finder::new(b"lambda"),
+            Finder::new(b"TYPE_CHECKING"),
+        ]
+    })
+}
+
+/// How a line whose first token is the name `b` is handled: the header
+/// keywords whose test or second keyword matters (`except`, `async`, the
+/// soft keyword `match`) and the names of [`words`] need tokens; the other
+/// header keywords only need their colon.
+fn first_name(b: &[u8]) -> First {
+    match keyword(b) {
+        Kw::Import
+        | Kw::From
+        | Kw::Lambda
+        | Kw::DunderImport
+        | Kw::ImportModule
+        | Kw::TypeChecking
+        | Kw::Except
+        | Kw::Async
+        | Kw::Match => First::Tokens,
+        Kw::If
+        | Kw::Elif
+        | Kw::Else
+        | Kw::While
+        | Kw::For
+        | Kw::Try
+        | Kw::Finally
+        | Kw::With
+        | Kw::Def
+        | Kw::Class => First::Header,
+        _ => First::Plain,
     }
 }
 
@@ -547,6 +611,24 @@ impl<'a> Scanner<'a> {
             self.prev[0],
             self.prev[1],
         ];
+    }
+
+    /// A logical line the lexer skipped (see [`words`] and [`first_name`]): what its
+    /// tokens would have done. Only a header keyword first and the colon
+    /// closing the header matter; every other token is a no-op for the
+    /// state machine.
+    fn skipped_line(&mut self, l: &LineSummary) {
+        let kw = l
+            .first_name
+            .map_or(Kw::Other, |(a, b)| keyword(&self.src[a..b]));
+        self.begin_line(l.indent, kw);
+        if self.line.header_open && l.colon {
+            self.close_header();
+            self.line.body_tokens = l.after_colon;
+        }
+        self.end_statement();
+        self.end_line();
+        self.prev = [NO_PREV; 3];
     }
 
     fn begin_line(&mut self, indent: u32, kw: Kw) {
