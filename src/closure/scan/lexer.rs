@@ -85,8 +85,6 @@ pub(crate) enum Skip {
 pub(crate) struct LineSummary {
     /// Indentation column, as [`Token::indent`].
     pub indent: u32,
-    /// Byte range of the first token when it is a name.
-    pub first_name: Option<(usize, usize)>,
     /// The first name opens a header and a `:` at bracket depth 0 followed.
     pub colon: bool,
     /// Some token followed that colon on the logical line.
@@ -311,11 +309,23 @@ impl<'a> Lexer<'a> {
         let src = self.src;
         loop {
             let mut col: u32 = 0;
-            while self.pos < src.len() {
-                match src[self.pos] {
-                    b' ' => col = col.saturating_add(1),
-                    b'\t' => col = (col / 8).saturating_add(1).saturating_mul(8),
-                    0x0c => col = 0,
+            loop {
+                // Spaces, eight at a time.
+                while let Some(w) = src
+                    .get(self.pos..self.pos + 8)
+                    .and_then(|c| <[u8; 8]>::try_from(c).ok())
+                {
+                    let n = (u64::from_le_bytes(w) ^ 0x2020_2020_2020_2020).trailing_zeros() / 8;
+                    col = col.saturating_add(n);
+                    self.pos += n as usize;
+                    if n < 8 {
+                        break;
+                    }
+                }
+                match src.get(self.pos) {
+                    Some(b' ') => col = col.saturating_add(1),
+                    Some(b'\t') => col = (col / 8).saturating_add(1).saturating_mul(8),
+                    Some(0x0c) => col = 0,
                     _ => break,
                 }
                 self.pos += 1;
@@ -610,7 +620,6 @@ impl<'a> Lexer<'a> {
             return Skip::Tokens;
         };
         let mut p = start;
-        let mut first_name = None;
         let mut header = false;
         match CLASS[b0 as usize] {
             C_IDSTART => {
@@ -625,7 +634,6 @@ impl<'a> Lexer<'a> {
                         First::Header => header = true,
                         First::Plain => {}
                     }
-                    first_name = Some((p, e));
                     p = e;
                 }
             }
@@ -700,7 +708,6 @@ impl<'a> Lexer<'a> {
         self.line_has_tokens = false;
         Skip::Line(LineSummary {
             indent: self.indent,
-            first_name,
             colon,
             after_colon,
         })
