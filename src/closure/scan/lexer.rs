@@ -104,9 +104,10 @@ pub(crate) enum First {
 
 /// The next occurrence of each of a few words in a source, found with
 /// `memchr::memmem` and advanced lazily as lines are skipped, so the whole
-/// search is linear in the source. A line holding no occurrence holds no
-/// name token equal to one of the words (words inside longer names, strings
-/// or comments are harmless false alarms).
+/// search is linear in the source. Code holding no occurrence holds no name
+/// token equal to one of the words (words inside longer names are harmless
+/// false alarms; [`Lexer::skip_line`] passes over those in strings and
+/// comments).
 pub(crate) struct WordHits<'f> {
     finders: &'f [Finder<'static>],
     next: Vec<usize>,
@@ -122,18 +123,21 @@ impl<'f> WordHits<'f> {
         WordHits { finders, next }
     }
 
-    /// True when some word occurs at a position in `start..end` (calls come
-    /// with increasing `start`).
+    /// The first position at or after `from` where some word occurs
+    /// (`usize::MAX` for none). Calls come with increasing `from`.
     #[inline]
-    fn any_in(&mut self, src: &[u8], start: usize, end: usize) -> bool {
-        let mut hit = false;
+    fn next_from(&mut self, src: &[u8], from: usize) -> usize {
+        let mut first = usize::MAX;
         for (next, f) in self.next.iter_mut().zip(self.finders) {
-            if *next < start {
-                *next = f.find(&src[start..]).map_or(usize::MAX, |i| start + i);
+            if *next < from {
+                *next = src
+                    .get(from..)
+                    .and_then(|rest| f.find(rest))
+                    .map_or(usize::MAX, |i| from + i);
             }
-            hit |= *next < end;
+            first = first.min(*next);
         }
-        hit
+        first
     }
 }
 
@@ -592,7 +596,7 @@ impl<'a> Lexer<'a> {
     }
 
     /// Consumes the logical line at the cursor without building tokens,
-    /// when none of `hits`' words occurs in it, `first` does not ask for
+    /// when none of `hits`' words occurs in its code, `first` does not ask for
     /// tokens, and it holds no f-/t-string; otherwise consumes nothing
     /// (beyond the line's indentation) and returns [`Skip::Tokens`]. Only at
     /// the start of a logical line outside any f-string, and never for
@@ -644,9 +648,15 @@ impl<'a> Lexer<'a> {
         let mut depth: u32 = 0;
         let mut colon = false;
         let mut after_colon = false;
+        // Where the next word occurs: in code (before the next stop below)
+        // the line needs tokens; in a string or comment it is passed over.
+        let mut hit = hits.next_from(src, start);
         let at_newline = loop {
             while p < src.len() && !SHAPE[src[p] as usize] {
                 p += 1;
+            }
+            if hit < p {
+                return Skip::Tokens;
             }
             let Some(&b) = src.get(p) else {
                 break false;
@@ -658,7 +668,12 @@ impl<'a> Lexer<'a> {
                         break true;
                     }
                 }
-                b'#' => p = memchr(b'\n', &src[p..]).map_or(src.len(), |i| p + i),
+                b'#' => {
+                    p = memchr(b'\n', &src[p..]).map_or(src.len(), |i| p + i);
+                    if hit < p {
+                        hit = hits.next_from(src, p);
+                    }
+                }
                 b'\\' => p += if self.at(p + 1) == b'\n' { 2 } else { 1 },
                 b'(' | b'[' | b'{' => {
                     depth = depth.saturating_add(1);
@@ -695,12 +710,12 @@ impl<'a> Lexer<'a> {
                         }
                     }
                     p = self.string_extent(p).1;
+                    if hit < p {
+                        hit = hits.next_from(src, p);
+                    }
                 }
             }
         };
-        if hits.any_in(src, start, p) {
-            return Skip::Tokens;
-        }
         self.pos = p;
         self.depth = depth;
         self.need_indent = at_newline;
