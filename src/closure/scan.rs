@@ -19,10 +19,10 @@
 
 mod lexer;
 
+use aho_corasick::packed::Searcher;
 use lexer::{
     First, Kind, Lexer, LineSummary, Skip, Token, WordHits, STR_BACKSLASH, STR_BYTES, STR_RAW,
 };
-use memchr::memmem::Finder;
 use memchr::{memchr, memchr_iter};
 use std::fmt;
 use std::ops::{BitOr, BitOrAssign};
@@ -169,22 +169,17 @@ pub fn scan(source: &[u8]) -> Vec<ImportStmt> {
     }
 }
 
-/// Searchers for the words whose name tokens the state machine reacts to
+/// The searcher for the words whose name tokens the state machine reacts to
 /// anywhere in a line: they start or continue an import statement
 /// (`import`, `from`) or a dynamic import call (`__import__`,
 /// `import_module`: both hold `import`), open a lambda, or make an `if`
 /// test a TYPE_CHECKING test. A line without them only changes the block
 /// structure, which [`Scanner::skipped_line`] replays.
-fn words() -> &'static [Finder<'static>] {
-    static WORDS: OnceLock<[Finder<'static>; 4]> = OnceLock::new();
-    WORDS.get_or_init(|| {
-        [
-            Finder::new(b"import"),
-            Finder::new(b"from"),
-            Finder::new(b"lambda"),
-            Finder::new(b"TYPE_CHECKING"),
-        ]
-    })
+fn words() -> Option<&'static Searcher> {
+    static WORDS: OnceLock<Option<Searcher>> = OnceLock::new();
+    WORDS
+        .get_or_init(|| Searcher::new(["import", "from", "lambda", "TYPE_CHECKING"]))
+        .as_ref()
 }
 
 /// How a line whose first token is a name (`kw`) is handled: the header

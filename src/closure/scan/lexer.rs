@@ -8,7 +8,8 @@
 //! is linear in the input size. Newlines must already be `\n` only (the caller
 //! translates `\r\n` and `\r`, as CPython's universal-newline reading does).
 
-use memchr::memmem::Finder;
+use aho_corasick::packed::Searcher;
+use aho_corasick::Span;
 use memchr::{memchr, memchr2, memchr3};
 
 /// What a [`Token`] is.
@@ -102,42 +103,46 @@ pub(crate) enum First {
     Plain,
 }
 
-/// The next occurrence of each of a few words in a source, found with
-/// `memchr::memmem` and advanced lazily as lines are skipped, so the whole
-/// search is linear in the source. Code holding no occurrence holds no name
-/// token equal to one of the words (words inside longer names are harmless
-/// false alarms; [`Lexer::skip_line`] passes over those in strings and
-/// comments).
-pub(crate) struct WordHits<'f> {
-    finders: &'f [Finder<'static>],
-    next: Vec<usize>,
+/// The next occurrence of any of a few words in a source, found with one
+/// multi-word SIMD searcher (`aho_corasick::packed`, Teddy) and advanced
+/// lazily as lines are skipped, so the whole search is linear in the
+/// source. Code holding no occurrence holds no name token equal to one of
+/// the words (words inside longer names are harmless false alarms;
+/// [`Lexer::skip_line`] passes over those in strings and comments).
+pub(crate) struct WordHits<'s> {
+    /// `None` when no searcher could be built: every position is a hit.
+    searcher: Option<&'s Searcher>,
+    next: usize,
 }
 
-impl<'f> WordHits<'f> {
-    /// Hits of each of `finders`' needles in `src`.
-    pub(crate) fn new(src: &[u8], finders: &'f [Finder<'static>]) -> Self {
-        let next = finders
-            .iter()
-            .map(|f| f.find(src).unwrap_or(usize::MAX))
-            .collect();
-        WordHits { finders, next }
+impl<'s> WordHits<'s> {
+    /// Hits of `searcher`'s words in `src`.
+    pub(crate) fn new(src: &[u8], searcher: Option<&'s Searcher>) -> Self {
+        let mut hits = WordHits { searcher, next: 0 };
+        hits.next = hits.search(src, 0);
+        hits
+    }
+
+    fn search(&self, src: &[u8], from: usize) -> usize {
+        let Some(searcher) = self.searcher else {
+            return from;
+        };
+        if from >= src.len() {
+            return usize::MAX;
+        }
+        searcher
+            .find_in(src, Span::from(from..src.len()))
+            .map_or(usize::MAX, |m| m.start())
     }
 
     /// The first position at or after `from` where some word occurs
     /// (`usize::MAX` for none). Calls come with increasing `from`.
     #[inline]
     fn next_from(&mut self, src: &[u8], from: usize) -> usize {
-        let mut first = usize::MAX;
-        for (next, f) in self.next.iter_mut().zip(self.finders) {
-            if *next < from {
-                *next = src
-                    .get(from..)
-                    .and_then(|rest| f.find(rest))
-                    .map_or(usize::MAX, |i| from + i);
-            }
-            first = first.min(*next);
+        if self.next < from {
+            self.next = self.search(src, from);
         }
-        first
+        self.next
     }
 }
 
