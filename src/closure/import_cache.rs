@@ -16,7 +16,7 @@
 //! ```
 //!
 //! The scanner fingerprint hashes the crate version and the source of the
-//! scanner and of the flag translation, so a kolosal build whose scanner
+//! scanner (its lexer too) and of the flag translation, so a kolosal build whose scanner
 //! differs never trusts another build's results.
 
 use crate::cache;
@@ -52,6 +52,7 @@ fn scanner_fingerprint() -> u64 {
     for part in [
         env!("CARGO_PKG_VERSION"),
         include_str!("scan.rs"),
+        include_str!("scan/lexer.rs"),
         include_str!("graph.rs"),
         include_str!("import_cache.rs"),
     ] {
