@@ -16,8 +16,8 @@
 //! ```
 //!
 //! The scanner fingerprint hashes the crate version and the source of the
-//! scanner (its lexer too) and of the flag translation, so a kolosal build whose scanner
-//! differs never trusts another build's results.
+//! scanner (lexer included) and of the flag translation, so a kolosal build
+//! whose scanner differs never trusts another build's results.
 
 use crate::cache;
 use std::cell::RefCell;
