@@ -651,10 +651,10 @@ impl<'a> Scanner<'a> {
         ];
     }
 
-    /// A logical line the lexer skipped (see [`words`] and [`first_name`]): what its
-    /// tokens would have done. Only a header keyword first and the colon
-    /// closing the header matter; every other token is a no-op for the
-    /// state machine.
+    /// A logical line the lexer skipped (see [`words`] and
+    /// [`first_name`]): what its tokens would have done. Only a header
+    /// keyword first and the colon closing the header matter; every other
+    /// token is a no-op for the state machine.
     fn skipped_line(&mut self, l: &LineSummary, kw: Kw) {
         let plain = first_name(kw) == First::Plain;
         if plain && self.plain_indent == Some(l.indent) {

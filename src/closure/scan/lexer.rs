@@ -289,6 +289,26 @@ impl<'a> Lexer<'a> {
         }
     }
 
+    /// The end of the comment starting at `p`: its newline (or the end).
+    /// A comment is no token (`Parser/lexer/lexer.c`, `tok_get_normal_mode`
+    /// "Skip comment").
+    #[inline]
+    fn comment_end(&self, p: usize) -> usize {
+        memchr(b'\n', &self.src[p..]).map_or(self.src.len(), |i| p + i)
+    }
+
+    /// Past the backslash at `p`: with the newline after it, a line
+    /// continuation (`tok_get_normal_mode` "Line continuation"); a stray
+    /// backslash is dropped (CPython reports an error; we keep scanning).
+    #[inline]
+    fn backslash_end(&self, p: usize) -> usize {
+        if self.at(p + 1) == b'\n' {
+            p + 2
+        } else {
+            p + 1
+        }
+    }
+
     #[inline]
     fn at(&self, i: usize) -> u8 {
         self.src.get(i).copied().unwrap_or(0)
@@ -342,7 +362,7 @@ impl<'a> Lexer<'a> {
             match src.get(self.pos) {
                 None => return,
                 Some(b'#') => {
-                    self.pos = memchr(b'\n', &src[self.pos..]).map_or(src.len(), |i| self.pos + i);
+                    self.pos = self.comment_end(self.pos);
                 }
                 Some(b'\n') => self.pos += 1,
                 Some(_) => {
@@ -674,12 +694,12 @@ impl<'a> Lexer<'a> {
                     }
                 }
                 b'#' => {
-                    p = memchr(b'\n', &src[p..]).map_or(src.len(), |i| p + i);
+                    p = self.comment_end(p);
                     if hit < p {
                         hit = hits.next_from(src, p);
                     }
                 }
-                b'\\' => p += if self.at(p + 1) == b'\n' { 2 } else { 1 },
+                b'\\' => p = self.backslash_end(p),
                 b'(' | b'[' | b'{' => {
                     depth = depth.saturating_add(1);
                     p += 1;
@@ -750,7 +770,7 @@ impl<'a> Lexer<'a> {
         loop {
             match self.at(p) {
                 b' ' | b'\t' | 0x0c => p += 1,
-                b'\\' => p += if self.at(p + 1) == b'\n' { 2 } else { 1 },
+                b'\\' => p = self.backslash_end(p),
                 b'#' | b'\n' => return false,
                 0 if p >= self.src.len() => return false,
                 _ => return true,
@@ -828,14 +848,8 @@ impl<'a> Lexer<'a> {
                         }
                     }
                 }
-                C_HASH => self.pos = memchr(b'\n', &src[p..]).map_or(src.len(), |i| p + i),
-                C_BACKSLASH => {
-                    self.pos = if self.at(p + 1) == b'\n' {
-                        p + 2
-                    } else {
-                        p + 1
-                    }
-                }
+                C_HASH => self.pos = self.comment_end(p),
+                C_BACKSLASH => self.pos = self.backslash_end(p),
                 C_QUOTE => return self.string(p, p, 0),
                 C_IDSTART => {
                     let mut e = p + 1;
