@@ -466,6 +466,7 @@ import yes2
         ("formfeed", "def f():\n\x0c    import a\n\x0cimport b\n", (3, 8)),
         ("comments_indent", "def f():\n    pass\n# comment at col 0\n    import a\n\n  \n    import b\nimport c\n", (3, 8)),
         ("yield_raise", "def g():\n    yield from x\n    raise A from B\n    from a import b\n", (3, 8)),
+        ("yield_eol", "def g():\n    yield\nfrom a import b\ndef h():\n    x = yield\n    from c import d\n", (3, 8)),
         ("except_star", "try:\n    import a\nexcept* ImportError:\n    pass\n", (3, 11)),
         ("walrus", "if (y := 1):\n    import a\nif x[1:2]:\n    import b\n", (3, 8)),
         ("number_kw", "x = 1if y else 2\nif 0x1:\n    import a\n", (3, 8)),

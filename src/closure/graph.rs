@@ -463,11 +463,17 @@ impl Walk<'_> {
         out
     }
 
-    fn push_import(&mut self, imp: &Import, package: &str, via: &Via) {
+    /// The names an import adds to the closure: none for one under
+    /// `if TYPE_CHECKING:` (never runs).
+    fn import_targets(&self, imp: &Import, package: &str) -> Vec<String> {
         if imp.flags & FLAG_TYPE_CHECKING != 0 {
-            return;
+            return Vec::new();
         }
-        for t in self.targets(imp, package) {
+        self.targets(imp, package)
+    }
+
+    fn push_import(&mut self, imp: &Import, package: &str, via: &Via) {
+        for t in self.import_targets(imp, package) {
             self.push_name(&t, via);
         }
     }
@@ -477,7 +483,7 @@ impl Walk<'_> {
     fn step(&mut self) {
         let frontier = std::mem::take(&mut self.frontier);
         let this = &*self;
-        let results: Vec<(usize, ScanResult)> = frontier
+        let results: Vec<(usize, ScanResult, Vec<Vec<String>>)> = frontier
             .par_iter()
             .map(|(i, code)| {
                 let got = match code {
@@ -487,21 +493,23 @@ impl Walk<'_> {
                         .map_err(|e| e.to_string()),
                     Code::Text(t) => Ok((Arc::new((this.scan)(t)), false)),
                 };
-                // Warm the resolver's cache in parallel too.
+                // Each import's targets, resolved in parallel too (the
+                // resolver caches; the merge reuses the lists).
+                let mut targets = Vec::new();
                 if let Ok((imports, _)) = &got {
                     let pkg = this.package.get(i).map(String::as_str).unwrap_or("");
-                    for imp in imports.iter() {
-                        if imp.flags & FLAG_TYPE_CHECKING == 0 {
-                            for t in this.targets(imp, pkg) {
-                                this.resolver.resolve(&t);
-                            }
-                        }
+                    targets = imports
+                        .iter()
+                        .map(|imp| this.import_targets(imp, pkg))
+                        .collect();
+                    for t in targets.iter().flatten() {
+                        this.resolver.resolve(t);
                     }
                 }
-                (*i, got)
+                (*i, got, targets)
             })
             .collect();
-        for (i, got) in results {
+        for (i, got, targets) in results {
             match got {
                 Ok((imports, was_cached)) => {
                     if was_cached {
@@ -509,15 +517,16 @@ impl Walk<'_> {
                     } else {
                         self.closure.scanned += 1;
                     }
-                    let pkg = self.package.get(&i).cloned().unwrap_or_default();
                     let importer = self.closure.modules[i].name().to_string();
-                    for imp in imports.iter() {
+                    for (imp, targets) in imports.iter().zip(&targets) {
                         let via = Via::Import {
                             importer: importer.clone(),
                             line: imp.line,
                         };
                         self.from = Some((i, imp.flags & FLAG_IN_FUNCTION != 0));
-                        self.push_import(imp, &pkg, &via);
+                        for t in targets {
+                            self.push_name(t, &via);
+                        }
                     }
                     self.from = None;
                     self.closure.modules[i].imports = Some(imports);

@@ -16,13 +16,15 @@
 //! ```
 //!
 //! The scanner fingerprint hashes the crate version and the source of the
-//! scanner and of the flag translation, so a kolosal build whose scanner
-//! differs never trusts another build's results.
+//! scanner (lexer included) and of the flag translation, so a kolosal build
+//! whose scanner differs never trusts another build's results.
 
 use crate::cache;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::io;
+use std::fs::File;
+use std::io::{self, Read};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -50,6 +52,7 @@ fn scanner_fingerprint() -> u64 {
     for part in [
         env!("CARGO_PKG_VERSION"),
         include_str!("scan.rs"),
+        include_str!("scan/lexer.rs"),
         include_str!("graph.rs"),
         include_str!("import_cache.rs"),
     ] {
@@ -98,13 +101,61 @@ pub struct ImportCache {
 
 /// `(size, mtime_ns)` of a file, the cache's validity key.
 fn stat_key(path: &Path) -> io::Result<(u64, i64)> {
-    let m = std::fs::metadata(path)?;
-    Ok((
+    Ok(meta_key(&std::fs::metadata(path)?))
+}
+
+fn meta_key(m: &std::fs::Metadata) -> (u64, i64) {
+    (
         m.size(),
         m.mtime()
             .saturating_mul(1_000_000_000)
             .saturating_add(m.mtime_nsec()),
-    ))
+    )
+}
+
+/// Files up to this size are read into a buffer each thread keeps.
+const REUSED_BUFFER_MAX: usize = 8 << 20;
+
+/// Calls `f` with the contents of `file` (whose metadata is `meta`). A
+/// regular file is read up to its stat size, into a per-thread buffer when
+/// small enough (no allocation and no page faults per file, no read for
+/// the end of file: a file that changes while it is read is scanned as
+/// read, and the caller's second stat keeps it out of the cache);
+/// anything else is read to its end.
+fn with_contents<R>(
+    file: &File,
+    meta: &std::fs::Metadata,
+    f: impl FnOnce(&[u8]) -> R,
+) -> io::Result<R> {
+    thread_local! {
+        static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
+    let size = usize::try_from(meta.size()).unwrap_or(usize::MAX);
+    if !meta.is_file() || size > REUSED_BUFFER_MAX {
+        let mut v = Vec::new();
+        (&*file).read_to_end(&mut v)?;
+        return Ok(f(&v));
+    }
+    BUF.with(|cell| {
+        let Ok(mut buf) = cell.try_borrow_mut() else {
+            let mut v = Vec::new();
+            (&*file).read_to_end(&mut v)?;
+            return Ok(f(&v));
+        };
+        if buf.len() < size {
+            buf.resize(size, 0);
+        }
+        let mut n = 0;
+        while n < size {
+            match (&*file).read(&mut buf[n..size]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(f(&buf[..n]))
+    })
 }
 
 impl ImportCache {
@@ -165,25 +216,32 @@ impl ImportCache {
         path: &Path,
         scan: impl FnOnce(&[u8]) -> Vec<Import>,
     ) -> io::Result<(Arc<Vec<Import>>, bool)> {
-        let (size, mtime_ns) = stat_key(path)?;
-        {
-            let mut entries = lock(&self.entries);
-            if let Some(e) = entries.get_mut(path) {
-                if e.size == size && e.mtime_ns == mtime_ns {
+        // Only a path the cache knows needs a stat before it is read.
+        let known = lock(&self.entries).get(path).map(|e| (e.size, e.mtime_ns));
+        if let Some(key) = known {
+            if stat_key(path)? == key {
+                if let Some(e) = lock(&self.entries).get_mut(path) {
                     e.used = true;
                     return Ok((e.imports.clone(), true));
                 }
             }
         }
-        let bytes = std::fs::read(path)?;
-        let imports = Arc::new(scan(&bytes));
-        // Only cache when the file did not change while we read it.
-        if stat_key(path).ok() == Some((size, mtime_ns)) {
+        let file = File::open(path)?;
+        let meta = file.metadata()?;
+        let key = meta_key(&meta);
+        let (imports, unchanged) = with_contents(&file, &meta, |bytes| {
+            let imports = scan(bytes);
+            // Only cache when the file did not change while we read it.
+            let unchanged = file.metadata().ok().map(|m| meta_key(&m)) == Some(key);
+            (imports, unchanged)
+        })?;
+        let imports = Arc::new(imports);
+        if unchanged {
             lock(&self.entries).insert(
                 path.to_path_buf(),
                 Entry {
-                    size,
-                    mtime_ns,
+                    size: key.0,
+                    mtime_ns: key.1,
                     imports: imports.clone(),
                     used: true,
                 },

@@ -207,6 +207,9 @@ struct Listing {
     /// `_path_isfile`. Symlinks and unknown types are stat'ed as importlib
     /// does.
     names: HashMap<OsString, bool>,
+    /// Every `NAME` such that `NAME` + a loader suffix is listed: a module
+    /// name outside both maps has nothing here to find.
+    stems: HashSet<OsString>,
 }
 
 /// Resolves module names for one interpreter and one `sys.path`, exactly as
@@ -428,7 +431,7 @@ impl Resolver {
             return l.clone();
         }
         // mirrors FileFinder._fill_cache: an unreadable directory lists empty.
-        let names = std::fs::read_dir(&fs_dir)
+        let names: HashMap<OsString, bool> = std::fs::read_dir(&fs_dir)
             .map(|rd| {
                 rd.filter_map(|e| e.ok())
                     .map(|e| {
@@ -440,7 +443,16 @@ impl Resolver {
                     .collect()
             })
             .unwrap_or_default();
-        let listing = Arc::new(Listing { names });
+        let stems = names
+            .keys()
+            .flat_map(|n| {
+                self.loaders.iter().filter_map(|(suffix, _)| {
+                    let stem = n.as_bytes().strip_suffix(suffix.as_bytes())?;
+                    Some(OsStr::from_bytes(stem).to_os_string())
+                })
+            })
+            .collect();
+        let listing = Arc::new(Listing { names, stems });
         lock(&self.probed).insert(fs_dir.clone());
         lock(&self.listings)
             .entry(fs_dir)
@@ -454,6 +466,10 @@ impl Resolver {
     /// a bare directory is a namespace portion.
     fn file_finder(&self, dir: &Path, name: &str, tail: &str) -> Hit {
         let listing = self.listing(dir);
+        let tail_os = OsStr::new(tail);
+        if !listing.names.contains_key(tail_os) && !listing.stems.contains(tail_os) {
+            return Hit::Nothing;
+        }
         let mut is_namespace = None;
         if listing.names.contains_key(OsStr::new(tail)) {
             let base = py_join(dir.as_os_str(), OsStr::new(tail));

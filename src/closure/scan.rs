@@ -19,10 +19,14 @@
 
 mod lexer;
 
-use lexer::{Kind, Lexer, Token, STR_BACKSLASH, STR_BYTES, STR_RAW};
+use aho_corasick::packed::Searcher;
+use lexer::{
+    First, Kind, Lexer, LineSummary, Skip, Token, WordHits, STR_BACKSLASH, STR_BYTES, STR_RAW,
+};
 use memchr::{memchr, memchr_iter};
 use std::fmt;
 use std::ops::{BitOr, BitOrAssign};
+use std::sync::OnceLock;
 use unicode_normalization::UnicodeNormalization;
 
 /// Context bits of an [`ImportStmt`]: where in the file the import sits.
@@ -136,14 +140,74 @@ pub fn scan(source: &[u8]) -> Vec<ImportStmt> {
     };
     let mut sc = Scanner::new(src);
     let mut lx = Lexer::new(src);
+    let mut hits = WordHits::new(src, words());
     loop {
-        let t = lx.next_token();
-        if t.kind == Kind::Eof {
-            sc.end_statement();
-            sc.end_line();
-            return sc.out;
+        // Most logical lines hold no name the state machine reacts to:
+        // those are skipped without tokens, keeping only what their first
+        // name and header colon do to the block structure.
+        let mut kw = Kw::Other;
+        let skip = lx.skip_line(&mut hits, |b| {
+            kw = keyword(b);
+            first_name(kw)
+        });
+        if let Skip::Line(line) = skip {
+            sc.skipped_line(&line, kw);
+            continue;
         }
-        sc.step(&t);
+        loop {
+            let t = lx.next_token();
+            if t.kind == Kind::Eof {
+                sc.end_statement();
+                sc.end_line();
+                return sc.out;
+            }
+            sc.step(&t);
+            if t.kind == Kind::Newline {
+                break;
+            }
+        }
+    }
+}
+
+/// The searcher for the words whose name tokens the state machine reacts to
+/// anywhere in a line: they start or continue an import statement
+/// (`import`, `from`) or a dynamic import call (`__import__`,
+/// `import_module`: both hold `import`), open a lambda, or make an `if`
+/// test a TYPE_CHECKING test. A line without them only changes the block
+/// structure, which [`Scanner::skipped_line`] replays.
+fn words() -> Option<&'static Searcher> {
+    static WORDS: OnceLock<Option<Searcher>> = OnceLock::new();
+    WORDS
+        .get_or_init(|| Searcher::new(["import", "from", "lambda", "TYPE_CHECKING"]))
+        .as_ref()
+}
+
+/// How a line whose first token is a name (`kw`) is handled: the header
+/// keywords whose test or second keyword matters (`except`, `async`, the
+/// soft keyword `match`) and the names of [`words`] need tokens; the other
+/// header keywords only need their colon.
+fn first_name(kw: Kw) -> First {
+    match kw {
+        Kw::Import
+        | Kw::From
+        | Kw::Lambda
+        | Kw::DunderImport
+        | Kw::ImportModule
+        | Kw::TypeChecking
+        | Kw::Except
+        | Kw::Async
+        | Kw::Match => First::Tokens,
+        Kw::If
+        | Kw::Elif
+        | Kw::Else
+        | Kw::While
+        | Kw::For
+        | Kw::Try
+        | Kw::Finally
+        | Kw::With
+        | Kw::Def
+        | Kw::Class => First::Header,
+        _ => First::Plain,
     }
 }
 
@@ -202,34 +266,67 @@ enum Kw {
     CatchesImport,
 }
 
+/// A name of up to 7 bytes as one integer: the bytes little-endian, the
+/// length in the top byte (so no two names share a value).
+const fn pack7(b: &[u8]) -> u64 {
+    let mut k = (b.len() as u64) << 56;
+    let mut i = 0;
+    while i < b.len() && i < 7 {
+        k |= (b[i] as u64) << (8 * i);
+        i += 1;
+    }
+    k
+}
+
 #[inline]
 fn keyword(b: &[u8]) -> Kw {
-    if b.len() < 2 || b.len() > 19 {
-        return Kw::Other;
+    const IMPORT: u64 = pack7(b"import");
+    const FROM: u64 = pack7(b"from");
+    const RAISE: u64 = pack7(b"raise");
+    const LAMBDA: u64 = pack7(b"lambda");
+    const YIELD: u64 = pack7(b"yield");
+    const FOR: u64 = pack7(b"for");
+    const ASYNC: u64 = pack7(b"async");
+    const AS: u64 = pack7(b"as");
+    const IF: u64 = pack7(b"if");
+    const ELIF: u64 = pack7(b"elif");
+    const ELSE: u64 = pack7(b"else");
+    const WHILE: u64 = pack7(b"while");
+    const TRY: u64 = pack7(b"try");
+    const EXCEPT: u64 = pack7(b"except");
+    const FINALLY: u64 = pack7(b"finally");
+    const WITH: u64 = pack7(b"with");
+    const DEF: u64 = pack7(b"def");
+    const CLASS: u64 = pack7(b"class");
+    const MATCH: u64 = pack7(b"match");
+    if b.len() <= 7 {
+        return match pack7(b) {
+            IMPORT => Kw::Import,
+            FROM => Kw::From,
+            RAISE => Kw::Raise,
+            LAMBDA => Kw::Lambda,
+            YIELD => Kw::Yield,
+            FOR => Kw::For,
+            ASYNC => Kw::Async,
+            AS => Kw::As,
+            IF => Kw::If,
+            ELIF => Kw::Elif,
+            ELSE => Kw::Else,
+            WHILE => Kw::While,
+            TRY => Kw::Try,
+            EXCEPT => Kw::Except,
+            FINALLY => Kw::Finally,
+            WITH => Kw::With,
+            DEF => Kw::Def,
+            CLASS => Kw::Class,
+            MATCH => Kw::Match,
+            _ => Kw::Other,
+        };
     }
     match b {
-        b"import" => Kw::Import,
-        b"from" => Kw::From,
-        b"raise" => Kw::Raise,
-        b"lambda" => Kw::Lambda,
-        b"yield" => Kw::Yield,
         b"__import__" => Kw::DunderImport,
         b"import_module" => Kw::ImportModule,
         b"importlib" => Kw::Importlib,
-        b"for" => Kw::For,
-        b"async" => Kw::Async,
-        b"as" => Kw::As,
-        b"if" => Kw::If,
-        b"elif" => Kw::Elif,
-        b"else" => Kw::Else,
-        b"while" => Kw::While,
-        b"try" => Kw::Try,
-        b"except" => Kw::Except,
-        b"finally" => Kw::Finally,
-        b"with" => Kw::With,
-        b"def" => Kw::Def,
-        b"class" => Kw::Class,
-        b"match" => Kw::Match,
         b"TYPE_CHECKING" => Kw::TypeChecking,
         b"ImportError" | b"ModuleNotFoundError" | b"Exception" | b"BaseException" => {
             Kw::CatchesImport
@@ -424,6 +521,9 @@ struct Scanner<'a> {
     dyn_line: u32,
     dyn_flags: u8,
     prev: [Prev; 3],
+    /// Indentation of the last line when it was a skipped line whose first
+    /// name opens no header ([`First::Plain`]); `None` after anything else.
+    plain_indent: Option<u32>,
 }
 
 /// Appends identifier `b`, NFKC-normalised when non-ASCII (mirrors CPython's
@@ -466,6 +566,7 @@ impl<'a> Scanner<'a> {
             dyn_line: 0,
             dyn_flags: 0,
             prev: [NO_PREV; 3],
+            plain_indent: None,
         }
     }
 
@@ -486,9 +587,13 @@ impl<'a> Scanner<'a> {
     }
 
     fn step(&mut self, t: &Token) {
+        self.plain_indent = None;
         if t.kind == Kind::Newline {
             self.end_statement();
             self.end_line();
+            // Tokens never look back across a NEWLINE (`yield` ending one
+            // line does not make the next line's `from` a `yield from`).
+            self.prev = [NO_PREV; 3];
             return;
         }
         let kw = if t.kind == Kind::Name {
@@ -544,6 +649,28 @@ impl<'a> Scanner<'a> {
             self.prev[0],
             self.prev[1],
         ];
+    }
+
+    /// A logical line the lexer skipped (see [`words`] and
+    /// [`first_name`]): what its tokens would have done. Only a header
+    /// keyword first and the colon closing the header matter; every other
+    /// token is a no-op for the state machine.
+    fn skipped_line(&mut self, l: &LineSummary, kw: Kw) {
+        let plain = first_name(kw) == First::Plain;
+        if plain && self.plain_indent == Some(l.indent) {
+            // The same plain line again: every step below would redo
+            // exactly what the previous line did.
+            return;
+        }
+        self.plain_indent = plain.then_some(l.indent);
+        self.begin_line(l.indent, kw);
+        if self.line.header_open && l.colon {
+            self.close_header();
+            self.line.body_tokens = l.after_colon;
+        }
+        self.end_statement();
+        self.end_line();
+        self.prev = [NO_PREV; 3];
     }
 
     fn begin_line(&mut self, indent: u32, kw: Kw) {

@@ -8,6 +8,8 @@
 //! is linear in the input size. Newlines must already be `\n` only (the caller
 //! translates `\r\n` and `\r`, as CPython's universal-newline reading does).
 
+use aho_corasick::packed::Searcher;
+use aho_corasick::Span;
 use memchr::{memchr, memchr2, memchr3};
 
 /// What a [`Token`] is.
@@ -65,6 +67,83 @@ pub(crate) struct Token {
     pub indent: u32,
     /// Bracket depth before this token (replacement fields count as brackets).
     pub depth: u32,
+}
+
+/// What [`Lexer::skip_line`] did with the logical line at the cursor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Skip {
+    /// The line needs tokens (or the cursor is not at a line start, or at
+    /// the end of input): nothing was consumed past its indentation, and
+    /// [`Lexer::next_token`] goes on from there.
+    Tokens,
+    /// A whole logical line was consumed.
+    Line(LineSummary),
+}
+
+/// The facts about a skipped logical line that the scanner's state machine
+/// uses when none of its names is of interest (see [`Lexer::skip_line`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LineSummary {
+    /// Indentation column, as [`Token::indent`].
+    pub indent: u32,
+    /// The first name opens a header and a `:` at bracket depth 0 followed.
+    pub colon: bool,
+    /// Some token followed that colon on the logical line.
+    pub after_colon: bool,
+}
+
+/// What [`Lexer::skip_line`] should do with a line, judged by its first name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum First {
+    /// The line needs tokens.
+    Tokens,
+    /// A header keyword: report its colon.
+    Header,
+    /// Any other name.
+    Plain,
+}
+
+/// The next occurrence of any of a few words in a source, found with one
+/// multi-word SIMD searcher (`aho_corasick::packed`, Teddy) and advanced
+/// lazily as lines are skipped, so the whole search is linear in the
+/// source. Code holding no occurrence holds no name token equal to one of
+/// the words (words inside longer names are harmless false alarms;
+/// [`Lexer::skip_line`] passes over those in strings and comments).
+pub(crate) struct WordHits<'s> {
+    /// `None` when no searcher could be built: every position is a hit.
+    searcher: Option<&'s Searcher>,
+    next: usize,
+}
+
+impl<'s> WordHits<'s> {
+    /// Hits of `searcher`'s words in `src`.
+    pub(crate) fn new(src: &[u8], searcher: Option<&'s Searcher>) -> Self {
+        let mut hits = WordHits { searcher, next: 0 };
+        hits.next = hits.search(src, 0);
+        hits
+    }
+
+    fn search(&self, src: &[u8], from: usize) -> usize {
+        let Some(searcher) = self.searcher else {
+            return from;
+        };
+        if from >= src.len() {
+            return usize::MAX;
+        }
+        searcher
+            .find_in(src, Span::from(from..src.len()))
+            .map_or(usize::MAX, |m| m.start())
+    }
+
+    /// The first position at or after `from` where some word occurs
+    /// (`usize::MAX` for none). Calls come with increasing `from`.
+    #[inline]
+    fn next_from(&mut self, src: &[u8], from: usize) -> usize {
+        if self.next < from {
+            self.next = self.search(src, from);
+        }
+        self.next
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -141,6 +220,18 @@ static IDENT: [bool; 256] = {
     t
 };
 
+/// Bytes that shape a logical line: [`Lexer::skip_line`] stops at these.
+static SHAPE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    let set = b"\n#\\'\"()[]{}:";
+    while i < set.len() {
+        t[set[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
 /// Bytes that stop the literal-part scan of an f-string.
 static FSTR_STOP: [bool; 256] = {
     let mut t = [false; 256];
@@ -198,6 +289,26 @@ impl<'a> Lexer<'a> {
         }
     }
 
+    /// The end of the comment starting at `p`: its newline (or the end).
+    /// A comment is no token (`Parser/lexer/lexer.c`, `tok_get_normal_mode`
+    /// "Skip comment").
+    #[inline]
+    fn comment_end(&self, p: usize) -> usize {
+        memchr(b'\n', &self.src[p..]).map_or(self.src.len(), |i| p + i)
+    }
+
+    /// Past the backslash at `p`: with the newline after it, a line
+    /// continuation (`tok_get_normal_mode` "Line continuation"); a stray
+    /// backslash is dropped (CPython reports an error; we keep scanning).
+    #[inline]
+    fn backslash_end(&self, p: usize) -> usize {
+        if self.at(p + 1) == b'\n' {
+            p + 2
+        } else {
+            p + 1
+        }
+    }
+
     #[inline]
     fn at(&self, i: usize) -> u8 {
         self.src.get(i).copied().unwrap_or(0)
@@ -227,11 +338,23 @@ impl<'a> Lexer<'a> {
         let src = self.src;
         loop {
             let mut col: u32 = 0;
-            while self.pos < src.len() {
-                match src[self.pos] {
-                    b' ' => col = col.saturating_add(1),
-                    b'\t' => col = (col / 8).saturating_add(1).saturating_mul(8),
-                    0x0c => col = 0,
+            loop {
+                // Spaces, eight at a time.
+                while let Some(w) = src
+                    .get(self.pos..self.pos + 8)
+                    .and_then(|c| <[u8; 8]>::try_from(c).ok())
+                {
+                    let n = (u64::from_le_bytes(w) ^ 0x2020_2020_2020_2020).trailing_zeros() / 8;
+                    col = col.saturating_add(n);
+                    self.pos += n as usize;
+                    if n < 8 {
+                        break;
+                    }
+                }
+                match src.get(self.pos) {
+                    Some(b' ') => col = col.saturating_add(1),
+                    Some(b'\t') => col = (col / 8).saturating_add(1).saturating_mul(8),
+                    Some(0x0c) => col = 0,
                     _ => break,
                 }
                 self.pos += 1;
@@ -239,7 +362,7 @@ impl<'a> Lexer<'a> {
             match src.get(self.pos) {
                 None => return,
                 Some(b'#') => {
-                    self.pos = memchr(b'\n', &src[self.pos..]).map_or(src.len(), |i| self.pos + i);
+                    self.pos = self.comment_end(self.pos);
                 }
                 Some(b'\n') => self.pos += 1,
                 Some(_) => {
@@ -375,10 +498,27 @@ impl<'a> Lexer<'a> {
             });
             return self.make(Kind::FStrStart, 0, start, self.pos, depth);
         }
-        let mut sflags = flags & (STR_RAW | STR_BYTES);
         let body_start = if triple { q + 3 } else { q + 1 };
-        let mut p = body_start;
-        let body_end;
+        let (body_end, end, backslash) = self.string_extent(q);
+        self.pos = end;
+        let mut t = self.make(Kind::Str, 0, start, end, depth);
+        t.body = (body_start, body_end);
+        t.str_flags = flags & (STR_RAW | STR_BYTES) | if backslash { STR_BACKSLASH } else { 0 };
+        t
+    }
+
+    /// The extent of a non-f string literal whose opening quote is at `q`:
+    /// (end of body, end of literal, whether the body holds a backslash).
+    /// The prefix does not matter: a backslash always escapes the next byte
+    /// as far as finding the closing quote goes (`Parser/lexer/lexer.c`,
+    /// `tok_get_normal_mode` string loop), raw or not.
+    #[inline]
+    fn string_extent(&self, q: usize) -> (usize, usize, bool) {
+        let src = self.src;
+        let quote = src[q];
+        let triple = self.at(q + 1) == quote && self.at(q + 2) == quote;
+        let mut backslash = false;
+        let mut p = if triple { q + 3 } else { q + 1 };
         loop {
             let hit = if self.lead.is_some() {
                 self.dbcs_find(p, quote, triple)
@@ -388,41 +528,27 @@ impl<'a> Lexer<'a> {
                 memchr3(quote, b'\\', b'\n', &src[p..])
             };
             let Some(i) = hit else {
-                body_end = src.len();
-                p = src.len();
-                break;
+                return (src.len(), src.len(), backslash);
             };
             p += i;
             match src[p] {
                 b'\\' => {
-                    sflags |= STR_BACKSLASH;
+                    backslash = true;
                     p = (p + 2).min(src.len());
                 }
-                b'\n' => {
-                    // Unterminated single-quoted string: stop at the newline.
-                    body_end = p;
-                    break;
-                }
+                // Unterminated single-quoted string: stop at the newline.
+                b'\n' => return (p, p, backslash),
                 _ => {
                     if !triple {
-                        body_end = p;
-                        p += 1;
-                        break;
+                        return (p, p + 1, backslash);
                     }
                     if self.at(p + 1) == quote && self.at(p + 2) == quote {
-                        body_end = p;
-                        p += 3;
-                        break;
+                        return (p, p + 3, backslash);
                     }
                     p += 1;
                 }
             }
         }
-        self.pos = p;
-        let mut t = self.make(Kind::Str, 0, start, p, depth);
-        t.body = (body_start, body_end);
-        t.str_flags = sflags;
-        t
     }
 
     /// The offset from `p` of the next quote, backslash or (single-quoted)
@@ -442,8 +568,18 @@ impl<'a> Lexer<'a> {
 
     /// Lexes a number starting at `self.pos` (a digit, or `.` then a digit).
     fn number(&mut self) -> Token {
-        let src = self.src;
         let start = self.pos;
+        let p = self.number_end(start);
+        self.pos = p;
+        let d = self.depth;
+        self.make(Kind::Number, 0, start, p, d)
+    }
+
+    /// The end of the number starting at `start` (a digit, or `.` then a
+    /// digit).
+    #[inline]
+    fn number_end(&self, start: usize) -> usize {
+        let src = self.src;
         let mut p = start;
         let digits = |p: &mut usize, hex: bool| {
             while *p < src.len()
@@ -481,9 +617,165 @@ impl<'a> Lexer<'a> {
                 p += 1;
             }
         }
+        p
+    }
+
+    /// Consumes the logical line at the cursor without building tokens,
+    /// when none of `hits`' words occurs in its code, `first` does not ask for
+    /// tokens, and it holds no f-/t-string; otherwise consumes nothing
+    /// (beyond the line's indentation) and returns [`Skip::Tokens`]. Only at
+    /// the start of a logical line outside any f-string, and never for
+    /// double-byte source encodings.
+    ///
+    /// Only the bytes that shape a logical line are looked at (newlines,
+    /// comments, continuations, brackets, strings, and colons after a header
+    /// name), by the rules [`Lexer::next_token`] uses; the bytes between
+    /// them are names, numbers, operators and blanks, whose tokens the
+    /// caller has declared uninteresting. A line that turns out to need
+    /// tokens costs one extra pass, so a scan stays linear.
+    pub(crate) fn skip_line(
+        &mut self,
+        hits: &mut WordHits<'_>,
+        first: impl FnOnce(&[u8]) -> First,
+    ) -> Skip {
+        if !self.need_indent || !self.modes.is_empty() || self.depth != 0 || self.lead.is_some() {
+            return Skip::Tokens;
+        }
+        self.need_indent = false;
+        self.measure_indent();
+        let src = self.src;
+        let start = self.pos;
+        let Some(&b0) = src.get(start) else {
+            return Skip::Tokens;
+        };
+        let mut p = start;
+        let mut header = false;
+        match CLASS[b0 as usize] {
+            C_IDSTART => {
+                let e = self.ident_end(p);
+                let is_prefix = e - p <= 2
+                    && matches!(self.at(e), b'\'' | b'"')
+                    && prefix_flags(&src[p..e]).is_some();
+                // A string prefix is left for the quote below.
+                if !is_prefix {
+                    match first(&src[p..e]) {
+                        First::Tokens => return Skip::Tokens,
+                        First::Header => header = true,
+                        First::Plain => {}
+                    }
+                    p = e;
+                }
+            }
+            // A continuation before the first token: rare, leave it.
+            C_BACKSLASH => return Skip::Tokens,
+            _ => {}
+        }
+        let mut depth: u32 = 0;
+        let mut colon = false;
+        let mut after_colon = false;
+        // Where the next word occurs: in code (before the next stop below)
+        // the line needs tokens; in a string or comment it is passed over.
+        let mut hit = hits.next_from(src, start);
+        let at_newline = loop {
+            while p < src.len() && !SHAPE[src[p] as usize] {
+                p += 1;
+            }
+            if hit < p {
+                return Skip::Tokens;
+            }
+            let Some(&b) = src.get(p) else {
+                break false;
+            };
+            match b {
+                b'\n' => {
+                    p += 1;
+                    if depth == 0 {
+                        break true;
+                    }
+                }
+                b'#' => {
+                    p = self.comment_end(p);
+                    if hit < p {
+                        hit = hits.next_from(src, p);
+                    }
+                }
+                b'\\' => p = self.backslash_end(p),
+                b'(' | b'[' | b'{' => {
+                    depth = depth.saturating_add(1);
+                    p += 1;
+                }
+                b')' | b']' | b'}' => {
+                    depth = depth.saturating_sub(1);
+                    p += 1;
+                }
+                b':' => {
+                    if header && !colon && depth == 0 && self.at(p + 1) != b'=' {
+                        colon = true;
+                        after_colon = self.token_follows(p + 1);
+                    }
+                    p += 1;
+                }
+                _ => {
+                    // A quote. The name run right before it is the string's
+                    // prefix when next_token would take it as one; a run
+                    // starting with a digit may be split by number lexing
+                    // (`1f"..."`), so such a line is left to next_token.
+                    let mut k = p;
+                    while k > start && IDENT[src[k - 1] as usize] {
+                        k -= 1;
+                    }
+                    if k < p {
+                        if src[k].is_ascii_digit() {
+                            return Skip::Tokens;
+                        }
+                        if p - k <= 2
+                            && prefix_flags(&src[k..p]).is_some_and(|f| f & STR_FORMAT != 0)
+                        {
+                            return Skip::Tokens;
+                        }
+                    }
+                    p = self.string_extent(p).1;
+                    if hit < p {
+                        hit = hits.next_from(src, p);
+                    }
+                }
+            }
+        };
         self.pos = p;
-        let d = self.depth;
-        self.make(Kind::Number, 0, start, p, d)
+        self.depth = depth;
+        self.need_indent = at_newline;
+        self.first_pending = false;
+        self.line_has_tokens = false;
+        Skip::Line(LineSummary {
+            indent: self.indent,
+            colon,
+            after_colon,
+        })
+    }
+
+    /// The end of the name starting at `p`.
+    #[inline]
+    fn ident_end(&self, p: usize) -> usize {
+        let src = self.src;
+        let mut e = p + 1;
+        while e < src.len() && IDENT[src[e] as usize] {
+            e += 1;
+        }
+        e
+    }
+
+    /// True when a token starts at `p` or after blanks and continuations
+    /// on the same logical line (not a comment, newline or the end).
+    fn token_follows(&self, mut p: usize) -> bool {
+        loop {
+            match self.at(p) {
+                b' ' | b'\t' | 0x0c => p += 1,
+                b'\\' => p = self.backslash_end(p),
+                b'#' | b'\n' => return false,
+                0 if p >= self.src.len() => return false,
+                _ => return true,
+            }
+        }
     }
 
     /// The next token. After the end of input, returns a final `Newline`
@@ -556,14 +848,8 @@ impl<'a> Lexer<'a> {
                         }
                     }
                 }
-                C_HASH => self.pos = memchr(b'\n', &src[p..]).map_or(src.len(), |i| p + i),
-                C_BACKSLASH => {
-                    self.pos = if self.at(p + 1) == b'\n' {
-                        p + 2
-                    } else {
-                        p + 1
-                    }
-                }
+                C_HASH => self.pos = self.comment_end(p),
+                C_BACKSLASH => self.pos = self.backslash_end(p),
                 C_QUOTE => return self.string(p, p, 0),
                 C_IDSTART => {
                     let mut e = p + 1;
