@@ -77,3 +77,32 @@ k = r[0]["mean"]
 print(sys.argv[2] + ": " + ", ".join("%s %.3fs (x%.1f)" % (x["command"], x["mean"], x["mean"] / k) for x in r))
 EOF
 done
+
+# The floor both tools stand on: CPU time of CPython's own compile() +
+# marshal.dumps for every file of the tree, in one process, nothing
+# written; against the CPU (user+sys, children included) each tool spends
+# on a cold run. Neither tool can go below the floor; what is above it is
+# the tool's own overhead (process start-up, reading, writing, protocol).
+echo
+echo "CPU seconds, cold (floor = compile()+marshal in one process):"
+eval "$STRIP"
+"${CLEAN_ENV[@]}" "$VPY" -I -S - "$SP" <<'EOF2'
+import os, sys, time, marshal
+files = []
+for d, dirs, fs in os.walk(sys.argv[1]):
+    dirs[:] = [x for x in dirs if x != "__pycache__"]
+    files += [os.path.join(d, f) for f in fs if f.endswith(".py")]
+t = time.process_time()
+for f in files:
+    with open(f, "rb") as fh:
+        src = fh.read()
+    try:
+        marshal.dumps(compile(src, f, "exec", dont_inherit=True))
+    except (SyntaxError, ValueError):
+        pass
+print("  floor (%d files): %.2f s" % (len(files), time.process_time() - t))
+EOF2
+for cmd in "$KOL" "$UVS" "$CALL"; do
+  eval "$STRIP"
+  /usr/bin/time -f "  %U user + %S sys = CPU for: ${cmd%% $SP*} ..." sh -c "$cmd >/dev/null 2>&1" 2>&1 | tail -1
+done
