@@ -24,11 +24,22 @@ $K "$KOLOSAL" compile -q --python "$VPY" "$($E "$VPY" -c 'import sysconfig; prin
 n=$(eval "$CLOSURE" | wc -l)
 echo "closure of -c 'import sympy': $n modules"
 
+# Each scenario in its own hyperfine run (as bench/launch.sh does), so one
+# command's runs never sit between another's.
+hyperfine -N --runs "$RUNS" --warmup 5 \
+  --export-markdown "$OUT/closure-cold.md" --export-json "$OUT/closure-cold.json" \
+  --prepare "rm -rf $KCACHE/imports" -n "kolosal closure (cold: no import cache)" "$CLOSURE" >/dev/null
+hyperfine -N --runs "$RUNS" --warmup 5 \
+  --export-markdown "$OUT/closure-warm.md" --export-json "$OUT/closure-warm.json" \
+  -n "kolosal closure (warm: import cache)" "$CLOSURE" >/dev/null
 hyperfine -N --runs "$RUNS" --warmup 3 \
-  --export-markdown "$OUT/closure.md" --export-json "$OUT/closure.json" \
-  --prepare "rm -rf $KCACHE/imports" -n "kolosal closure (cold: no import cache)" "$CLOSURE" \
-  --prepare "true" -n "kolosal closure (warm: import cache)" "$CLOSURE" \
-  --prepare "true" -n "python -c 'import sympy' (fresh pycs)" "$E $VPY -c 'import sympy'"
+  --export-markdown "$OUT/closure-python.md" --export-json "$OUT/closure-python.json" \
+  -n "python -c 'import sympy' (fresh pycs)" "$E $VPY -c 'import sympy'" >/dev/null
+"$VPY" - "$OUT"/closure-{cold,warm,python}.json > "$OUT/closure.json" <<'PY'
+import json, sys
+print(json.dumps({"results": [json.load(open(f))["results"][0] for f in sys.argv[1:]]}))
+PY
+{ head -2 "$OUT/closure-cold.md"; for s in cold warm python; do tail -n +3 "$OUT/closure-$s.md"; done; } > "$OUT/closure.md"
 cat "$OUT/closure.md"
 "$VPY" - "$OUT/closure.json" <<'PY'
 import json, sys
