@@ -166,22 +166,38 @@ pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
     // under -I) are left out of that check: their source stamps send the
     // next launch cold once they change, and retrying them on every launch
     // would spawn a worker each time for nothing.
-    let mut m = build_manifest(ctx, &facts, &spec, &closure, &targets, &exec_env);
-    mark_pending(&mut m, &deferred);
+    let m = build_manifest(ctx, &facts, &spec, &closure, &targets, &exec_env);
+    record_and_defer(ctx, m, &targets, &failed, &deferred, &rules, &spec);
+    Ok(exec_env)
+}
+
+/// The end of a cold or repaired launch, once `m` holds its stamps: marks
+/// the `deferred` pycs pending, stores `m` only if every pyc of `check` is
+/// fresh (apart from those that `failed` to compile and the deferred ones),
+/// then leaves the deferred ones to the background run.
+pub(super) fn record_and_defer(
+    ctx: &Context<'_>,
+    mut m: Manifest,
+    check: &[PycTarget],
+    failed: &HashSet<PathBuf>,
+    deferred: &[PycTarget],
+    rules: &PycRules,
+    spec: &LaunchSpec,
+) {
+    mark_pending(&mut m, deferred);
     let deferred_cfiles: HashSet<&Path> = deferred.iter().map(|t| t.cfile.as_path()).collect();
-    let still_stale = stale_targets(&targets, &rules, &spec)
+    let still_stale = stale_targets(check, rules, spec)
         .iter()
         .filter(|t| !failed.contains(&t.cfile) && !deferred_cfiles.contains(t.cfile.as_path()))
         .count();
     if still_stale > 0 {
-        log.debug(format_args!(
+        ctx.log.debug(format_args!(
             "manifest not stored: {still_stale} pycs stale after compiling"
         ));
     } else if let Err(e) = manifest::store(ctx.key, &m) {
-        log.debug(format_args!("manifest not stored: {e}"));
+        ctx.log.debug(format_args!("manifest not stored: {e}"));
     }
-    defer(ctx, &deferred);
-    Ok(exec_env)
+    defer(ctx, deferred);
 }
 
 /// Splits `stale` into the pycs left to the background run (first) and
@@ -231,7 +247,7 @@ fn cheaper_in_process(stale: &[PycTarget]) -> bool {
 
 /// Marks the `__pycache__` directories of `deferred` pending in `m`, so no
 /// launch trusts them until the background run has written their pycs.
-pub(super) fn mark_pending(m: &mut Manifest, deferred: &[PycTarget]) {
+fn mark_pending(m: &mut Manifest, deferred: &[PycTarget]) {
     let dirs: HashSet<&Path> = deferred.iter().filter_map(|t| t.cfile.parent()).collect();
     for (path, expect) in &mut m.entries {
         if dirs.contains(path.as_path()) {
@@ -242,7 +258,7 @@ pub(super) fn mark_pending(m: &mut Manifest, deferred: &[PycTarget]) {
 
 /// Leaves `deferred` (stale pycs of lazy modules, or a set cheaper to
 /// compile in process) to a background run.
-pub(super) fn defer(ctx: &Context<'_>, deferred: &[PycTarget]) {
+fn defer(ctx: &Context<'_>, deferred: &[PycTarget]) {
     if deferred.is_empty() {
         return;
     }

@@ -28,7 +28,7 @@
 //! stamp that no longer holds, and the next launch looks again.
 
 use super::prepare::{
-    compile_stale, defer, interpreter_view, mark_pending, split_deferred, stale_targets, Context,
+    compile_stale, interpreter_view, record_and_defer, split_deferred, stale_targets, Context,
     PycTarget,
 };
 use crate::closure::graph::{imports_digest, scan_imports};
@@ -212,19 +212,6 @@ pub fn repair(
             }
         }
     }
-    mark_pending(&mut m, &deferred);
-    let deferred_cfiles: HashSet<&Path> = deferred.iter().map(|t| t.cfile.as_path()).collect();
-    let still_stale = stale_targets(&check, &rules, &spec)
-        .iter()
-        .filter(|t| !failed.contains(&t.cfile) && !deferred_cfiles.contains(t.cfile.as_path()))
-        .count();
-    if still_stale > 0 {
-        log.debug(format_args!(
-            "manifest not stored: {still_stale} pycs stale after repairing"
-        ));
-    } else if let Err(e) = manifest::store(ctx.key, &m) {
-        log.debug(format_args!("manifest not stored: {e}"));
-    }
-    defer(ctx, &deferred);
+    record_and_defer(ctx, m, &check, &failed, &deferred, &rules, &spec);
     Ok(Some(recorded.env.clone()))
 }
