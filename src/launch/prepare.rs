@@ -23,7 +23,7 @@ use crate::interpreter::{facts_for, Discovered, ProbeConfig, PythonFacts};
 use crate::knobs::Knobs;
 use crate::log::Log;
 use crate::manifest::{self, Expect, LaunchKey, Manifest, ModuleRecord};
-use crate::pyc::{self, PycRules, Verdict};
+use crate::pyc::{self, PycRules, StaleReason, Verdict};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -60,6 +60,10 @@ impl Context<'_> {
         self.knobs.background && !self.in_background
     }
 }
+
+/// The variable that points the interpreter at a pycache prefix; a cold
+/// launch records it in the manifest when it chose a fallback prefix.
+pub(super) const PREFIX_VAR: &str = "PYTHONPYCACHEPREFIX";
 
 /// One module whose pyc the interpreter will read: its source and pyc path.
 #[derive(Debug, Clone)]
@@ -111,16 +115,13 @@ pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
     let mut prefix = user_prefix.clone();
     let mut targets = pyc_targets(&sources, &rules, &spec, prefix.as_deref(), ctx.cwd);
     let mut exec_env = Vec::new();
-    let mut stale: Vec<PycTarget> = stale_targets(&targets, &rules, &spec)
-        .into_iter()
-        .cloned()
-        .collect();
+    let mut stale = owned(stale_with_reasons(&targets, &rules, &spec));
     // PYTHONPYCACHEPREFIX exists from 3.8 on; it is ignored under -E/-I.
     if !stale.is_empty()
         && prefix.is_none()
         && rules.supports_pycache_prefix()
         && !spec.ignore_environment
-        && stale.iter().any(|t| !writable(&t.cfile))
+        && stale.iter().any(|(t, _)| !writable(&t.cfile))
     {
         let fallback = crate::cache::cache_subdir("pycache")
             .map_err(|e| format!("the tree is not writable and the cache is not usable: {e}"))?;
@@ -130,27 +131,20 @@ pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
         ));
         targets = pyc_targets(&sources, &rules, &spec, Some(&fallback), ctx.cwd);
         exec_env.push((
-            OsString::from("PYTHONPYCACHEPREFIX"),
+            OsString::from(PREFIX_VAR),
             fallback.clone().into_os_string(),
         ));
         prefix = Some(fallback);
-        stale = stale_targets(&targets, &rules, &spec)
-            .into_iter()
-            .cloned()
-            .collect();
+        stale = owned(stale_with_reasons(&targets, &rules, &spec));
     }
     // Modules only imported from function bodies can wait for the
     // background run.
-    let lazy: HashSet<&Path> = if ctx.may_defer() {
-        closure
-            .pyc_modules()
-            .filter(|m| m.lazy)
-            .filter_map(|m| m.module.origin.as_deref())
-            .collect()
-    } else {
-        HashSet::new()
-    };
-    let (deferred, stale) = split_deferred(ctx, stale, &lazy, &rules, &spec);
+    let lazy: HashSet<&Path> = closure
+        .pyc_modules()
+        .filter(|m| m.lazy)
+        .filter_map(|m| m.module.origin.as_deref())
+        .collect();
+    let (deferred, stale) = split_deferred(ctx, stale, &lazy);
     let mut failed = HashSet::new();
     if !stale.is_empty() {
         failed = compile_stale(ctx, &facts, &rules, &spec, prefix.as_deref(), &stale)?;
@@ -204,25 +198,25 @@ pub(super) fn record_and_defer(
 /// those compiled before exec (second): lazy modules, or all of them when
 /// that is [`cheaper_in_process`], may wait. Only a pyc the interpreter
 /// itself rejects can wait, since it then compiles the source in memory;
-/// one whose header it accepts but whose body is corrupt would make the
-/// import fail, so it is always compiled first.
+/// one whose header it accepts but whose body is corrupt
+/// ([`StaleReason::CorruptBody`]) would make the import fail, so it is
+/// always compiled first.
 pub(super) fn split_deferred(
     ctx: &Context<'_>,
-    stale: Vec<PycTarget>,
+    stale: Vec<(PycTarget, StaleReason)>,
     lazy: &HashSet<&Path>,
-    rules: &PycRules,
-    spec: &LaunchSpec,
 ) -> (Vec<PycTarget>, Vec<PycTarget>) {
     if !ctx.may_defer() {
-        return (Vec::new(), stale);
+        return (Vec::new(), stale.into_iter().map(|(t, _)| t).collect());
     }
-    let rejected = |t: &PycTarget| {
-        !pyc::check(&t.source, &t.cfile, rules, spec.check_hash_based_pycs).is_fresh()
-    };
-    let (mut deferred, mut now): (Vec<PycTarget>, Vec<PycTarget>) = stale
+    let rejected = |r: &StaleReason| *r != StaleReason::CorruptBody;
+    let (deferred, now): (Vec<_>, Vec<_>) = stale
         .into_iter()
-        .partition(|t| lazy.contains(t.source.as_path()) && rejected(t));
-    if cheaper_in_process(&now) && now.iter().all(rejected) {
+        .partition(|(t, r)| lazy.contains(t.source.as_path()) && rejected(r));
+    let all_rejected = now.iter().all(|(_, r)| rejected(r));
+    let mut deferred: Vec<PycTarget> = deferred.into_iter().map(|(t, _)| t).collect();
+    let mut now: Vec<PycTarget> = now.into_iter().map(|(t, _)| t).collect();
+    if all_rejected && cheaper_in_process(&now) {
         deferred.append(&mut now);
     }
     (deferred, now)
@@ -235,7 +229,8 @@ pub(super) fn split_deferred(
 /// or two, a small app's first run).
 fn cheaper_in_process(stale: &[PycTarget]) -> bool {
     use crate::compile::pool::{estimated_work_us, WORKER_START_US};
-    if stale.is_empty() {
+    // The per-file cost alone decides large sets: no stat needed.
+    if stale.is_empty() || estimated_work_us(stale.len(), 0) >= WORKER_START_US {
         return false;
     }
     let bytes: u64 = stale
@@ -302,6 +297,11 @@ pub(super) fn interpreter_view(
     Ok((facts, spec, rules))
 }
 
+/// [`stale_with_reasons`] with the targets copied out of their list.
+pub(super) fn owned(stale: Vec<(&PycTarget, StaleReason)>) -> Vec<(PycTarget, StaleReason)> {
+    stale.into_iter().map(|(t, r)| (t.clone(), r)).collect()
+}
+
 /// The probe settings this launch's flags imply.
 fn probe_config(spec: &LaunchSpec) -> ProbeConfig {
     ProbeConfig {
@@ -333,12 +333,13 @@ fn pyc_targets(
         .collect()
 }
 
-/// Those of `targets` whose pyc importlib would not accept now.
-pub(super) fn stale_targets<'a>(
+/// Those of `targets` whose pyc importlib would not accept (or could not
+/// load) now, with the reason.
+pub(super) fn stale_with_reasons<'a>(
     targets: &'a [PycTarget],
     rules: &PycRules,
     spec: &LaunchSpec,
-) -> Vec<&'a PycTarget> {
+) -> Vec<(&'a PycTarget, StaleReason)> {
     let pairs: Vec<(PathBuf, PathBuf)> = targets
         .iter()
         .map(|t| (t.source.clone(), t.cfile.clone()))
@@ -347,7 +348,22 @@ pub(super) fn stale_targets<'a>(
     targets
         .iter()
         .zip(verdicts)
-        .filter(|(_, v)| !matches!(v, Verdict::Fresh))
+        .filter_map(|(t, v)| match v {
+            Verdict::Fresh => None,
+            Verdict::Stale(r) => Some((t, r)),
+        })
+        .collect()
+}
+
+/// Those of `targets` whose pyc importlib would not accept (or could not
+/// load) now.
+pub(super) fn stale_targets<'a>(
+    targets: &'a [PycTarget],
+    rules: &PycRules,
+    spec: &LaunchSpec,
+) -> Vec<&'a PycTarget> {
+    stale_with_reasons(targets, rules, spec)
+        .into_iter()
         .map(|(t, _)| t)
         .collect()
 }

@@ -28,8 +28,8 @@
 //! stamp that no longer holds, and the next launch looks again.
 
 use super::prepare::{
-    compile_stale, interpreter_view, record_and_defer, split_deferred, stale_targets, Context,
-    PycTarget,
+    compile_stale, interpreter_view, owned, record_and_defer, split_deferred, stale_with_reasons,
+    Context, PycTarget, PREFIX_VAR,
 };
 use crate::closure::graph::{imports_digest, scan_imports};
 use crate::closure::listing;
@@ -38,9 +38,6 @@ use crate::manifest::{self, Expect, Manifest, ModuleRecord};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-
-/// The fallback prefix variable a cold launch may have recorded.
-const PREFIX_VAR: &str = "PYTHONPYCACHEPREFIX";
 
 /// Repairs `recorded` (this launch key's manifest, whose warm check failed)
 /// when the closure is unchanged. Returns the variables the exec must set,
@@ -140,29 +137,17 @@ pub fn repair(
     let mut seen: HashSet<&Path> = HashSet::new();
     let targets: Vec<PycTarget> = wanted
         .into_iter()
-        .filter_map(|m| {
-            let cfile = m.cfile.as_deref()?;
-            seen.insert(cfile).then(|| PycTarget {
-                source: m.source.clone(),
-                cfile: cfile.to_path_buf(),
-            })
-        })
+        .filter(|m| m.cfile.as_deref().is_some_and(|c| seen.insert(c)))
+        .filter_map(pyc_target)
         .collect();
-    let lazy: HashSet<&Path> = if ctx.may_defer() {
-        recorded
-            .modules
-            .iter()
-            .filter(|m| m.lazy)
-            .map(|m| m.source.as_path())
-            .collect()
-    } else {
-        HashSet::new()
-    };
-    let stale: Vec<PycTarget> = stale_targets(&targets, &rules, &spec)
-        .into_iter()
-        .cloned()
+    let lazy: HashSet<&Path> = recorded
+        .modules
+        .iter()
+        .filter(|m| m.lazy)
+        .map(|m| m.source.as_path())
         .collect();
-    let (deferred, stale) = split_deferred(ctx, stale, &lazy, &rules, &spec);
+    let stale = owned(stale_with_reasons(&targets, &rules, &spec));
+    let (deferred, stale) = split_deferred(ctx, stale, &lazy);
     let prefix: Option<PathBuf> = recorded
         .env
         .iter()
@@ -176,9 +161,9 @@ pub fn repair(
     };
 
     // Re-stamp: the edited sources and re-listed directories as observed
-    // before they were read; the
-    // `__pycache__` directories (changed, or written just now) afresh, then
-    // confirm every closure pyc in them is fresh.
+    // before they were read; the `__pycache__` directories (changed, or
+    // written just now) afresh, then confirm every closure pyc in them is
+    // fresh.
     let mut m = recorded.clone();
     for i in edited
         .iter()
@@ -202,16 +187,18 @@ pub fn repair(
         }
         if dirs.contains(&i) || written.contains(path.as_path()) {
             *expect = manifest::observe(path);
-            for rec in by_dir.get(path.as_path()).into_iter().flatten() {
-                if let Some(cfile) = &rec.cfile {
-                    check.push(PycTarget {
-                        source: rec.source.clone(),
-                        cfile: cfile.clone(),
-                    });
-                }
-            }
+            let recs = by_dir.get(path.as_path()).into_iter().flatten();
+            check.extend(recs.copied().filter_map(pyc_target));
         }
     }
     record_and_defer(ctx, m, &check, &failed, &deferred, &rules, &spec);
     Ok(Some(recorded.env.clone()))
+}
+
+/// The pyc a recorded module's import reads, if it has one.
+fn pyc_target(rec: &ModuleRecord) -> Option<PycTarget> {
+    Some(PycTarget {
+        source: rec.source.clone(),
+        cfile: rec.cfile.clone()?,
+    })
 }
