@@ -165,15 +165,7 @@ fn corpus() -> Vec<Vec<u8>> {
     let pythons = common::pythons_at_least((3, 8));
     common::report("scan_fuzz corpus", &pythons[pythons.len() - 1..]);
     let py = &pythons[pythons.len() - 1];
-    let out = py
-        .cmd()
-        .args([
-            "-c",
-            "import sysconfig; print(sysconfig.get_paths()['stdlib'])",
-        ])
-        .output()
-        .expect("stdlib");
-    let root = PathBuf::from(String::from_utf8(out.stdout).expect("utf-8").trim());
+    let root = py.stdlib_dir();
     let mut files: Vec<PathBuf> = walkdir::WalkDir::new(&root)
         .max_depth(2)
         .into_iter()

@@ -305,18 +305,6 @@ fn compare_files(py: &Python, files: &[PathBuf]) -> (Tally, Vec<String>) {
     (tally, problems)
 }
 
-fn stdlib_dir(py: &Python) -> PathBuf {
-    let out = py
-        .cmd()
-        .args([
-            "-c",
-            "import sysconfig; print(sysconfig.get_paths()['stdlib'])",
-        ])
-        .output()
-        .expect("stdlib dir");
-    PathBuf::from(String::from_utf8(out.stdout).expect("utf-8").trim())
-}
-
 fn check(label: &str, py: &Python, files: &[PathBuf]) {
     let t0 = std::time::Instant::now();
     let (tally, problems) = compare_files(py, files);
@@ -358,7 +346,7 @@ fn stdlib_matches_ast() {
     common::report("scan_vs_ast stdlib", &pythons);
     std::thread::scope(|s| {
         for py in &pythons {
-            s.spawn(move || check("stdlib", py, &py_files(&stdlib_dir(py))));
+            s.spawn(move || check("stdlib", py, &py_files(&py.stdlib_dir())));
         }
     });
 }
@@ -524,7 +512,7 @@ fn throughput() {
     common::report("scan throughput", &pythons);
     let sources: Vec<Vec<u8>> = pythons
         .iter()
-        .flat_map(|py| py_files(&stdlib_dir(py)))
+        .flat_map(|py| py_files(&py.stdlib_dir()))
         .filter_map(|p| std::fs::read(p).ok())
         .collect();
     let bytes: usize = sources.iter().map(Vec::len).sum();

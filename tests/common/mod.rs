@@ -44,6 +44,19 @@ impl Python {
     pub fn cmd(&self) -> Command {
         clean_command(&self.path)
     }
+
+    /// This interpreter's standard library directory (`sysconfig`'s `stdlib`).
+    pub fn stdlib_dir(&self) -> PathBuf {
+        let out = self
+            .cmd()
+            .args([
+                "-c",
+                "import sysconfig; print(sysconfig.get_paths()['stdlib'])",
+            ])
+            .output()
+            .expect("start the interpreter for its stdlib dir");
+        PathBuf::from(String::from_utf8(out.stdout).expect("utf-8").trim())
+    }
 }
 
 /// A command for `program` whose environment holds only PATH, HOME, LANG and
