@@ -91,6 +91,7 @@ pub struct ClosureArgs {
 
 /// Runs `kolosal closure`; returns the process exit code.
 pub fn run(args: ClosureArgs) -> anyhow::Result<i32> {
+    let log = crate::log::Log::from_env();
     let cwd = std::env::current_dir()
         .map_err(|e| anyhow::anyhow!("cannot read the working directory ({e})"))?;
     let python = super::discover_python(args.python.clone(), args.script.as_deref())?.path;
@@ -112,9 +113,20 @@ pub fn run(args: ClosureArgs) -> anyhow::Result<i32> {
         safe_path: args.safe_path || facts.flags.safe_path,
         skip_startup: args.no_startup,
     };
+    log.debug(format_args!("probe: {}", python.display()));
     let (closure, _) = compute_persisted(&facts, &entry, &options);
+    log.debug(format_args!(
+        "closure: {} modules, {} sources scanned, {} from cache",
+        closure.modules.len(),
+        closure.scanned,
+        closure.cached
+    ));
     let optimize = (args.optimize as u32).max(facts.flags.optimize);
     let pycs = pyc_states(&facts, &closure, optimize, &cwd);
+    log.debug(format_args!(
+        "freshness: {} pycs checked",
+        pycs.iter().flatten().count()
+    ));
     let chain = match &args.why {
         Some(name) => match closure.why(name) {
             Some(c) => Some(c),
@@ -230,7 +242,11 @@ fn pyc_states(
         .map(|m| {
             let source = m.module.origin.as_deref().filter(|_| m.pyc_used)?;
             let cfile = pyc::cache_from_source(source, &rules, optimize, prefix, cwd)?;
-            let verdict = pyc::check(source, &cfile, &rules, mode);
+            // The walk stat'ed the source moments ago.
+            let verdict = match &m.source_meta {
+                Some(meta) => pyc::check_with_meta(source, meta, &cfile, &rules, mode),
+                None => pyc::check(source, &cfile, &rules, mode),
+            };
             Some((cfile, verdict))
         })
         .collect()

@@ -15,16 +15,16 @@
 //! Each level of the breadth-first walk is scanned in parallel (rayon); an
 //! [`ImportCache`] keeps unchanged files from being rescanned.
 
-use super::import_cache::{Import, ImportCache, FLAG_IN_FUNCTION, FLAG_TYPE_CHECKING};
+use super::import_cache::{Import, ImportCache, Scanned, FLAG_IN_FUNCTION, FLAG_TYPE_CHECKING};
 use super::resolve::{
     launch_sys_path, package_of, resolve_relative, sys_path0, LaunchForm, ModuleKind,
     ResolvedModule, Resolver,
 };
 use crate::interpreter::PythonFacts;
-use rayon::prelude::*;
-use std::collections::HashMap;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use std::fs::Metadata;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// What the interpreter is asked to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +95,11 @@ pub struct ClosureModule {
     /// it while the entry and the modules it imports at module level run
     /// their top-level code (unless a function is called at import time).
     pub lazy: bool,
+    /// The source's metadata (`stat`, following symlinks) as the walk
+    /// found it when it read or looked up the imports; `None` when it has
+    /// no source file or could not be read. Freshness checks of the same
+    /// run use it instead of a second `stat`.
+    pub source_meta: Option<Metadata>,
 }
 
 impl ClosureModule {
@@ -177,10 +182,12 @@ pub fn compute_persisted(
 /// Scans a file's bytes into imports.
 type ScanFn = dyn Fn(&[u8]) -> Vec<Import> + Sync;
 
-/// A node's imports and whether they came from the cache, or why not.
-type ScanResult = Result<(Arc<Vec<Import>>, bool), String>;
+/// A node's imports, whether they came from the cache and its source's
+/// metadata (none for `-c` code), or why they could not be read.
+type ScanResult = Result<(Arc<Vec<Import>>, bool, Option<Metadata>), String>;
 
 /// A node to scan: its index, and where its imports come from.
+#[derive(Clone)]
 enum Code {
     File(PathBuf),
     Text(Vec<u8>),
@@ -202,6 +209,8 @@ struct Walk<'a> {
     /// (importer, imported) for imports made when the importer's own
     /// top-level code runs.
     eager_edges: Vec<(usize, usize)>,
+    /// What [`Walk::discover`] found, by module name, until merged.
+    found: HashMap<String, Found>,
 }
 
 fn compute_with(
@@ -232,10 +241,11 @@ fn compute_with(
         cache,
         scan,
         frontier: Vec::new(),
-        package: HashMap::new(),
+        package: HashMap::default(),
         from: None,
         roots: Vec::new(),
         eager_edges: Vec::new(),
+        found: HashMap::default(),
     };
     walk.add_entry(entry, &cwd);
     while !walk.frontier.is_empty() {
@@ -278,6 +288,7 @@ impl Walk<'_> {
             is_main,
             imports: None,
             lazy: false,
+            source_meta: None,
         });
         i
     }
@@ -478,49 +489,96 @@ impl Walk<'_> {
         }
     }
 
-    /// Scans the whole frontier in parallel, then merges in frontier order
-    /// (so the result does not depend on thread timing).
+    /// Reads and scans `code` (the cache first) and works out each
+    /// import's target names, resolving them on the way.
+    fn examine(&self, code: &Code, package: &str) -> Found {
+        let got = match code {
+            Code::File(p) => match self.cache.get_or_scan(p, |b| (self.scan)(b)) {
+                Ok(Scanned {
+                    imports,
+                    cached,
+                    meta,
+                }) => Ok((imports, cached, Some(meta))),
+                Err(e) => Err(e.to_string()),
+            },
+            Code::Text(t) => Ok((Arc::new((self.scan)(t)), false, None)),
+        };
+        let targets = match &got {
+            Ok((imports, _, _)) => imports
+                .iter()
+                .map(|imp| self.import_targets(imp, package))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        Found { got, targets }
+    }
+
+    /// Finds everything reachable from `seeds` at once, on rayon's pool:
+    /// each source is scanned as soon as an import of it is seen, with no
+    /// wait for the rest of its level (a breadth-first walk would stall
+    /// on the slowest file of every level). Names are claimed the way
+    /// [`Walk::push_name`] claims them, so the sources examined are the
+    /// ones the ordered merge in [`Walk::step`] will ask for.
+    fn discover(&self, seeds: Vec<(String, Code, String)>) -> HashMap<String, Found> {
+        let claimed: Mutex<HashSet<String>> =
+            Mutex::new(self.closure.index.keys().cloned().collect());
+        let found = Mutex::new(HashMap::default());
+        let ctx = Discovery {
+            walk: self,
+            claimed: &claimed,
+            found: &found,
+        };
+        rayon::scope(|s| {
+            for (name, code, package) in seeds {
+                let ctx = &ctx;
+                s.spawn(move |s| ctx.visit(s, name, code, package));
+            }
+        });
+        found.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes the frontier's results (discovering them first when the
+    /// frontier holds sources not yet examined) and merges them in frontier
+    /// order, so the closure does not depend on thread timing.
     fn step(&mut self) {
         let frontier = std::mem::take(&mut self.frontier);
-        let this = &*self;
-        let results: Vec<(usize, ScanResult, Vec<Vec<String>>)> = frontier
-            .par_iter()
+        let seeds: Vec<(String, Code, String)> = frontier
+            .iter()
+            .filter(|(i, _)| !self.found.contains_key(self.closure.modules[*i].name()))
             .map(|(i, code)| {
-                let got = match code {
-                    Code::File(p) => this
-                        .cache
-                        .get_or_scan(p, |b| (this.scan)(b))
-                        .map_err(|e| e.to_string()),
-                    Code::Text(t) => Ok((Arc::new((this.scan)(t)), false)),
-                };
-                // Each import's targets, resolved in parallel too (the
-                // resolver caches; the merge reuses the lists).
-                let mut targets = Vec::new();
-                if let Ok((imports, _)) = &got {
-                    let pkg = this.package.get(i).map(String::as_str).unwrap_or("");
-                    targets = imports
-                        .iter()
-                        .map(|imp| this.import_targets(imp, pkg))
-                        .collect();
-                    for t in targets.iter().flatten() {
-                        this.resolver.resolve(t);
-                    }
-                }
-                (*i, got, targets)
+                let package = self.package.get(i).cloned().unwrap_or_default();
+                (
+                    self.closure.modules[*i].name().to_string(),
+                    code.clone(),
+                    package,
+                )
             })
             .collect();
-        for (i, got, targets) in results {
+        if !seeds.is_empty() {
+            let more = self.discover(seeds);
+            self.found.extend(more);
+        }
+        for (i, code) in frontier {
+            let name = self.closure.modules[i].name().to_string();
+            let Found { got, targets } = match self.found.remove(&name) {
+                Some(f) => f,
+                // Not expected (discovery claims what the merge pushes);
+                // examined here so the closure stays complete regardless.
+                None => {
+                    let package = self.package.get(&i).cloned().unwrap_or_default();
+                    self.examine(&code, &package)
+                }
+            };
             match got {
-                Ok((imports, was_cached)) => {
+                Ok((imports, was_cached, meta)) => {
                     if was_cached {
                         self.closure.cached += 1;
                     } else {
                         self.closure.scanned += 1;
                     }
-                    let importer = self.closure.modules[i].name().to_string();
                     for (imp, targets) in imports.iter().zip(&targets) {
                         let via = Via::Import {
-                            importer: importer.clone(),
+                            importer: name.clone(),
                             line: imp.line,
                         };
                         self.from = Some((i, imp.flags & FLAG_IN_FUNCTION != 0));
@@ -530,6 +588,7 @@ impl Walk<'_> {
                     }
                     self.from = None;
                     self.closure.modules[i].imports = Some(imports);
+                    self.closure.modules[i].source_meta = meta;
                 }
                 Err(e) => {
                     let path = self.closure.modules[i]
@@ -544,6 +603,62 @@ impl Walk<'_> {
     }
 }
 
+/// What one source gave: its imports (or why it could not be read) and,
+/// per import, the names it loads.
+struct Found {
+    got: ScanResult,
+    targets: Vec<Vec<String>>,
+}
+
+/// The shared state of one [`Walk::discover`].
+struct Discovery<'w, 'a> {
+    walk: &'w Walk<'a>,
+    /// Names already taken by the walk or by a worker.
+    claimed: &'w Mutex<HashSet<String>>,
+    found: &'w Mutex<HashMap<String, Found>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Discovery<'_, '_> {
+    /// Examines `name`'s source, then claims each name its imports load
+    /// (parents first, as [`Walk::push_name`] does) and spawns a visit for
+    /// every newly claimed module that has a source.
+    fn visit<'s>(&'s self, s: &rayon::Scope<'s>, name: String, code: Code, package: String) {
+        let walk = self.walk;
+        let found = walk.examine(&code, &package);
+        drop(code);
+        for t in found.targets.iter().flatten() {
+            let mut end = 0;
+            for part in t.split('.') {
+                end += part.len();
+                let prefix = &t[..end];
+                end += 1;
+                {
+                    let mut claimed = lock(self.claimed);
+                    if claimed.contains(prefix) {
+                        continue;
+                    }
+                    claimed.insert(prefix.to_string());
+                }
+                let m = walk.resolver.resolve(prefix);
+                if !m.kind.has_source() {
+                    continue;
+                }
+                let Some(origin) = &m.origin else {
+                    continue;
+                };
+                let package = package_of(&m.name, m.is_package()).to_string();
+                let code = Code::File(origin.clone());
+                let name = m.name.clone();
+                s.spawn(move |s| self.visit(s, name, code, package));
+            }
+        }
+        lock(self.found).insert(name, found);
+    }
+}
 /// A digest of a source's import statements: everything the closure
 /// depends on (module, names, level, context flags), not the line numbers.
 /// Two sources with the same digest, in the same place with the same

@@ -20,8 +20,8 @@
 //! whose scanner differs never trusts another build's results.
 
 use crate::cache;
+use rustc_hash::FxHashMap as HashMap;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read};
@@ -91,19 +91,28 @@ struct Entry {
     used: bool,
 }
 
+/// What [`ImportCache::get_or_scan`] found for one file.
+#[derive(Debug, Clone)]
+pub struct Scanned {
+    /// The file's import statements.
+    pub imports: Arc<Vec<Import>>,
+    /// They came from the cache (the file was not read).
+    pub cached: bool,
+    /// The file's metadata (`stat`, following symlinks) when it was looked
+    /// up: callers that also judge the file's pyc need not stat it again.
+    pub meta: std::fs::Metadata,
+}
+
 /// The cache: load once per run, share across threads, save at the end.
 #[derive(Debug, Default)]
 pub struct ImportCache {
-    entries: Mutex<HashMap<PathBuf, Entry>>,
+    /// By path (kept as raw bytes: hashing a `Path` walks its components).
+    entries: Mutex<HashMap<OsString, Entry>>,
     dirty: AtomicBool,
     location: Option<PathBuf>,
 }
 
 /// `(size, mtime_ns)` of a file, the cache's validity key.
-fn stat_key(path: &Path) -> io::Result<(u64, i64)> {
-    Ok(meta_key(&std::fs::metadata(path)?))
-}
-
 fn meta_key(m: &std::fs::Metadata) -> (u64, i64) {
     (
         m.size(),
@@ -120,7 +129,7 @@ const REUSED_BUFFER_MAX: usize = 8 << 20;
 /// regular file is read up to its stat size, into a per-thread buffer when
 /// small enough (no allocation and no page faults per file, no read for
 /// the end of file: a file that changes while it is read is scanned as
-/// read, and the caller's second stat keeps it out of the cache);
+/// read, under the key taken before);
 /// anything else is read to its end.
 fn with_contents<R>(
     file: &File,
@@ -210,45 +219,51 @@ impl ImportCache {
 
     /// The imports of `path`: from the cache when its size and mtime still
     /// match, else by reading it and calling `scan` (and caching the result).
-    /// Returns `(imports, was_cached)`.
     pub fn get_or_scan(
         &self,
         path: &Path,
         scan: impl FnOnce(&[u8]) -> Vec<Import>,
-    ) -> io::Result<(Arc<Vec<Import>>, bool)> {
+    ) -> io::Result<Scanned> {
         // Only a path the cache knows needs a stat before it is read.
-        let known = lock(&self.entries).get(path).map(|e| (e.size, e.mtime_ns));
+        let known = lock(&self.entries)
+            .get(path.as_os_str())
+            .map(|e| (e.size, e.mtime_ns));
         if let Some(key) = known {
-            if stat_key(path)? == key {
-                if let Some(e) = lock(&self.entries).get_mut(path) {
+            let meta = std::fs::metadata(path)?;
+            if meta_key(&meta) == key {
+                if let Some(e) = lock(&self.entries).get_mut(path.as_os_str()) {
                     e.used = true;
-                    return Ok((e.imports.clone(), true));
+                    return Ok(Scanned {
+                        imports: e.imports.clone(),
+                        cached: true,
+                        meta,
+                    });
                 }
             }
         }
         let file = File::open(path)?;
         let meta = file.metadata()?;
         let key = meta_key(&meta);
-        let (imports, unchanged) = with_contents(&file, &meta, |bytes| {
-            let imports = scan(bytes);
-            // Only cache when the file did not change while we read it.
-            let unchanged = file.metadata().ok().map(|m| meta_key(&m)) == Some(key);
-            (imports, unchanged)
-        })?;
-        let imports = Arc::new(imports);
-        if unchanged {
-            lock(&self.entries).insert(
-                path.to_path_buf(),
-                Entry {
-                    size: key.0,
-                    mtime_ns: key.1,
-                    imports: imports.clone(),
-                    used: true,
-                },
-            );
-            self.dirty.store(true, Ordering::Relaxed);
-        }
-        Ok((imports, false))
+        // The key is taken before the read. A file that changes while it is
+        // read gets a new mtime or size, so the next lookup misses and
+        // rescans it; a second stat after the read would add nothing (an
+        // edit keeping both size and mtime escapes either way).
+        let imports = Arc::new(with_contents(&file, &meta, scan)?);
+        lock(&self.entries).insert(
+            path.as_os_str().to_os_string(),
+            Entry {
+                size: key.0,
+                mtime_ns: key.1,
+                imports: imports.clone(),
+                used: true,
+            },
+        );
+        self.dirty.store(true, Ordering::Relaxed);
+        Ok(Scanned {
+            imports,
+            cached: false,
+            meta,
+        })
     }
 
     /// Writes the cache back (atomically) when something new was scanned.
@@ -277,14 +292,14 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(b);
 }
 
-fn encode<'a>(entries: impl Iterator<Item = (&'a PathBuf, &'a Entry)>) -> Vec<u8> {
+fn encode<'a>(entries: impl Iterator<Item = (&'a OsString, &'a Entry)>) -> Vec<u8> {
     let entries: Vec<_> = entries.collect();
     let mut out = Vec::with_capacity(64 * entries.len() + 32);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&scanner_fingerprint().to_le_bytes());
     out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
     for (path, e) in entries {
-        put_bytes(&mut out, path.as_os_str().as_bytes());
+        put_bytes(&mut out, path.as_bytes());
         out.extend_from_slice(&e.size.to_le_bytes());
         out.extend_from_slice(&e.mtime_ns.to_le_bytes());
         out.extend_from_slice(&(e.imports.len() as u32).to_le_bytes());
@@ -331,7 +346,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn decode(buf: &[u8]) -> Option<HashMap<PathBuf, Entry>> {
+fn decode(buf: &[u8]) -> Option<HashMap<OsString, Entry>> {
     let mut r = Reader { buf };
     if r.take(MAGIC.len())? != MAGIC {
         return None;
@@ -340,9 +355,9 @@ fn decode(buf: &[u8]) -> Option<HashMap<PathBuf, Entry>> {
         return None;
     }
     let count = r.u64()?;
-    let mut out = HashMap::new();
+    let mut out = HashMap::default();
     for _ in 0..count {
-        let path = PathBuf::from(OsString::from_vec(r.bytes()?.to_vec()));
+        let path = OsString::from_vec(r.bytes()?.to_vec());
         let size = r.u64()?;
         let mtime_ns = r.u64()? as i64;
         let n = r.u32()?;
@@ -392,10 +407,10 @@ fn decode(buf: &[u8]) -> Option<HashMap<PathBuf, Entry>> {
 mod tests {
     use super::*;
 
-    fn sample() -> HashMap<PathBuf, Entry> {
-        let mut m = HashMap::new();
+    fn sample() -> HashMap<OsString, Entry> {
+        let mut m = HashMap::default();
         m.insert(
-            PathBuf::from(OsString::from_vec(b"/x/\xffbad.py".to_vec())),
+            OsString::from_vec(b"/x/\xffbad.py".to_vec()),
             Entry {
                 size: 12,
                 mtime_ns: -5,
@@ -444,10 +459,10 @@ mod tests {
         std::fs::write(&f, "import os\n").unwrap();
         let cache = ImportCache::in_memory();
         let scan = |_: &[u8]| vec![];
-        assert!(!cache.get_or_scan(&f, scan).unwrap().1);
-        assert!(cache.get_or_scan(&f, scan).unwrap().1);
+        assert!(!cache.get_or_scan(&f, scan).unwrap().cached);
+        assert!(cache.get_or_scan(&f, scan).unwrap().cached);
         std::fs::write(&f, "import os, sys\n").unwrap();
-        assert!(!cache.get_or_scan(&f, scan).unwrap().1);
+        assert!(!cache.get_or_scan(&f, scan).unwrap().cached);
         assert!(cache
             .get_or_scan(&dir.path().join("nope.py"), scan)
             .is_err());

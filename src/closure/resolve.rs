@@ -13,7 +13,8 @@
 //! later warm path can tell when a new file could change a resolution.
 
 use crate::interpreter::PythonFacts;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
@@ -226,8 +227,9 @@ pub struct Resolver {
     loaders: Vec<(OsString, LoaderKind)>,
     /// Finder directory (as importlib spells it) per raw path entry; `None`
     /// when no FileFinder serves the entry.
-    finders: Mutex<HashMap<PathBuf, Option<PathBuf>>>,
-    listings: Mutex<HashMap<PathBuf, Arc<Listing>>>,
+    /// Keyed by raw path bytes (hashing a `Path` walks its components).
+    finders: Mutex<HashMap<OsString, Option<PathBuf>>>,
+    listings: Mutex<HashMap<OsString, Arc<Listing>>>,
     modules: Mutex<HashMap<String, Arc<ResolvedModule>>>,
     probed: Mutex<BTreeSet<PathBuf>>,
 }
@@ -262,9 +264,9 @@ impl Resolver {
             builtin: facts.builtin_modules.iter().cloned().collect(),
             frozen: facts.frozen_modules.iter().cloned().collect(),
             loaders,
-            finders: Mutex::new(HashMap::new()),
-            listings: Mutex::new(HashMap::new()),
-            modules: Mutex::new(HashMap::new()),
+            finders: Mutex::new(HashMap::default()),
+            listings: Mutex::new(HashMap::default()),
+            modules: Mutex::new(HashMap::default()),
             probed: Mutex::new(BTreeSet::new()),
         }
     }
@@ -380,7 +382,7 @@ impl Resolver {
     /// FileFinder (zipimporter entries hold no pycs); the finder's path is
     /// spelled as each version's `__init__` spells it.
     fn finder_for(&self, entry: &Path) -> Option<PathBuf> {
-        if let Some(hit) = lock(&self.finders).get(entry) {
+        if let Some(hit) = lock(&self.finders).get(entry.as_os_str()) {
             return hit.clone();
         }
         let raw = entry.as_os_str();
@@ -411,7 +413,7 @@ impl Resolver {
         } else {
             None
         };
-        lock(&self.finders).insert(entry.to_path_buf(), finder.clone());
+        lock(&self.finders).insert(entry.as_os_str().to_os_string(), finder.clone());
         finder
     }
 
@@ -427,7 +429,7 @@ impl Resolver {
 
     fn listing(&self, dir: &Path) -> Arc<Listing> {
         let fs_dir = self.fs_path(dir);
-        if let Some(l) = lock(&self.listings).get(&fs_dir) {
+        if let Some(l) = lock(&self.listings).get(fs_dir.as_os_str()) {
             return l.clone();
         }
         // mirrors FileFinder._fill_cache: an unreadable directory lists empty.
@@ -455,7 +457,7 @@ impl Resolver {
         let listing = Arc::new(Listing { names, stems });
         lock(&self.probed).insert(fs_dir.clone());
         lock(&self.listings)
-            .entry(fs_dir)
+            .entry(fs_dir.into_os_string())
             .or_insert(listing)
             .clone()
     }
@@ -473,11 +475,19 @@ impl Resolver {
         let mut is_namespace = None;
         if listing.names.contains_key(OsStr::new(tail)) {
             let base = py_join(dir.as_os_str(), OsStr::new(tail));
+            // The package directory's own listing answers `_path_isfile`
+            // for each `__init__` candidate, as the parent's listing does
+            // for modules: one read of a directory whose children are
+            // looked up next anyway, instead of a stat per loader suffix.
+            let inside = self.listing(&base);
             for (suffix, loader) in &self.loaders {
                 let mut init = OsString::from("__init__");
                 init.push(suffix);
+                let Some(&regular) = inside.names.get(&init) else {
+                    continue;
+                };
                 let full = py_join(base.as_os_str(), &init);
-                if self.fs_path(&full).is_file() {
+                if regular || self.fs_path(&full).is_file() {
                     return Hit::Module(self.spec(name, *loader, full, Some(vec![base])));
                 }
             }
