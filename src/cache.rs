@@ -54,6 +54,16 @@ pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
 /// directory (mode 0600), then `rename`. A concurrent reader sees the old
 /// file or the new one, never a mix.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomic_with(path, |w| w.write_all(bytes))
+}
+
+/// [`write_atomic`] for contents produced piece by piece: `fill` writes
+/// them through a buffer straight into the temporary file, so a large file
+/// is never held in memory whole.
+pub fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -61,12 +71,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.{}.tmp", std::process::id(), unique()));
     let result = (|| {
-        let mut f = fs::OpenOptions::new()
+        let f = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&tmp)?;
-        f.write_all(bytes)?;
+        let mut w = io::BufWriter::with_capacity(64 << 10, f);
+        fill(&mut w)?;
+        w.flush()?;
+        drop(w);
         fs::rename(&tmp, path)
     })();
     if result.is_err() {

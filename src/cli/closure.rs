@@ -115,6 +115,9 @@ pub fn run(args: ClosureArgs) -> anyhow::Result<i32> {
     };
     log.debug(format_args!("probe: {}", python.display()));
     let (closure, _) = compute_persisted(&facts, &entry, &options);
+    // Never freed: the process exits after printing, and freeing tens of
+    // thousands of small allocations one by one would only delay that.
+    let closure = std::mem::ManuallyDrop::new(closure);
     log.debug(format_args!(
         "closure: {} modules, {} sources scanned, {} from cache",
         closure.modules.len(),
@@ -122,7 +125,7 @@ pub fn run(args: ClosureArgs) -> anyhow::Result<i32> {
         closure.cached
     ));
     let optimize = (args.optimize as u32).max(facts.flags.optimize);
-    let pycs = pyc_states(&facts, &closure, optimize, &cwd);
+    let pycs = std::mem::ManuallyDrop::new(pyc_states(&facts, &closure, optimize, &cwd));
     log.debug(format_args!(
         "freshness: {} pycs checked",
         pycs.iter().flatten().count()
@@ -171,7 +174,7 @@ pub fn run(args: ClosureArgs) -> anyhow::Result<i32> {
             }
         }
         None => {
-            for (m, pyc) in closure.modules.iter().zip(&pycs) {
+            for (m, pyc) in closure.modules.iter().zip(pycs.iter()) {
                 let origin = m
                     .module
                     .origin

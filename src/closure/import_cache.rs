@@ -24,7 +24,7 @@ use rustc_hash::FxHashMap as HashMap;
 use std::cell::RefCell;
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -47,6 +47,11 @@ pub const FLAG_DYNAMIC: u32 = 16;
 const FILE_NAME: &str = "imports-v1.bin";
 /// Identifies the scanner that produced cached results (see module docs).
 fn scanner_fingerprint() -> u64 {
+    static FINGERPRINT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *FINGERPRINT.get_or_init(hash_scanner_sources)
+}
+
+fn hash_scanner_sources() -> u64 {
     use std::hash::Hasher;
     let mut h = siphasher::sip::SipHasher13::new_with_keys(0x6b6f6c6f, 0x73616c);
     for part in [
@@ -277,9 +282,9 @@ impl ImportCache {
         }
         let entries = lock(&self.entries);
         let keep_all = entries.len() <= MAX_ENTRIES;
-        let bytes = encode(entries.iter().filter(|(_, e)| keep_all || e.used));
-        drop(entries);
-        cache::write_atomic(location, &bytes)
+        cache::write_atomic_with(location, |w| {
+            encode_to(entries.iter().filter(|(_, e)| keep_all || e.used), w)
+        })
     }
 }
 
@@ -292,9 +297,13 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(b);
 }
 
-fn encode<'a>(entries: impl Iterator<Item = (&'a OsString, &'a Entry)>) -> Vec<u8> {
+/// Writes the cache file for `entries` to `w`, one entry at a time.
+fn encode_to<'a>(
+    entries: impl Iterator<Item = (&'a OsString, &'a Entry)>,
+    w: &mut dyn Write,
+) -> io::Result<()> {
     let entries: Vec<_> = entries.collect();
-    let mut out = Vec::with_capacity(64 * entries.len() + 32);
+    let mut out = Vec::with_capacity(4096);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&scanner_fingerprint().to_le_bytes());
     out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
@@ -313,7 +322,17 @@ fn encode<'a>(entries: impl Iterator<Item = (&'a OsString, &'a Entry)>) -> Vec<u
                 put_bytes(&mut out, n.as_bytes());
             }
         }
+        w.write_all(&out)?;
+        out.clear();
     }
+    w.write_all(&out)
+}
+
+/// The cache file for `entries`, in memory.
+fn encode<'a>(entries: impl Iterator<Item = (&'a OsString, &'a Entry)>) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Writing to a Vec cannot fail.
+    let _ = encode_to(entries, &mut out);
     out
 }
 
