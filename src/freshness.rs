@@ -21,6 +21,7 @@
 use crate::pyc::{self, parse_header, HashCheckMode, InvalidationMode, PycRules};
 use crate::pyc::{StaleReason, Verdict};
 use rayon::prelude::*;
+use std::fs::Metadata;
 use std::path::{Path, PathBuf};
 
 /// Below this many pairs the checks run on the calling thread: spreading
@@ -73,6 +74,25 @@ pub fn check_all(
 ) -> Vec<Verdict> {
     par_map(pairs, |(source, cfile)| {
         pyc::check_loadable(source, cfile, rules, mode)
+    })
+}
+
+/// [`check_all`] where some sources' metadata is already known (`metas[i]`
+/// for `pairs[i]`; `None`, or a missing entry, means stat it): one `stat`
+/// less per known source.
+pub fn check_all_known(
+    pairs: &[(PathBuf, PathBuf)],
+    metas: &[Option<&Metadata>],
+    rules: &PycRules,
+    mode: HashCheckMode,
+) -> Vec<Verdict> {
+    let indexed: Vec<usize> = (0..pairs.len()).collect();
+    par_map(&indexed, |&i| {
+        let (source, cfile) = &pairs[i];
+        match metas.get(i).copied().flatten() {
+            Some(meta) => pyc::check_loadable_with_meta(source, meta, cfile, rules, mode),
+            None => pyc::check_loadable(source, cfile, rules, mode),
+        }
     })
 }
 

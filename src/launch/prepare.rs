@@ -26,6 +26,7 @@ use crate::manifest::{self, Expect, LaunchKey, Manifest, ModuleRecord};
 use crate::pyc::{self, PycRules, StaleReason, Verdict};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::OsString;
+use std::fs::Metadata;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -115,7 +116,11 @@ pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
     let mut prefix = user_prefix.clone();
     let mut targets = pyc_targets(&sources, &rules, &spec, prefix.as_deref(), ctx.cwd);
     let mut exec_env = Vec::new();
-    let mut stale = owned(stale_with_reasons(&targets, &rules, &spec));
+    let known: HashMap<&Path, &Metadata> = closure
+        .pyc_modules()
+        .filter_map(|m| Some((m.module.origin.as_deref()?, m.source_meta.as_ref()?)))
+        .collect();
+    let mut stale = owned(stale_with_known(&targets, &known, &rules, &spec));
     // PYTHONPYCACHEPREFIX exists from 3.8 on; it is ignored under -E/-I.
     if !stale.is_empty()
         && prefix.is_none()
@@ -135,7 +140,7 @@ pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
             fallback.clone().into_os_string(),
         ));
         prefix = Some(fallback);
-        stale = owned(stale_with_reasons(&targets, &rules, &spec));
+        stale = owned(stale_with_known(&targets, &known, &rules, &spec));
     }
     // Modules only imported from function bodies can wait for the
     // background run.
@@ -340,11 +345,27 @@ pub(super) fn stale_with_reasons<'a>(
     rules: &PycRules,
     spec: &LaunchSpec,
 ) -> Vec<(&'a PycTarget, StaleReason)> {
+    stale_with_known(targets, &HashMap::new(), rules, spec)
+}
+
+/// [`stale_with_reasons`] using the sources' metadata where `known` has it
+/// (the closure walk stat'ed every source it read moments ago).
+fn stale_with_known<'a>(
+    targets: &'a [PycTarget],
+    known: &HashMap<&Path, &Metadata>,
+    rules: &PycRules,
+    spec: &LaunchSpec,
+) -> Vec<(&'a PycTarget, StaleReason)> {
     let pairs: Vec<(PathBuf, PathBuf)> = targets
         .iter()
         .map(|t| (t.source.clone(), t.cfile.clone()))
         .collect();
-    let verdicts = crate::freshness::check_all(&pairs, rules, spec.check_hash_based_pycs);
+    let metas: Vec<Option<&Metadata>> = targets
+        .iter()
+        .map(|t| known.get(t.source.as_path()).copied())
+        .collect();
+    let verdicts =
+        crate::freshness::check_all_known(&pairs, &metas, rules, spec.check_hash_based_pycs);
     targets
         .iter()
         .zip(verdicts)

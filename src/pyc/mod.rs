@@ -15,7 +15,10 @@ pub mod validate;
 pub use cache_path::{cache_from_source, legacy_pyc_path, source_from_cache};
 pub use header::{mtime_field, mtime_seconds, parse_header, rewrite_mode, Header, PycKind};
 pub use source_hash::source_hash;
-pub use validate::{check, check_loadable, check_with_meta, StaleReason, Verdict, MIN_BODY};
+pub use validate::{
+    check, check_loadable, check_loadable_with_meta, check_with_meta, StaleReason, Verdict,
+    MIN_BODY,
+};
 
 /// The facts about one interpreter that decide its pyc rules.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -120,6 +120,21 @@ pub fn check_loadable(source: &Path, pyc: &Path, rules: &PycRules, mode: HashChe
     }
 }
 
+/// [`check_loadable`] with the source's metadata (`std::fs::metadata`,
+/// following symlinks) already in hand.
+pub fn check_loadable_with_meta(
+    source: &Path,
+    source_meta: &Metadata,
+    pyc: &Path,
+    rules: &PycRules,
+    mode: HashCheckMode,
+) -> Verdict {
+    match decide(source, source_meta, pyc, rules, mode, true) {
+        Ok(()) => Verdict::Fresh,
+        Err(reason) => Verdict::Stale(reason),
+    }
+}
+
 /// [`check`] with the source's metadata (`std::fs::metadata`, following
 /// symlinks) already in hand.
 ///
