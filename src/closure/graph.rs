@@ -214,6 +214,9 @@ struct Walk<'a> {
     eager_edges: Vec<(usize, usize)>,
     /// What [`Walk::discover`] found, by module name, until merged.
     found: HashMap<String, Found>,
+    /// Target lists already merged, freed with the walk's other tables
+    /// (see [`drop_elsewhere`]).
+    spent: Vec<Vec<Vec<String>>>,
 }
 
 fn compute_with(
@@ -249,6 +252,7 @@ fn compute_with(
         roots: Vec::new(),
         eager_edges: Vec::new(),
         found: HashMap::default(),
+        spent: Vec::new(),
     };
     walk.add_entry(entry, &cwd);
     while !walk.frontier.is_empty() {
@@ -265,7 +269,7 @@ fn compute_with(
     }
     walk.closure.probed_dirs = walk.resolver.probed_dirs();
     walk.mark_lazy();
-    drop_elsewhere((walk.resolver, walk.package, walk.found));
+    drop_elsewhere((walk.resolver, walk.package, walk.found, walk.spent));
     walk.closure
 }
 
@@ -306,8 +310,9 @@ impl Walk<'_> {
         i
     }
 
-    /// Adds `name` and its parent packages (each imports first).
-    fn push_name(&mut self, name: &str, via: &Via) {
+    /// Adds `name` and its parent packages (each imports first); `via`
+    /// makes the reason for each one added (most names are already in).
+    fn push_name(&mut self, name: &str, via: &dyn Fn() -> Via) {
         let mut end = 0;
         for part in name.split('.') {
             end += part.len();
@@ -317,7 +322,7 @@ impl Walk<'_> {
                 Some(&j) => j,
                 None => {
                     let m = self.resolver.resolve(prefix);
-                    self.push(m, via.clone(), false)
+                    self.push(m, via(), false)
                 }
             };
             match self.from {
@@ -381,7 +386,7 @@ impl Walk<'_> {
                 self.package.insert(i, String::new());
             }
             Entry::Module(name) => {
-                self.push_name(name, &Via::Entry);
+                self.push_name(name, &|| Via::Entry);
                 let Some(&i) = self.closure.index.get(name.as_str()) else {
                     return;
                 };
@@ -389,7 +394,7 @@ impl Walk<'_> {
                 // `__main__` submodule.
                 if self.closure.modules[i].module.is_package() {
                     let main = format!("{name}.__main__");
-                    self.push_name(&main, &Via::Entry);
+                    self.push_name(&main, &|| Via::Entry);
                     if let Some(&j) = self.closure.index.get(main.as_str()) {
                         self.closure.modules[j].is_main = true;
                     }
@@ -451,12 +456,12 @@ impl Walk<'_> {
         }
         for name in hooks {
             if self.resolver.resolve(name).kind != ModuleKind::NotFound {
-                self.push_name(name, &Via::Startup("site".into()));
+                self.push_name(name, &|| Via::Startup("site".into()));
             }
         }
         for name in &facts.startup_modules {
             if self.resolver.resolve(name).kind != ModuleKind::NotFound {
-                self.push_name(name, &Via::Startup("interpreter start-up".into()));
+                self.push_name(name, &|| Via::Startup("interpreter start-up".into()));
             }
         }
     }
@@ -498,7 +503,7 @@ impl Walk<'_> {
 
     fn push_import(&mut self, imp: &Import, package: &str, via: &Via) {
         for t in self.import_targets(imp, package) {
-            self.push_name(&t, via);
+            self.push_name(&t, &|| via.clone());
         }
     }
 
@@ -590,7 +595,7 @@ impl Walk<'_> {
                         self.closure.scanned += 1;
                     }
                     for (imp, targets) in imports.iter().zip(&targets) {
-                        let via = Via::Import {
+                        let via = || Via::Import {
                             importer: name.clone(),
                             line: imp.line,
                         };
@@ -599,6 +604,7 @@ impl Walk<'_> {
                             self.push_name(t, &via);
                         }
                     }
+                    self.spent.push(targets);
                     self.from = None;
                     self.closure.modules[i].imports = Some(imports);
                     self.closure.modules[i].source_meta = meta;
