@@ -508,8 +508,9 @@ impl Walk<'_> {
     }
 
     /// Reads and scans `code` (the cache first) and works out each
-    /// import's target names, resolving them on the way.
-    fn examine(&self, code: &Code, package: &str) -> Found {
+    /// import's target names, resolving them on the way; `each` sees every
+    /// import's targets as soon as they are known.
+    fn examine(&self, code: &Code, package: &str, mut each: impl FnMut(&[String])) -> Found {
         let got = match code {
             Code::File(p) => match self.cache.get_or_scan(p, |b| (self.scan)(b)) {
                 Ok(Scanned {
@@ -524,7 +525,11 @@ impl Walk<'_> {
         let targets = match &got {
             Ok((imports, _, _)) => imports
                 .iter()
-                .map(|imp| self.import_targets(imp, package))
+                .map(|imp| {
+                    let targets = self.import_targets(imp, package);
+                    each(&targets);
+                    targets
+                })
                 .collect(),
             Err(_) => Vec::new(),
         };
@@ -584,7 +589,7 @@ impl Walk<'_> {
                 // examined here so the closure stays complete regardless.
                 None => {
                     let package = self.package.get(&i).cloned().unwrap_or_default();
-                    self.examine(&code, &package)
+                    self.examine(&code, &package, |_| {})
                 }
             };
             match got {
@@ -642,14 +647,23 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Discovery<'_, '_> {
-    /// Examines `name`'s source, then claims each name its imports load
-    /// (parents first, as [`Walk::push_name`] does) and spawns a visit for
+    /// Examines `name`'s source, claiming each name its imports load
+    /// (parents first, as [`Walk::push_name`] does) and spawning a visit for
     /// every newly claimed module that has a source.
     fn visit<'s>(&'s self, s: &rayon::Scope<'s>, name: String, code: Code, package: String) {
-        let walk = self.walk;
-        let found = walk.examine(&code, &package);
+        // Children are spawned import by import, so the other threads get
+        // work while a large `__init__` is still being resolved.
+        let found = self
+            .walk
+            .examine(&code, &package, |targets| self.claim(s, targets));
         drop(code);
-        for t in found.targets.iter().flatten() {
+        lock(self.found).insert(name, found);
+    }
+
+    /// Claims each of `targets` and its parents not yet claimed, and spawns
+    /// a visit for each one that has a source.
+    fn claim<'s>(&'s self, s: &rayon::Scope<'s>, targets: &[String]) {
+        for t in targets {
             let mut end = 0;
             for part in t.split('.') {
                 end += part.len();
@@ -662,7 +676,7 @@ impl Discovery<'_, '_> {
                     }
                     claimed.insert(prefix.to_string());
                 }
-                let m = walk.resolver.resolve(prefix);
+                let m = self.walk.resolver.resolve(prefix);
                 if !m.kind.has_source() {
                     continue;
                 }
@@ -675,9 +689,9 @@ impl Discovery<'_, '_> {
                 s.spawn(move |s| self.visit(s, name, code, package));
             }
         }
-        lock(self.found).insert(name, found);
     }
 }
+
 /// A digest of a source's import statements: everything the closure
 /// depends on (module, names, level, context flags), not the line numbers.
 /// Two sources with the same digest, in the same place with the same
