@@ -461,6 +461,13 @@ import yes2
         ("future", "from __future__ import annotations, division\nimport a\n", (3, 8)),
         ("unicode", "import \u{FB01}le\nfrom \u{00E9}t\u{00E9} import \u{FB01}x\n", (3, 8)),
         ("crlf", "if x:\r\n    import a\r\nimport b\rimport c\r\n", (3, 8)),
+        // The scan stops at the first top-level statement after the last
+        // `import`: handlers and `else` clauses of that statement still count.
+        ("tail_try", "x = 1\ntry:\n    import a\nexcept ImportError:\n    a = None\ny = 2\ndef f():\n    pass\n", (3, 8)),
+        ("tail_try_late", "try:\n    from a import b\n\n# comment\nexcept ValueError:\n    pass\nexcept (KeyError, ImportError):\n    pass\nelse:\n    pass\nfinally:\n    pass\nz = 3\n", (3, 8)),
+        ("tail_nested", "def f():\n    try:\n        import a\n    except Exception:\n        pass\n    return 1\nclass C:\n    pass\n", (3, 8)),
+        ("tail_if", "if x:\n    import a\nelif y:\n    pass\nelse:\n    pass\nw = 'import' \nv = 1\n", (3, 8)),
+        ("tail_words", "import a\nx = 'not an import'  # import\ny = lambda: from_\nraise E from None\n", (3, 8)),
     ];
     let pythons = common::pythons_at_least((3, 8));
     common::report("scan_vs_ast snippets", &pythons);

@@ -23,7 +23,7 @@ use aho_corasick::packed::Searcher;
 use lexer::{
     First, Kind, Lexer, LineSummary, Skip, Token, WordHits, STR_BACKSLASH, STR_BYTES, STR_RAW,
 };
-use memchr::{memchr, memchr_iter};
+use memchr::{memchr, memchr_iter, memmem};
 use std::fmt;
 use std::ops::{BitOr, BitOrAssign};
 use std::sync::OnceLock;
@@ -141,16 +141,28 @@ pub fn scan(source: &[u8]) -> Vec<ImportStmt> {
     let mut sc = Scanner::new(src);
     let mut lx = Lexer::new(src);
     let mut hits = WordHits::new(src, words());
+    let after_last_import = memmem::rfind(src, b"import").map_or(0, |i| i + b"import".len());
     loop {
         // Most logical lines hold no name the state machine reacts to:
         // those are skipped without tokens, keeping only what their first
         // name and header colon do to the block structure.
+        let line_start = lx.pos();
         let mut kw = Kw::Other;
         let skip = lx.skip_line(&mut hits, |b| {
             kw = keyword(b);
             first_name(kw)
         });
         if let Skip::Line(line) = skip {
+            if line_start >= after_last_import && line.indent == 0 && !continues_statement(kw) {
+                // Every import statement and dynamic import call spells
+                // `import`, and none is left. A new top-level statement
+                // has begun, so no `except` can still flag the imports of
+                // an enclosing `try`: nothing after this can change the
+                // result.
+                sc.end_statement();
+                sc.end_line();
+                return sc.out;
+            }
             sc.skipped_line(&line, kw);
             continue;
         }
@@ -209,6 +221,12 @@ fn first_name(kw: Kw) -> First {
         | Kw::Class => First::Header,
         _ => First::Plain,
     }
+}
+
+/// A clause that continues the compound statement before it at the same
+/// indentation (`except` and `finally` of a `try`, `else`/`elif`).
+fn continues_statement(kw: Kw) -> bool {
+    matches!(kw, Kw::Except | Kw::Finally | Kw::Else | Kw::Elif)
 }
 
 fn normalize_newlines(src: &[u8]) -> Vec<u8> {

@@ -620,6 +620,12 @@ impl<'a> Lexer<'a> {
         p
     }
 
+    /// The cursor: the next byte [`Lexer::skip_line`] or
+    /// [`Lexer::next_token`] looks at.
+    pub(crate) fn pos(&self) -> usize {
+        self.pos
+    }
+
     /// Consumes the logical line at the cursor without building tokens,
     /// when none of `hits`' words occurs in its code, `first` does not ask for
     /// tokens, and it holds no f-/t-string; otherwise consumes nothing
