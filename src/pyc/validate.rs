@@ -72,6 +72,16 @@ pub enum Verdict {
     Stale(StaleReason),
 }
 
+impl From<Result<(), StaleReason>> for Verdict {
+    /// `Ok` is [`Verdict::Fresh`]; `Err(reason)` is stale for that reason.
+    fn from(decision: Result<(), StaleReason>) -> Verdict {
+        match decision {
+            Ok(()) => Verdict::Fresh,
+            Err(reason) => Verdict::Stale(reason),
+        }
+    }
+}
+
 impl Verdict {
     /// True for [`Verdict::Fresh`].
     pub fn is_fresh(&self) -> bool {
@@ -110,13 +120,9 @@ const FLAG_REF: u8 = 0x80;
 // mirrors importlib._bootstrap_external._compile_bytecode (marshal.loads
 // must yield a code object) in its cheapest necessary condition
 pub fn check_loadable(source: &Path, pyc: &Path, rules: &PycRules, mode: HashCheckMode) -> Verdict {
-    let meta = match std::fs::metadata(source) {
-        Ok(meta) => meta,
-        Err(_) => return Verdict::Stale(StaleReason::SourceUnreadable),
-    };
-    match decide(source, &meta, pyc, rules, mode, true) {
-        Ok(()) => Verdict::Fresh,
-        Err(reason) => Verdict::Stale(reason),
+    match std::fs::metadata(source) {
+        Ok(meta) => check_loadable_with_meta(source, &meta, pyc, rules, mode),
+        Err(_) => Verdict::Stale(StaleReason::SourceUnreadable),
     }
 }
 
@@ -129,10 +135,7 @@ pub fn check_loadable_with_meta(
     rules: &PycRules,
     mode: HashCheckMode,
 ) -> Verdict {
-    match decide(source, source_meta, pyc, rules, mode, true) {
-        Ok(()) => Verdict::Fresh,
-        Err(reason) => Verdict::Stale(reason),
-    }
+    decide(source, source_meta, pyc, rules, mode, true).into()
 }
 
 /// [`check`] with the source's metadata (`std::fs::metadata`, following
@@ -150,10 +153,7 @@ pub fn check_with_meta(
     rules: &PycRules,
     mode: HashCheckMode,
 ) -> Verdict {
-    match decide(source, source_meta, pyc, rules, mode, false) {
-        Ok(()) => Verdict::Fresh,
-        Err(reason) => Verdict::Stale(reason),
-    }
+    decide(source, source_meta, pyc, rules, mode, false).into()
 }
 
 fn decide(
@@ -190,10 +190,7 @@ pub fn check_loadable_read(
     } else {
         Err(StaleReason::NotRegularFile)
     };
-    match decided {
-        Ok(()) => Verdict::Fresh,
-        Err(reason) => Verdict::Stale(reason),
-    }
+    decided.into()
 }
 
 /// The decision once the pyc's first bytes are in `read`.
