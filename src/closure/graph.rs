@@ -164,7 +164,7 @@ pub fn compute(
     options: &ClosureOptions,
     cache: &ImportCache,
 ) -> Closure {
-    compute_with(facts, entry, options, cache, &scan_imports)
+    compute_with(facts, entry, options, cache, &scan_imports, &mut || {})
 }
 
 /// [`compute`] with the on-disk import cache: loads it, computes, and saves
@@ -176,8 +176,20 @@ pub fn compute_persisted(
     options: &ClosureOptions,
 ) -> (Closure, std::io::Result<()>) {
     let cache = ImportCache::load();
-    let closure = compute(facts, entry, options, &cache);
-    let saved = cache.save();
+    // The save (encoding ~1,000 entries) runs on its own thread beside the
+    // walk's serial merge, as soon as nothing is left to scan.
+    let (closure, saved) = std::thread::scope(|threads| {
+        let mut saving = None;
+        let closure = compute_with(facts, entry, options, &cache, &scan_imports, &mut || {
+            saving = Some(threads.spawn(|| cache.save()));
+        });
+        let saved = match saving.map(|h| h.join()) {
+            Some(Ok(saved)) => saved,
+            // Never started (or the thread died): save here.
+            _ => cache.save(),
+        };
+        (closure, saved)
+    });
     drop_elsewhere(cache);
     (closure, saved)
 }
@@ -219,12 +231,16 @@ struct Walk<'a> {
     spent: Vec<Vec<Vec<String>>>,
 }
 
+/// The walk itself. `scanned` runs once every source has been read and
+/// scanned, while the ordered merge still runs: the cache can be saved
+/// from then on.
 fn compute_with(
     facts: &PythonFacts,
     entry: &Entry,
     options: &ClosureOptions,
     cache: &ImportCache,
     scan: &ScanFn,
+    scanned: &mut dyn FnMut(),
 ) -> Closure {
     let cwd = options
         .cwd
@@ -255,17 +271,24 @@ fn compute_with(
         spent: Vec::new(),
     };
     walk.add_entry(entry, &cwd);
+    let startup = if !options.skip_startup && !facts.flags.no_site {
+        walk.startup_roots(facts)
+    } else {
+        Vec::new()
+    };
+    // One discovery for all the entry and the start-up roots reach.
+    let startup_names: Vec<String> = startup.iter().flat_map(|r| r.targets.clone()).collect();
+    walk.discover_frontier(&startup_names);
+    scanned();
     while !walk.frontier.is_empty() {
         walk.step();
     }
-    // Start-up roots come after the entry's own closure so `--why` prefers
-    // the entry's chains (the probe's start-up list also holds the probe's
-    // own imports, such as json).
-    if !options.skip_startup && !facts.flags.no_site {
-        walk.add_startup(facts);
-        while !walk.frontier.is_empty() {
-            walk.step();
-        }
+    // Start-up roots are merged after the entry's own closure so `--why`
+    // prefers the entry's chains (the probe's start-up list also holds the
+    // probe's own imports, such as json).
+    walk.add_startup(&startup);
+    while !walk.frontier.is_empty() {
+        walk.step();
     }
     walk.closure.probed_dirs = walk.resolver.probed_dirs();
     walk.mark_lazy();
@@ -419,9 +442,12 @@ impl Walk<'_> {
         }
     }
 
+    /// The start-up roots, in the order `site` imports them.
+    ///
     /// mirrors `site.addpackage` (`import` lines of `.pth` files, sorted,
     /// in each site dir) and `site.execsitecustomize`/`execusercustomize`.
-    fn add_startup(&mut self, facts: &PythonFacts) {
+    fn startup_roots(&self, facts: &PythonFacts) -> Vec<StartupRoot> {
+        let mut roots = Vec::new();
         let mut site_dirs: Vec<PathBuf> = facts.site_packages.clone();
         if facts.user_site_enabled {
             site_dirs.extend(facts.user_site.iter().cloned());
@@ -442,26 +468,42 @@ impl Walk<'_> {
                 };
                 for line in text.split(|b| *b == b'\n') {
                     if line.starts_with(b"import ") || line.starts_with(b"import\t") {
-                        let via = Via::Startup(format!("{}", pth.display()));
                         for imp in (self.scan)(line) {
-                            self.push_import(&imp, "", &via);
+                            roots.push(StartupRoot {
+                                targets: self.import_targets(&imp, ""),
+                                via: Via::Startup(format!("{}", pth.display())),
+                            });
                         }
                     }
                 }
             }
         }
-        let mut hooks = vec!["sitecustomize"];
+        let mut hooks = vec![("sitecustomize", "site")];
         if facts.user_site_enabled {
-            hooks.push("usercustomize");
+            hooks.push(("usercustomize", "site"));
         }
-        for name in hooks {
+        hooks.extend(
+            facts
+                .startup_modules
+                .iter()
+                .map(|m| (m.as_str(), "interpreter start-up")),
+        );
+        for (name, what) in hooks {
             if self.resolver.resolve(name).kind != ModuleKind::NotFound {
-                self.push_name(name, &|| Via::Startup("site".into()));
+                roots.push(StartupRoot {
+                    targets: vec![name.to_string()],
+                    via: Via::Startup(what.into()),
+                });
             }
         }
-        for name in &facts.startup_modules {
-            if self.resolver.resolve(name).kind != ModuleKind::NotFound {
-                self.push_name(name, &|| Via::Startup("interpreter start-up".into()));
+        roots
+    }
+
+    /// Adds the start-up roots (see [`Walk::startup_roots`]).
+    fn add_startup(&mut self, roots: &[StartupRoot]) {
+        for root in roots {
+            for t in &root.targets {
+                self.push_name(t, &|| root.via.clone());
             }
         }
     }
@@ -501,12 +543,6 @@ impl Walk<'_> {
         self.targets(imp, package)
     }
 
-    fn push_import(&mut self, imp: &Import, package: &str, via: &Via) {
-        for t in self.import_targets(imp, package) {
-            self.push_name(&t, &|| via.clone());
-        }
-    }
-
     /// Reads and scans `code` (the cache first) and works out each
     /// import's target names, resolving them on the way; `each` sees every
     /// import's targets as soon as they are known.
@@ -542,7 +578,11 @@ impl Walk<'_> {
     /// on the slowest file of every level). Names are claimed the way
     /// [`Walk::push_name`] claims them, so the sources examined are the
     /// ones the ordered merge in [`Walk::step`] will ask for.
-    fn discover(&self, seeds: Vec<(String, Code, String)>) -> HashMap<String, Found> {
+    fn discover(
+        &self,
+        seeds: Vec<(String, Code, String)>,
+        extra: &[String],
+    ) -> HashMap<String, Found> {
         let claimed: Mutex<HashSet<String>> =
             Mutex::new(self.closure.index.keys().cloned().collect());
         let found = Mutex::new(HashMap::default());
@@ -556,16 +596,16 @@ impl Walk<'_> {
                 let ctx = &ctx;
                 s.spawn(move |s| ctx.visit(s, name, code, package));
             }
+            ctx.claim(s, extra);
         });
         found.into_inner().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes the frontier's results (discovering them first when the
-    /// frontier holds sources not yet examined) and merges them in frontier
-    /// order, so the closure does not depend on thread timing.
-    fn step(&mut self) {
-        let frontier = std::mem::take(&mut self.frontier);
-        let seeds: Vec<(String, Code, String)> = frontier
+    /// Discovers from the frontier's sources not yet examined, and from the
+    /// `extra` names (see [`Walk::discover`]).
+    fn discover_frontier(&mut self, extra: &[String]) {
+        let seeds: Vec<(String, Code, String)> = self
+            .frontier
             .iter()
             .filter(|(i, _)| !self.found.contains_key(self.closure.modules[*i].name()))
             .map(|(i, code)| {
@@ -577,10 +617,18 @@ impl Walk<'_> {
                 )
             })
             .collect();
-        if !seeds.is_empty() {
-            let more = self.discover(seeds);
+        if !seeds.is_empty() || !extra.is_empty() {
+            let more = self.discover(seeds, extra);
             self.found.extend(more);
         }
+    }
+
+    /// Takes the frontier's results (discovering them first when the
+    /// frontier holds sources not yet examined) and merges them in frontier
+    /// order, so the closure does not depend on thread timing.
+    fn step(&mut self) {
+        self.discover_frontier(&[]);
+        let frontier = std::mem::take(&mut self.frontier);
         for (i, code) in frontier {
             let name = self.closure.modules[i].name().to_string();
             let Found { got, targets } = match self.found.remove(&name) {
@@ -625,6 +673,13 @@ impl Walk<'_> {
             }
         }
     }
+}
+
+/// A module `site` or the interpreter imports at start-up: the names its
+/// import loads, and why.
+struct StartupRoot {
+    targets: Vec<String>,
+    via: Via,
 }
 
 /// What one source gave: its imports (or why it could not be read) and,
