@@ -72,9 +72,7 @@ pub fn check_all(
     rules: &PycRules,
     mode: HashCheckMode,
 ) -> Vec<Verdict> {
-    par_map(pairs, |(source, cfile)| {
-        pyc::check_loadable(source, cfile, rules, mode)
-    })
+    check_all_known(pairs, &[], rules, mode)
 }
 
 /// [`check_all`] where some sources' metadata is already known (`metas[i]`
