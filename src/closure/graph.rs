@@ -312,17 +312,13 @@ impl Walk<'_> {
             return i;
         }
         let i = self.closure.modules.len();
-        let scannable = module.kind.has_source();
-        if scannable {
-            if let Some(origin) = &module.origin {
-                self.frontier.push((i, Code::File(origin.clone())));
-                self.package
-                    .insert(i, package_of(&module.name, module.is_package()).to_string());
-            }
+        if let Some((code, package)) = source_to_scan(&module) {
+            self.frontier.push((i, code));
+            self.package.insert(i, package);
         }
         self.closure.index.insert(module.name.clone(), i);
         self.closure.modules.push(ClosureModule {
-            pyc_used: scannable,
+            pyc_used: module.kind.has_source(),
             module,
             via,
             is_main,
@@ -336,11 +332,7 @@ impl Walk<'_> {
     /// Adds `name` and its parent packages (each imports first); `via`
     /// makes the reason for each one added (most names are already in).
     fn push_name(&mut self, name: &str, via: &dyn Fn() -> Via) {
-        let mut end = 0;
-        for part in name.split('.') {
-            end += part.len();
-            let prefix = &name[..end];
-            end += 1;
+        for prefix in with_parents(name) {
             let j = match self.closure.index.get(prefix) {
                 Some(&j) => j,
                 None => {
@@ -675,6 +667,26 @@ impl Walk<'_> {
     }
 }
 
+/// `name` preceded by its parent packages: `a`, `a.b`, `a.b.c` for
+/// `a.b.c` (each imports before its children).
+fn with_parents(name: &str) -> impl Iterator<Item = &str> {
+    name.match_indices('.')
+        .map(move |(i, _)| &name[..i])
+        .chain(std::iter::once(name))
+}
+
+/// The source the walk scans for `module`, as code to examine and the
+/// `__package__` its relative imports resolve against; `None` when it has
+/// no source (extension, builtin, namespace, not found ...).
+fn source_to_scan(module: &ResolvedModule) -> Option<(Code, String)> {
+    let origin = module
+        .origin
+        .as_ref()
+        .filter(|_| module.kind.has_source())?;
+    let package = package_of(&module.name, module.is_package()).to_string();
+    Some((Code::File(origin.clone()), package))
+}
+
 /// A module `site` or the interpreter imports at start-up: the names its
 /// import loads, and why.
 struct StartupRoot {
@@ -718,28 +730,16 @@ impl Discovery<'_, '_> {
     /// Claims each of `targets` and its parents not yet claimed, and spawns
     /// a visit for each one that has a source.
     fn claim<'s>(&'s self, s: &rayon::Scope<'s>, targets: &[String]) {
-        for t in targets {
-            let mut end = 0;
-            for part in t.split('.') {
-                end += part.len();
-                let prefix = &t[..end];
-                end += 1;
-                {
-                    let mut claimed = lock(self.claimed);
-                    if claimed.contains(prefix) {
-                        continue;
-                    }
-                    claimed.insert(prefix.to_string());
-                }
-                let m = self.walk.resolver.resolve(prefix);
-                if !m.kind.has_source() {
+        for prefix in targets.iter().flat_map(|t| with_parents(t)) {
+            {
+                let mut claimed = lock(self.claimed);
+                if claimed.contains(prefix) {
                     continue;
                 }
-                let Some(origin) = &m.origin else {
-                    continue;
-                };
-                let package = package_of(&m.name, m.is_package()).to_string();
-                let code = Code::File(origin.clone());
+                claimed.insert(prefix.to_string());
+            }
+            let m = self.walk.resolver.resolve(prefix);
+            if let Some((code, package)) = source_to_scan(&m) {
                 let name = m.name.clone();
                 s.spawn(move |s| self.visit(s, name, code, package));
             }
@@ -798,4 +798,19 @@ pub fn scan_imports(bytes: &[u8]) -> Vec<Import> {
             line: s.line,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_parents;
+
+    #[test]
+    fn parents_come_first() {
+        let all = |n| with_parents(n).collect::<Vec<_>>();
+        assert_eq!(all("a.b.c"), ["a", "a.b", "a.b.c"]);
+        assert_eq!(all("a"), ["a"]);
+        // Malformed names keep every prefix (the resolver rejects them).
+        assert_eq!(all("a..b"), ["a", "a.", "a..b"]);
+        assert_eq!(all("a."), ["a", "a."]);
+    }
 }

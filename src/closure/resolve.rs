@@ -473,44 +473,47 @@ impl Resolver {
             return Hit::Nothing;
         }
         let mut is_namespace = None;
-        if listing.names.contains_key(OsStr::new(tail)) {
-            let base = py_join(dir.as_os_str(), OsStr::new(tail));
+        if listing.names.contains_key(tail_os) {
+            let base = py_join(dir.as_os_str(), tail_os);
             // The package directory's own listing answers `_path_isfile`
             // for each `__init__` candidate, as the parent's listing does
             // for modules: one read of a directory whose children are
             // looked up next anyway, instead of a stat per loader suffix.
             let inside = self.listing(&base);
-            for (suffix, loader) in &self.loaders {
-                let mut init = OsString::from("__init__");
-                init.push(suffix);
-                let Some(&regular) = inside.names.get(&init) else {
-                    continue;
-                };
-                let full = py_join(base.as_os_str(), &init);
-                if regular || self.fs_path(&full).is_file() {
-                    return Hit::Module(self.spec(name, *loader, full, Some(vec![base])));
-                }
+            if let Some((full, loader)) = self.first_file(&inside, &base, "__init__") {
+                return Hit::Module(self.spec(name, loader, full, Some(vec![base])));
             }
             if self.fs_path(&base).is_dir() {
                 is_namespace = Some(base);
             }
         }
-        for (suffix, loader) in &self.loaders {
-            let mut file = OsString::from(tail);
-            file.push(suffix);
-            if let Some(&regular) = listing.names.get(&file) {
-                let full = py_join(dir.as_os_str(), &file);
-                // mirrors FileFinder.find_spec's `_path_isfile(full_path)`;
-                // a regular file per the listing is one (same snapshot).
-                if regular || self.fs_path(&full).is_file() {
-                    return Hit::Module(self.spec(name, *loader, full, None));
-                }
-            }
+        if let Some((full, loader)) = self.first_file(&listing, dir, tail) {
+            return Hit::Module(self.spec(name, loader, full, None));
         }
         match is_namespace {
             Some(base) => Hit::Namespace(base),
             None => Hit::Nothing,
         }
+    }
+
+    /// The first `stem` + loader suffix in `dir` (whose listing is
+    /// `listing`) that is a file, in loader order, with its loader.
+    // mirrors FileFinder.find_spec's `_path_isfile(full_path)`; a name the
+    // listing reports as a regular file is one (same snapshot), anything
+    // else it lists is stat'ed as importlib does.
+    fn first_file(
+        &self,
+        listing: &Listing,
+        dir: &Path,
+        stem: &str,
+    ) -> Option<(PathBuf, LoaderKind)> {
+        self.loaders.iter().find_map(|(suffix, loader)| {
+            let mut file = OsString::from(stem);
+            file.push(suffix);
+            let &regular = listing.names.get(&file)?;
+            let full = py_join(dir.as_os_str(), &file);
+            (regular || self.fs_path(&full).is_file()).then_some((full, *loader))
+        })
     }
 
     fn spec(

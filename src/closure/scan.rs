@@ -159,9 +159,7 @@ pub fn scan(source: &[u8]) -> Vec<ImportStmt> {
                 // has begun, so no `except` can still flag the imports of
                 // an enclosing `try`: nothing after this can change the
                 // result.
-                sc.end_statement();
-                sc.end_line();
-                return sc.out;
+                return sc.finish();
             }
             sc.skipped_line(&line, kw);
             continue;
@@ -169,9 +167,7 @@ pub fn scan(source: &[u8]) -> Vec<ImportStmt> {
         loop {
             let t = lx.next_token();
             if t.kind == Kind::Eof {
-                sc.end_statement();
-                sc.end_line();
-                return sc.out;
+                return sc.finish();
             }
             sc.step(&t);
             if t.kind == Kind::Newline {
@@ -586,6 +582,13 @@ impl<'a> Scanner<'a> {
             prev: [NO_PREV; 3],
             plain_indent: None,
         }
+    }
+
+    /// Ends the statement and line in progress and returns every import found.
+    fn finish(mut self) -> Vec<ImportStmt> {
+        self.end_statement();
+        self.end_line();
+        self.out
     }
 
     /// 1-based line number of byte `pos` (positions are asked in increasing

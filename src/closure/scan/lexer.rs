@@ -858,17 +858,15 @@ impl<'a> Lexer<'a> {
                 C_BACKSLASH => self.pos = self.backslash_end(p),
                 C_QUOTE => return self.string(p, p, 0),
                 C_IDSTART => {
-                    let mut e = p + 1;
-                    if self.lead.is_some() {
-                        e = p;
+                    let e = if self.lead.is_some() {
+                        let mut e = p;
                         while e < src.len() && IDENT[src[e] as usize] {
                             e = (e + self.char_len(e)).min(src.len());
                         }
+                        e
                     } else {
-                        while e < src.len() && IDENT[src[e] as usize] {
-                            e += 1;
-                        }
-                    }
+                        self.ident_end(p)
+                    };
                     if e - p <= 2 && matches!(self.at(e), b'\'' | b'"') {
                         if let Some(f) = prefix_flags(&src[p..e]) {
                             return self.string(p, e, f);
