@@ -4,6 +4,27 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// Bit `fd` is set when standard descriptor `fd` (0, 1 or 2) was closed
+/// when the process started.
+static CLOSED_AT_START: AtomicU8 = AtomicU8::new(0);
+
+/// Records which of the standard descriptors 0-2 are closed. Must run
+/// before the Rust runtime starts, which reopens closed ones on
+/// `/dev/null`: the `kolosal-python` binary registers it in `.init_array`.
+/// The exec closes them again, so the program gets the descriptors the
+/// launcher got (`sys.stdin is None` under `<&-`, as with plain python).
+pub extern "C" fn note_closed_std_fds() {
+    let mut closed = 0u8;
+    for fd in 0..3 {
+        // SAFETY: F_GETFD only reads the descriptor's flags.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+            closed |= 1 << fd;
+        }
+    }
+    CLOSED_AT_START.store(closed, Ordering::Relaxed);
+}
 
 /// What the exec changes in the child's environment.
 #[derive(Debug, Clone, Default)]
@@ -35,6 +56,22 @@ pub fn exec_python(
     }
     for (k, v) in &env.set {
         cmd.env(k, v);
+    }
+    let closed = CLOSED_AT_START.load(Ordering::Relaxed);
+    if closed != 0 {
+        // SAFETY: close(2) is async-signal-safe and runs in this process
+        // just before execve; the descriptors closed are the /dev/null
+        // ones the runtime opened in place of closed ones.
+        unsafe {
+            cmd.pre_exec(move || {
+                for fd in 0..3 {
+                    if closed & (1 << fd) != 0 {
+                        libc::close(fd);
+                    }
+                }
+                Ok(())
+            });
+        }
     }
     cmd.exec()
 }

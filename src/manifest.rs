@@ -486,9 +486,18 @@ pub fn manifest_path(key: &LaunchKey) -> Option<PathBuf> {
         .map(|d| d.join(manifest_file_name(key)))
 }
 
-/// Path of the manifest for `key` without creating anything (warm path).
+/// Path of the manifest for `key` without creating the manifests
+/// directory (warm path); `None` when the cache is missing or refused.
 pub fn manifest_path_no_create(key: &LaunchKey) -> Option<PathBuf> {
-    crate::cache::cache_root().map(|d| d.join("manifests").join(manifest_file_name(key)))
+    crate::cache::existing_subdir("manifests")
+        .ok()
+        .map(|d| d.join(manifest_file_name(key)))
+}
+
+/// The recorded manifest for `key`, read without following symlinks and
+/// only when this user wrote it (see [`crate::cache::read_private`]).
+pub fn read_recorded(key: &LaunchKey) -> Option<Vec<u8>> {
+    crate::cache::read_private(&manifest_path_no_create(key)?).ok()
 }
 
 /// Records `manifest` for `key` atomically. Errors are returned for the

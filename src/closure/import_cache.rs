@@ -186,7 +186,7 @@ impl ImportCache {
             .map(|d| d.join(FILE_NAME));
         let entries = location
             .as_ref()
-            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|p| cache::read_private(p).ok())
             .and_then(|bytes| decode(&bytes))
             .unwrap_or_default();
         ImportCache {

@@ -38,9 +38,7 @@
 use crate::manifest::LaunchKey;
 use nix::fcntl::{Flock, FlockArg};
 use std::ffi::{OsStr, OsString};
-use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -87,13 +85,8 @@ pub fn lock_path(key: &LaunchKey) -> Option<PathBuf> {
 /// Returns whether one was started.
 pub fn start(key: &LaunchKey, argv0: Option<&OsStr>, args: &[OsString]) -> Result<bool, String> {
     let path = lock_path(key).ok_or("no usable cache directory")?;
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let file =
+        crate::cache::create_private(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(l) => l,
         Err(_) => return Ok(false),
@@ -131,6 +124,31 @@ pub fn start(key: &LaunchKey, argv0: Option<&OsStr>, args: &[OsString]) -> Resul
     // shared open file description for the background run too.
     std::mem::forget(lock);
     Ok(true)
+}
+
+/// Whether a process this launcher leaves behind would become the
+/// program's child. A detached background run is re-parented to the
+/// nearest child subreaper, or to PID 1: when the program itself is PID 1
+/// (a container's entrypoint) or a subreaper, it would inherit a child it
+/// never created (`os.wait()` returning a foreign PID, zombies). Then
+/// nothing may be left to run after exec.
+pub fn orphans_reach_program() -> bool {
+    if std::process::id() == 1 {
+        return true;
+    }
+    let mut flag: libc::c_int = 0;
+    // SAFETY: PR_GET_CHILD_SUBREAPER writes one int through the pointer,
+    // which points at a live local.
+    let rc = unsafe {
+        libc::prctl(
+            libc::PR_GET_CHILD_SUBREAPER,
+            &mut flag as *mut libc::c_int as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    rc == 0 && flag != 0
 }
 
 /// Step 3: starts the background run (inheriting the lock) and returns.

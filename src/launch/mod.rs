@@ -62,13 +62,27 @@ pub fn run() -> ! {
         launch(&log, argv0, &args, in_background)
     })) {
         Ok(code) => code,
-        Err(_) => {
-            eprintln!("kolosal-python: internal error before python started; set KOLOSAL_PYTHON, or KOLOSAL_AUTO_COMPILE=0, and report this bug");
-            127
-        }
+        // A panic after the interpreter was found still runs the program,
+        // untouched (no variable set): kolosal's failure never blocks it.
+        Err(_) => match FOUND.get() {
+            Some(python) if !in_background => {
+                let err = exec_python(python, python.as_os_str(), &args, &ExecEnv::default());
+                eprintln!("kolosal-python: could not run {}: {err}", python.display());
+                126
+            }
+            Some(_) => 0,
+            None => {
+                eprintln!("kolosal-python: internal error before python was found; set KOLOSAL_PYTHON, or KOLOSAL_AUTO_COMPILE=0, and report this bug");
+                127
+            }
+        },
     };
     std::process::exit(code)
 }
+
+/// The interpreter, once discovery found it: what a panic later in the
+/// launch still execs.
+static FOUND: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
 
 /// Finds the interpreter, makes the closure's pycs fresh if it can, and execs.
 /// Returns an exit code only when the exec itself failed. The background
@@ -114,6 +128,7 @@ fn launch(log: &Log, argv0: Option<OsString>, args: &[OsString], in_background: 
         found.path.display(),
         found.rule.as_str()
     ));
+    let _ = FOUND.set(found.path.clone());
 
     let mut exec_env = ExecEnv {
         dont_write_bytecode: false,
@@ -121,8 +136,9 @@ fn launch(log: &Log, argv0: Option<OsString>, args: &[OsString], in_background: 
     };
     if knobs.auto_compile {
         if let Some(spec) = spec.as_ref().filter(|s| s.target != Target::NoRun) {
-            exec_env.dont_write_bytecode = !knobs.write_bytecode;
-            exec_env.set.extend(make_fresh(
+            // Only when kolosal keeps the pycs fresh does it stop python
+            // from writing its own; otherwise python behaves as plain python.
+            if let Some(set) = make_fresh(
                 log,
                 &knobs,
                 &found,
@@ -130,7 +146,10 @@ fn launch(log: &Log, argv0: Option<OsString>, args: &[OsString], in_background: 
                 spec,
                 &cwd,
                 in_background,
-            ));
+            ) {
+                exec_env.dont_write_bytecode = !knobs.write_bytecode;
+                exec_env.set.extend(set);
+            }
         }
     }
     if in_background {
@@ -140,7 +159,10 @@ fn launch(log: &Log, argv0: Option<OsString>, args: &[OsString], in_background: 
 }
 
 /// The warm check, then (on a miss) the cold path. Returns the variables the
-/// exec must set. Never fails: a failure is logged and precompilation skipped.
+/// exec must set, or `None` when kolosal could not make the closure's pycs
+/// fresh (no usable cache, an interpreter it cannot serve, an internal
+/// failure): then python's own pyc writing stays on, as with plain python.
+/// Never fails the launch: a failure is logged and precompilation skipped.
 fn make_fresh(
     log: &Log,
     knobs: &Knobs,
@@ -149,20 +171,33 @@ fn make_fresh(
     spec: &LaunchSpec,
     cwd: &Path,
     in_background: bool,
-) -> Vec<(OsString, OsString)> {
+) -> Option<Vec<(OsString, OsString)>> {
     let key = launch_key(&found.path, args, spec.script_args_start, cwd);
     let mut recorded = None;
-    if let Some(path) = manifest::manifest_path_no_create(&key) {
-        if let Ok(bytes) = std::fs::read(&path) {
-            if let Some(env) = manifest::check_encoded(&bytes, key.as_bytes()) {
+    if let Some(bytes) = manifest::read_recorded(&key) {
+        if let Some(env) = manifest::check_encoded(&bytes, key.as_bytes()) {
+            if prepare::env_is_ours(env.iter().copied()) {
                 log.debug(format_args!("warm: manifest holds, exec"));
-                return env
-                    .into_iter()
-                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                    .collect();
+                return Some(
+                    env.into_iter()
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .collect(),
+                );
             }
-            recorded = manifest::Manifest::decode(&bytes).filter(|m| m.key == key.as_bytes());
         }
+        recorded = manifest::Manifest::decode(&bytes).filter(|m| {
+            let env = m.env.iter().map(|(k, v)| (k.as_os_str(), v.as_os_str()));
+            m.key == key.as_bytes() && prepare::env_is_ours(env)
+        });
+    }
+    // Without a cache kolosal can keep nothing between launches: every
+    // launch would probe, scan and compile again, and nothing it leaves to
+    // a later launch would ever happen. Plain python does better there.
+    if let Err(e) = crate::cache::cache_subdir("manifests") {
+        log.debug(format_args!(
+            "no usable cache ({e}): python writes its own pycs"
+        ));
+        return None;
     }
     let ctx = prepare::Context {
         log,
@@ -195,16 +230,16 @@ fn make_fresh(
         prepare::prepare(&ctx)
     };
     match catch_unwind(AssertUnwindSafe(cold)) {
-        Ok(Ok(env)) => env,
+        Ok(Ok(env)) => Some(env),
         Ok(Err(e)) => {
             log.warn(format_args!("precompiling skipped: {e}"));
-            Vec::new()
+            None
         }
         Err(_) => {
             log.error(format_args!(
                 "precompiling skipped after an internal error; please report it"
             ));
-            Vec::new()
+            None
         }
     }
 }

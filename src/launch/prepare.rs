@@ -25,7 +25,7 @@ use crate::log::Log;
 use crate::manifest::{self, Expect, LaunchKey, Manifest, ModuleRecord};
 use crate::pyc::{self, PycRules, StaleReason, Verdict};
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs::Metadata;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -58,13 +58,25 @@ pub struct Context<'a> {
 impl Context<'_> {
     /// Whether lazy modules' pycs may be left to a background run.
     pub(super) fn may_defer(&self) -> bool {
-        self.knobs.background && !self.in_background
+        self.knobs.background && !self.in_background && !super::background::orphans_reach_program()
     }
 }
 
 /// The variable that points the interpreter at a pycache prefix; a cold
 /// launch records it in the manifest when it chose a fallback prefix.
 pub(super) const PREFIX_VAR: &str = "PYTHONPYCACHEPREFIX";
+
+/// Whether `env`, read back from a manifest, holds only what kolosal itself
+/// records there: [`PREFIX_VAR`] naming this user's own fallback pycache.
+/// Anything else (a `PYTHONPATH`, a prefix elsewhere) was not written by
+/// kolosal, and the manifest is not used.
+pub(super) fn env_is_ours<'a>(env: impl IntoIterator<Item = (&'a OsStr, &'a OsStr)>) -> bool {
+    let mut fallback: Option<Option<PathBuf>> = None;
+    env.into_iter().all(|(k, v)| {
+        let dir = fallback.get_or_insert_with(|| crate::cache::existing_subdir("pycache").ok());
+        k == PREFIX_VAR && dir.as_deref().is_some_and(|d| d.as_os_str() == v)
+    })
+}
 
 /// One module whose pyc the interpreter will read: its source and pyc path.
 #[derive(Debug, Clone)]
@@ -152,7 +164,15 @@ pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
     let (deferred, stale) = split_deferred(ctx, stale, &lazy);
     let mut failed = HashSet::new();
     if !stale.is_empty() {
-        failed = compile_stale(ctx, &facts, &rules, &spec, prefix.as_deref(), &stale)?;
+        failed = compile_stale(
+            ctx,
+            &facts,
+            &rules,
+            &spec,
+            prefix.as_deref(),
+            &stale,
+            &HashSet::new(),
+        )?;
     }
 
     // Record the warm manifest: stamp first, then confirm every pyc is
@@ -410,7 +430,9 @@ fn writable(cfile: &Path) -> bool {
 }
 
 /// Compiles those of `targets` (the stale ones) that are still stale once
-/// the cache lock is held. Returns the pyc paths that could not be written.
+/// the cache lock is held, and those of `forced` (pycs importlib would
+/// accept although their source changed) in any case. Returns the pyc
+/// paths that could not be written.
 pub(super) fn compile_stale(
     ctx: &Context<'_>,
     facts: &PythonFacts,
@@ -418,10 +440,17 @@ pub(super) fn compile_stale(
     spec: &LaunchSpec,
     prefix: Option<&Path>,
     targets: &[PycTarget],
+    forced: &HashSet<&Path>,
 ) -> Result<HashSet<PathBuf>, String> {
     let _lock = lock_cache(&ctx.python.resolved, spec.optimize, prefix);
     // Whoever held the lock before us may have compiled these already.
-    let stale = stale_targets(targets, rules, spec);
+    let mut stale = stale_targets(targets, rules, spec);
+    let already: HashSet<&Path> = stale.iter().map(|t| t.cfile.as_path()).collect();
+    let also: Vec<&PycTarget> = targets
+        .iter()
+        .filter(|t| forced.contains(t.cfile.as_path()) && !already.contains(t.cfile.as_path()))
+        .collect();
+    stale.extend(also);
     if stale.is_empty() {
         ctx.log.debug(format_args!(
             "compile: nothing left after waiting for the lock"

@@ -147,7 +147,21 @@ pub fn repair(
         .map(|m| m.source.as_path())
         .collect();
     let stale = owned(stale_with_reasons(&targets, &rules, &spec));
-    let (deferred, stale) = split_deferred(ctx, stale, &lazy);
+    // importlib compares a timestamp pyc with its source by whole-second
+    // mtime and size, so an edit that keeps both (made within the second
+    // the pyc was written, or followed by `touch -d` to the old mtime)
+    // passes its check. The stamps here (nanosecond mtime, ctime) saw the
+    // edit: such a pyc is compiled again before exec, whatever its header
+    // says, since the interpreter would load it as it is.
+    let stale_cfiles: HashSet<&Path> = stale.iter().map(|(t, _)| t.cfile.as_path()).collect();
+    let forced: Vec<PycTarget> = edited
+        .iter()
+        .filter_map(|&(_, rec)| pyc_target(rec))
+        .filter(|t| !stale_cfiles.contains(t.cfile.as_path()))
+        .collect();
+    let (deferred, mut stale) = split_deferred(ctx, stale, &lazy);
+    stale.extend(forced.iter().cloned());
+    let forced: HashSet<&Path> = forced.iter().map(|t| t.cfile.as_path()).collect();
     let prefix: Option<PathBuf> = recorded
         .env
         .iter()
@@ -157,7 +171,15 @@ pub fn repair(
     let failed = if stale.is_empty() {
         HashSet::new()
     } else {
-        compile_stale(ctx, &facts, &rules, &spec, prefix.as_deref(), &stale)?
+        compile_stale(
+            ctx,
+            &facts,
+            &rules,
+            &spec,
+            prefix.as_deref(),
+            &stale,
+            &forced,
+        )?
     };
 
     // Re-stamp: the edited sources and re-listed directories as observed
