@@ -2,6 +2,7 @@
 # install.sh: build kolosal and install it into a prefix.
 #
 #   ./install.sh [--prefix DIR] [--no-shims]
+#   ./install.sh [--prefix DIR] --uninstall
 #
 # Installs PREFIX/bin/kolosal and PREFIX/bin/kolosal-python, and (unless
 # --no-shims) the shims PREFIX/lib/kolosal/shims/{python,python3}: relative
@@ -11,7 +12,10 @@
 # Idempotent: a second run with the same binaries changes no file. It never
 # overwrites a file it did not create: what it created is listed in
 # PREFIX/lib/kolosal/installed, and anything else in its way is an error.
-# With --no-shims, shims an earlier run created are removed.
+# With --no-shims, shims an earlier run created are removed. --uninstall
+# removes exactly what the record lists: the files and links (when they
+# are still what install.sh put there) and the directories it created
+# (when empty), so the prefix is left as it was before the first run.
 #
 # KOLOSAL_INSTALL_FROM=DIR installs the kolosal and kolosal-python binaries
 # found in DIR instead of building (for binaries built elsewhere, e.g. a
@@ -30,12 +34,14 @@ die() {
 usage() {
     cat <<'EOF'
 usage: ./install.sh [--prefix DIR] [--no-shims]
+       ./install.sh [--prefix DIR] --uninstall
 
 Builds kolosal (cargo build --release --locked) and installs
   PREFIX/bin/kolosal, PREFIX/bin/kolosal-python
   PREFIX/lib/kolosal/shims/python, python3   (symlinks; not with --no-shims)
 Default PREFIX: ~/.local. Running it again changes nothing; it never
-overwrites a file it did not create.
+overwrites a file it did not create. --uninstall removes exactly what
+install.sh installed in PREFIX, and the directories it created.
 
 Environment:
   KOLOSAL_INSTALL_FROM=DIR  install DIR/kolosal and DIR/kolosal-python
@@ -45,6 +51,7 @@ EOF
 
 prefix=""
 shims=1
+uninstall=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --prefix)
@@ -58,6 +65,10 @@ while [ $# -gt 0 ]; do
         ;;
     --no-shims)
         shims=0
+        shift
+        ;;
+    --uninstall)
+        uninstall=1
         shift
         ;;
     -h | --help)
@@ -82,6 +93,49 @@ while [ "${#prefix}" -gt 1 ] && [ "${prefix%/}" != "$prefix" ]; do
 done
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+link_target="../../../bin/kolosal-python"
+
+# --- uninstall ---------------------------------------------------------------
+if [ "$uninstall" = 1 ]; then
+    record="$prefix/lib/kolosal/installed"
+    [ -f "$record" ] || die "nothing to uninstall: $record does not exist (was kolosal installed with --prefix $prefix?)"
+    listed=$(cat "$record")
+    dirs=()
+    while IFS= read -r rel; do
+        [ -n "$rel" ] || continue
+        path="$prefix/$rel"
+        case "$rel" in
+        */) dirs+=("$rel") ;;
+        lib/kolosal/shims/*)
+            if [ -L "$path" ] && [ "$(readlink "$path")" = "$link_target" ]; then
+                rm -f "$path" || die "cannot remove $path"
+                echo "removed $path"
+            elif [ -e "$path" ] || [ -L "$path" ]; then
+                echo "install.sh: left $path: it is no longer the link install.sh made" >&2
+            fi
+            ;;
+        *)
+            if [ -f "$path" ] && [ ! -L "$path" ]; then
+                rm -f "$path" || die "cannot remove $path"
+                echo "removed $path"
+            elif [ -e "$path" ] || [ -L "$path" ]; then
+                echo "install.sh: left $path: it is no longer the file install.sh installed" >&2
+            fi
+            ;;
+        esac
+    done <<<"$listed"
+    rm -f "$record" || die "cannot remove $record"
+    # Directories install.sh created, deepest first, when nothing else is in them.
+    for rel in $(printf '%s\n' "${dirs[@]}" | awk '{ print length($0) " " $0 }' | sort -rn | cut -d' ' -f2-); do
+        if [ "$rel" = "./" ]; then
+            rmdir "$prefix" 2>/dev/null && echo "removed $prefix/" || true
+        else
+            rmdir "$prefix/$rel" 2>/dev/null && echo "removed $prefix/$rel" || true
+        fi
+    done
+    echo "kolosal uninstalled from $prefix"
+    exit 0
+fi
 
 # --- the binaries ------------------------------------------------------------
 if [ -n "${KOLOSAL_INSTALL_FROM:-}" ]; then
@@ -113,6 +167,12 @@ for d in "$prefix/bin" "$libdir"; do
         die "$d exists and is not a directory; move it away or pick another --prefix"
     fi
 done
+# The directories this run creates are recorded (with a trailing slash) so
+# that --uninstall can take them back.
+new_dirs=()
+for rel in ./ bin/ lib/ lib/kolosal/; do
+    [ -e "$prefix/$rel" ] || new_dirs+=("$rel")
+done
 mkdir -p "$prefix/bin" "$libdir" 2>/dev/null ||
     die "cannot create $prefix/bin; pick a --prefix you can write to"
 
@@ -120,7 +180,11 @@ previous=""
 if [ -f "$record" ]; then
     previous=$(cat "$record")
 fi
-created=()
+created=("${new_dirs[@]}")
+# Directories an earlier run created stay ours.
+while IFS= read -r rel; do
+    case "$rel" in */) created+=("$rel") ;; esac
+done <<<"$previous"
 changed=0
 
 # True when an earlier run of install.sh created PREFIX/$1.
@@ -182,11 +246,11 @@ else
     shim_names=(python python3)
 fi
 
-link_target="../../../bin/kolosal-python"
 if [ "$shims" = 1 ]; then
     if [ -e "$shimdir" ] && [ ! -d "$shimdir" ]; then
         die "$shimdir exists and is not a directory; move it away or pick another --prefix"
     fi
+    [ -e "$shimdir" ] || created+=("lib/kolosal/shims/")
     mkdir -p "$shimdir" 2>/dev/null || die "cannot create $shimdir; pick a --prefix you can write to"
     for name in "${shim_names[@]}"; do
         rel="lib/kolosal/shims/$name"
@@ -217,6 +281,7 @@ else
         esac
     done <<<"$previous"
     rmdir "$shimdir" 2>/dev/null || true
+    [ -d "$shimdir" ] || created=($(printf '%s\n' "${created[@]}" | grep -vx 'lib/kolosal/shims/' || true))
 fi
 
 # The record of what install.sh owns, rewritten only when it changes.

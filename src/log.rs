@@ -72,6 +72,11 @@ impl Log {
         }
     }
 
+    /// Milliseconds since this logger was made (the launch's start).
+    pub fn elapsed_ms(&self) -> f64 {
+        self.start.elapsed().as_secs_f64() * 1e3
+    }
+
     /// The level in force.
     pub fn level(&self) -> Level {
         self.level

@@ -1,6 +1,6 @@
 //! `kolosal`: the management CLI (compile, clean, status, closure, info).
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use kolosal::cli;
 
 /// Precompile Python programs and inspect what `kolosal-python` would do.
@@ -23,6 +23,12 @@ enum Command {
     Closure(cli::closure::ClosureArgs),
     /// Show which interpreter would run, why, and its facts.
     Info(cli::info::InfoArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    /// on stdout: `kolosal completions bash > ~/.local/share/bash-completion/completions/kolosal`.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() {
@@ -34,6 +40,15 @@ fn main() {
         Command::Status(a) => cli::status::run(a),
         Command::Closure(a) => cli::closure::run(a),
         Command::Info(a) => cli::info::run(a),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "kolosal",
+                &mut std::io::stdout(),
+            );
+            Ok(0)
+        }
     };
     match result {
         Ok(code) => std::process::exit(code),

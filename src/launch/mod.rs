@@ -57,6 +57,12 @@ pub fn run() -> ! {
     let mut argv = std::env::args_os();
     let argv0 = argv.next();
     let args: Vec<OsString> = argv.collect();
+    // CPython rejects this option, so it can never belong to a python
+    // command line: the launcher's own version, on stdout.
+    if args.first().is_some_and(|a| a == "--kolosal-version") {
+        println!("kolosal-python {}", env!("CARGO_PKG_VERSION"));
+        std::process::exit(0);
+    }
     let in_background = stage == background::Stage::Run;
     let code = match catch_unwind(AssertUnwindSafe(|| {
         launch(&log, argv0, &args, in_background)
@@ -178,6 +184,10 @@ fn make_fresh(
         if let Some(env) = manifest::check_encoded(&bytes, key.as_bytes()) {
             if prepare::env_is_ours(env.iter().copied()) {
                 log.debug(format_args!("warm: manifest holds, exec"));
+                log.info(format_args!(
+                    "warm: every recorded stamp holds, nothing to compile ({:.1} ms)",
+                    log.elapsed_ms()
+                ));
                 return Some(
                     env.into_iter()
                         .map(|(k, v)| (k.to_owned(), v.to_owned()))

@@ -187,6 +187,13 @@ pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
     // would spawn a worker each time for nothing.
     let m = build_manifest(ctx, &facts, &spec, &closure, &targets, &exec_env);
     record_and_defer(ctx, m, &targets, &failed, &deferred, &rules, &spec);
+    log.info(format_args!(
+        "cold: {} modules in the closure, {} pycs compiled, {} left to a background run ({:.1} ms)",
+        closure.modules.len(),
+        stale.len() - failed.len(),
+        deferred.len(),
+        log.elapsed_ms()
+    ));
     Ok(exec_env)
 }
 

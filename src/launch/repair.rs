@@ -214,6 +214,13 @@ pub fn repair(
         }
     }
     record_and_defer(ctx, m, &check, &failed, &deferred, &rules, &spec);
+    log.info(format_args!(
+        "repaired: {} sources edited, {} pycs compiled, {} left to a background run ({:.1} ms)",
+        edited.len(),
+        stale.len() - failed.len(),
+        deferred.len(),
+        log.elapsed_ms()
+    ));
     Ok(Some(recorded.env.clone()))
 }
 
