@@ -22,6 +22,9 @@
 //!
 //! Exit code: 0; 1 when anything failed; 2 when nothing could be done at all
 //! (bad options, no interpreter, no worker could start).
+//!
+//! `--trace -- COMMAND` runs the command once and compiles what it loaded
+//! ([`super::trace`]); its exit code is the command's when that failed.
 
 use crate::closure::graph::{self, ClosureOptions, Entry};
 use crate::compile::plan::{self, Layout, Target, Walk, WalkOptions, WalkProblem};
@@ -99,6 +102,15 @@ pub struct CompileArgs {
     /// used, so it is compiled).
     #[arg(short = 'm', long, value_name = "MODULE", conflicts_with_all = ["paths", "stdlib", "site_packages", "legacy"])]
     pub module: Option<String>,
+    /// Run COMMAND (given after `--`) once and compile every source module
+    /// it loaded, plus their static closures, for the interpreter(s) and
+    /// -O level(s) it ran (see `kolosal compile --trace -- python app.py`).
+    /// Exits with the command's status when it failed.
+    #[arg(long, requires = "command", conflicts_with_all = ["entry", "module", "paths", "stdlib", "site_packages", "legacy", "remove_source", "hardlink_dupes"])]
+    pub trace: bool,
+    /// The command line to trace (after `--`).
+    #[arg(last = true, value_name = "COMMAND", requires = "trace")]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 fn parse_mode(s: &str) -> Result<InvalidationMode, String> {
@@ -223,6 +235,9 @@ pub fn levels(given: &[u32]) -> Vec<u32> {
 
 /// Runs `kolosal compile`; returns the process exit code.
 pub fn run(args: CompileArgs) -> anyhow::Result<i32> {
+    if args.trace {
+        return super::trace::run(&args);
+    }
     let started = Instant::now();
     let levels = levels(&args.optimize);
     if args.legacy && levels.len() > 1 {

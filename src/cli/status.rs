@@ -212,7 +212,7 @@ fn orphans(roots: &[PathBuf], rules: &PycRules) -> Vec<(u32, u64)> {
 /// The level of a `<name>.<tag>[.opt-N].pyc` file name with exactly this
 /// tag; `None` for other tags and other names.
 // mirrors the name cache_from_source builds (see pyc::cache_from_source)
-fn pyc_level(path: &Path, tag: &str) -> Option<u32> {
+pub(crate) fn pyc_level(path: &Path, tag: &str) -> Option<u32> {
     let name = path.file_name()?.as_bytes();
     let dot = memchr::memchr(b'.', name)?;
     let rest = name[dot + 1..].strip_prefix(tag.as_bytes())?;
