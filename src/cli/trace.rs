@@ -242,7 +242,12 @@ fn pyc_tag(pyc: &Path) -> String {
 /// The source and level of a pyc the traced command wrote under `prefix`
 /// for the interpreter with cache tag `tag`; `None` for another tag, a name
 /// importlib would not write, or a source that is gone or not a regular file.
-fn learned_source(pyc: &Path, tag: &str, rules: &PycRules, prefix: &Path) -> Option<(PathBuf, u32)> {
+fn learned_source(
+    pyc: &Path,
+    tag: &str,
+    rules: &PycRules,
+    prefix: &Path,
+) -> Option<(PathBuf, u32)> {
     let level = super::status::pyc_level(pyc, tag)?;
     let source = source_from_cache(pyc, rules, Some(prefix))?;
     std::fs::metadata(&source)
@@ -270,7 +275,10 @@ fn candidates(args: &CompileArgs, program: &OsStr) -> anyhow::Result<Vec<Candida
                 out.push(with_argv(t, &args.command[1..]));
             }
         }
-        Some(CommandPython::Script { interpreter, script }) => {
+        Some(CommandPython::Script {
+            interpreter,
+            script,
+        }) => {
             if let Ok(t) = target_python(Some(interpreter), None) {
                 let mut c = plain(t);
                 c.entry = Some(Entry::Script(script));
@@ -336,7 +344,10 @@ enum CommandPython {
     Launcher,
     /// A script whose `#!` line names a Python (`manage.py`, a console
     /// script such as `django-admin`).
-    Script { interpreter: PathBuf, script: PathBuf },
+    Script {
+        interpreter: PathBuf,
+        script: PathBuf,
+    },
 }
 
 /// What the command's `argv[0]` is, found as `execvp` would find it.
