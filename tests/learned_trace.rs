@@ -480,3 +480,50 @@ fn black_twins() {
     assert!(v.status.success(), "{}", common::describe(&v));
     assert_eq!(source_compiles(&v.stderr), Vec::<String>::new());
 }
+
+/// Where the interpreter ignores the prefix (3.7 has none; `-E` ignores
+/// every PYTHON* variable) the trace sees nothing and says so in one line;
+/// the interpreter, with PYTHONDONTWRITEBYTECODE removed, wrote the pycs of
+/// what it loaded in place itself, so nothing is compiled from source
+/// afterwards either.
+#[test]
+fn trace_without_a_prefix_says_so() {
+    let mut cases: Vec<(Python, Vec<&str>)> = Vec::new();
+    let all = common::pythons();
+    if let Some(p37) = all.iter().find(|p| (p.version.0, p.version.1) == (3, 7)) {
+        cases.push((p37.clone(), vec![]));
+    }
+    let newest = all.last().unwrap().clone();
+    cases.push((newest, vec!["-E"]));
+    let labels: Vec<Python> = cases.iter().map(|(p, _)| p.clone()).collect();
+    common::report("learned_trace::no-prefix", &labels);
+    for (py, flags) in &cases {
+        let w = World::new();
+        w.write(
+            "main.py",
+            "import importlib\nm = importlib.import_module('pl' + 'ug')\nprint(m.X)\n",
+        );
+        w.write("plug.py", "X = 5\n");
+        let mut args: Vec<&str> = flags.clone();
+        args.push("main.py");
+        let plain = output(&mut w.python(&py.path, &args));
+        let mut cmd = vec!["compile", "-q", "--trace", "--", py.path.to_str().unwrap()];
+        cmd.extend(&args);
+        let t = output(&mut w.kolosal(&cmd));
+        assert_eq!(t.status.code(), Some(0), "{}", common::describe(&t));
+        assert_eq!(t.stdout, plain.stdout);
+        let err = String::from_utf8_lossy(&t.stderr);
+        let extra: Vec<&str> = err.lines().collect();
+        assert_eq!(extra.len(), 1, "{err}");
+        assert!(extra[0].starts_with("kolosal: the command loaded no source module"));
+        let mut vargs = vec!["-v"];
+        vargs.extend(&args);
+        let v = output(&mut w.python(&py.path, &vargs));
+        assert_eq!(
+            source_compiles(&v.stderr),
+            Vec::<String>::new(),
+            "{}",
+            py.label()
+        );
+    }
+}
