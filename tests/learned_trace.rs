@@ -191,11 +191,14 @@ fn write_plugin_app(w: &World) {
 /// A plugin app that picks its modules by computed names, and runs a child
 /// interpreter that does the same: `compile --entry` leaves the plugins to
 /// be compiled from source; `compile --trace` leaves nothing, on the oldest
-/// and newest CPython with a pycache prefix (3.8+), at -O levels 0 and 1.
+/// and newest CPython with a pycache prefix (3.8+; every one with
+/// `KOLOSAL_TEST_HEAVY=1`), at -O levels 0 and 1.
 /// The traced run's stdout, stderr and exit status (3) are plain python's.
 #[test]
 fn trace_learns_modules_imported_by_computed_names() {
-    let pythons = ends(&common::pythons_at_least((3, 8)));
+    let all = common::pythons_at_least((3, 8));
+    // Every interpreter in the heavy run; the oldest and newest otherwise.
+    let pythons = if common::heavy() { all } else { ends(&all) };
     common::report("learned_trace::plugins", &pythons);
     for py in &pythons {
         for opt in [&[][..], &["-O"][..]] {
