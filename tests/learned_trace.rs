@@ -361,9 +361,14 @@ fn django_check_traced() {
         common::note("[learned_trace] Django check skipped: set KOLOSAL_TEST_HEAVY=1");
         return;
     }
-    let pythons = common::pythons_at_least((3, 10));
-    let py = pythons.last().unwrap();
-    common::report("learned_trace::django", std::slice::from_ref(py));
+    let pythons = ends(&common::pythons_at_least((3, 10)));
+    common::report("learned_trace::django", &pythons);
+    for py in &pythons {
+        django_on(py);
+    }
+}
+
+fn django_on(py: &Python) {
     let w = World::new();
     let vpy = venv_with(&w, py, &["django"]);
     let admin = vpy.with_file_name("django-admin");
@@ -418,9 +423,14 @@ fn black_twins() {
         common::note("[learned_trace] black check skipped: set KOLOSAL_TEST_HEAVY=1");
         return;
     }
-    let pythons = common::pythons_at_least((3, 10));
-    let py = pythons.last().unwrap();
-    common::report("learned_trace::black", std::slice::from_ref(py));
+    let pythons = ends(&common::pythons_at_least((3, 10)));
+    common::report("learned_trace::black", &pythons);
+    for py in &pythons {
+        black_on(py);
+    }
+}
+
+fn black_on(py: &Python) {
     let w = World::new();
     let vpy = venv_with(&w, py, &["black"]);
     let vpy_s = vpy.to_str().unwrap();
