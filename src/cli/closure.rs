@@ -10,7 +10,9 @@
 //! first, in the order the walk reached them; PYC and STATE (`fresh` or
 //! `stale:REASON`, as importlib would decide at this `-O` level) only for
 //! modules whose pyc importlib reads. `--why M` prints the chain of imports from a
-//! root to `M` instead (exit status 1 when `M` is not in the closure).
+//! root to `M` instead (exit status 1 when `M` is not in the closure); a link
+//! made by the source twin of an extension module says so ("via the source
+//! twin of black: …/black/__init__.py").
 //!
 //! `--json` prints one object (stable; fields are only ever added):
 //!
@@ -30,12 +32,20 @@
 //!     "main": false,                       // runs as __main__
 //!     "pyc_used": true,                    // importlib reads its pyc
 //!     "lazy": false,                       // reached only through imports in functions
+//!                                          // (always closure_origin.kind == "lazy")
+//!     "closure_origin": {"kind": "static"} // module-level imports from the entry / start-up
+//!          | {"kind": "lazy"}              // only through imports in function bodies
+//!          | {"kind": "learned", "how": "run" | "trace"},  // seen loaded, not found statically
+//!     "twin": "/abs/black/__init__.py" | null,  // extension module: the source beside it whose
+//!                                          // imports the closure followed (no pyc needed)
 //!     "pyc": "/abs/pkg/__pycache__/mod.cpython-311.pyc" | null,  // when pyc_used
 //!     "pyc_state": "fresh" | "stale" | null,
 //!     "stale_reason": "missing" | "mtime" | "size" | "hash" | ... | null,
 //!     "via": {"kind": "entry"}
 //!          | {"kind": "startup", "what": "/site-packages/x.pth"}
-//!          | {"kind": "import", "importer": "pkg", "line": 3}
+//!          | {"kind": "import", "importer": "pkg", "line": 3,
+//!             "importer_twin": "/abs/pkg/__init__.py" | null}  // line of the importer's twin
+//!          | {"kind": "learned", "how": "run" | "trace"}
 //!   }, ...],
 //!   "probed_dirs": ["...", ...],
 //!   "scanned": 12, "cached": 40,           // sources scanned / from the import cache
@@ -45,7 +55,7 @@
 //! Paths that are not UTF-8 are printed lossily.
 
 use crate::closure::graph::{
-    compute_persisted, Closure, ClosureModule, ClosureOptions, Entry, Via,
+    compute_persisted, Closure, ClosureModule, ClosureOptions, Entry, Origin, Via,
 };
 use crate::interpreter::{facts_for, ProbeConfig, PythonFacts};
 use crate::pyc::{self, HashCheckMode, PycRules, Verdict};
@@ -169,7 +179,7 @@ pub fn run(args: ClosureArgs) -> anyhow::Result<i32> {
                     "{:<10} {:<40} {}",
                     m.module.kind.as_str(),
                     m.name(),
-                    via_text(m)
+                    via_text(&closure, m)
                 );
             }
         }
@@ -262,11 +272,32 @@ fn verdict_text(v: &Verdict) -> String {
     }
 }
 
-fn via_text(m: &ClosureModule) -> String {
+fn via_text(closure: &Closure, m: &ClosureModule) -> String {
     match &m.via {
         Via::Entry => "(entry)".into(),
         Via::Startup(what) => format!("(start-up: {what})"),
-        Via::Import { importer, line } => format!("imported by {importer} line {line}"),
+        Via::Learned(how) => format!("(learned: {})", how.as_str()),
+        Via::Import { importer, line } => match importer_twin(closure, importer) {
+            Some(twin) => format!(
+                "imported by {importer} line {line} (via the source twin of {importer}: {})",
+                twin.display()
+            ),
+            None => format!("imported by {importer} line {line}"),
+        },
+    }
+}
+
+/// The source twin whose imports the walk followed for `importer`, when it
+/// is an extension module with one.
+fn importer_twin<'c>(closure: &'c Closure, importer: &str) -> Option<&'c Path> {
+    closure.get(importer)?.module.source_twin.as_deref()
+}
+
+/// `{"kind": "static"}`, `{"kind": "learned", "how": "trace"}`, ...
+pub fn origin_json(o: Origin) -> Value {
+    match o.how() {
+        Some(how) => json!({"kind": o.kind(), "how": how.as_str()}),
+        None => json!({"kind": o.kind()}),
     }
 }
 
@@ -303,9 +334,13 @@ fn to_json(
             let via = match &m.via {
                 Via::Entry => json!({"kind": "entry"}),
                 Via::Startup(w) => json!({"kind": "startup", "what": w}),
-                Via::Import { importer, line } => {
-                    json!({"kind": "import", "importer": importer, "line": line})
-                }
+                Via::Learned(how) => json!({"kind": "learned", "how": how.as_str()}),
+                Via::Import { importer, line } => json!({
+                    "kind": "import",
+                    "importer": importer,
+                    "line": line,
+                    "importer_twin": importer_twin(closure, importer).map(path_str),
+                }),
             };
             json!({
                 "name": m.name(),
@@ -316,6 +351,8 @@ fn to_json(
                 "main": m.is_main,
                 "pyc_used": m.pyc_used,
                 "lazy": m.lazy,
+                "closure_origin": origin_json(m.origin),
+                "twin": m.module.source_twin.as_deref().map(path_str),
                 "pyc": cfile,
                 "pyc_state": state,
                 "stale_reason": reason,

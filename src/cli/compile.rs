@@ -22,8 +22,11 @@
 //!
 //! Exit code: 0; 1 when anything failed; 2 when nothing could be done at all
 //! (bad options, no interpreter, no worker could start).
+//!
+//! `--trace -- COMMAND` runs the command once and compiles what it loaded
+//! ([`super::trace`]); its exit code is the command's when that failed.
 
-use crate::closure::graph::{self, ClosureOptions, Entry};
+use crate::closure::graph::{self, ClosureOptions, Entry, Origin};
 use crate::compile::plan::{self, Layout, Target, Walk, WalkOptions, WalkProblem};
 use crate::compile::{self, CompileJob, Outcome, PoolConfig};
 use crate::freshness::Freshness;
@@ -99,6 +102,15 @@ pub struct CompileArgs {
     /// used, so it is compiled).
     #[arg(short = 'm', long, value_name = "MODULE", conflicts_with_all = ["paths", "stdlib", "site_packages", "legacy"])]
     pub module: Option<String>,
+    /// Run COMMAND (given after `--`) once and compile every source module
+    /// it loaded, plus their static closures, for the interpreter(s) and
+    /// -O level(s) it ran (see `kolosal compile --trace -- python app.py`).
+    /// Exits with the command's status when it failed.
+    #[arg(long, requires = "command", conflicts_with_all = ["entry", "module", "paths", "stdlib", "site_packages", "legacy", "remove_source", "hardlink_dupes"])]
+    pub trace: bool,
+    /// The command line to trace (after `--`).
+    #[arg(last = true, value_name = "COMMAND", requires = "trace")]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 fn parse_mode(s: &str) -> Result<InvalidationMode, String> {
@@ -223,6 +235,9 @@ pub fn levels(given: &[u32]) -> Vec<u32> {
 
 /// Runs `kolosal compile`; returns the process exit code.
 pub fn run(args: CompileArgs) -> anyhow::Result<i32> {
+    if args.trace {
+        return super::trace::run(&args);
+    }
     let started = Instant::now();
     let levels = levels(&args.optimize);
     if args.legacy && levels.len() > 1 {
@@ -248,18 +263,24 @@ pub fn run(args: CompileArgs) -> anyhow::Result<i32> {
         );
     }
     let walk = match (&args.entry, &args.module) {
-        (Some(script), _) => closure_sources(
-            &target.facts,
-            Entry::Script(script.clone()),
-            &cwd,
-            exclude.as_ref(),
-        )?,
-        (None, Some(module)) => closure_sources(
-            &target.facts,
-            Entry::Module(module.clone()),
-            &cwd,
-            exclude.as_ref(),
-        )?,
+        (Some(script), _) => {
+            closure_sources(
+                &target.facts,
+                Entry::Script(script.clone()),
+                &cwd,
+                exclude.as_ref(),
+            )?
+            .0
+        }
+        (None, Some(module)) => {
+            closure_sources(
+                &target.facts,
+                Entry::Module(module.clone()),
+                &cwd,
+                exclude.as_ref(),
+            )?
+            .0
+        }
         (None, None) => {
             let (roots, prune) = roots(&args.paths, &target.facts, args.stdlib, args.site_packages);
             plan::find_sources(
@@ -353,16 +374,26 @@ pub fn run(args: CompileArgs) -> anyhow::Result<i32> {
     Ok(if failed > 0 { 1 } else { 0 })
 }
 
+/// One module of an entry's closure whose pyc importlib reads.
+#[derive(Debug, Clone)]
+pub struct ClosureSource {
+    /// The module's name.
+    pub name: String,
+    /// How it came to be in the closure.
+    pub origin: Origin,
+}
+
 /// The sources of the modules whose pycs the launcher would read for
 /// `entry` ([`crate::closure::graph::Closure::pyc_modules`]), as a [`Walk`]:
 /// sources that could not be read become problems. `exclude` filters as in
-/// a tree walk.
+/// a tree walk. Beside it, each source's module (same order as
+/// `walk.sources`).
 pub fn closure_sources(
     facts: &PythonFacts,
     entry: Entry,
     cwd: &Path,
     exclude: Option<&regex::bytes::Regex>,
-) -> anyhow::Result<Walk> {
+) -> anyhow::Result<(Walk, Vec<ClosureSource>)> {
     if let Entry::Script(s) = &entry {
         if !s.is_file() {
             bail!(
@@ -378,6 +409,7 @@ pub fn closure_sources(
     };
     let (closure, _) = graph::compute_persisted(facts, &entry, &options);
     let mut walk = Walk::default();
+    let mut modules = Vec::new();
     for m in closure.pyc_modules() {
         let Some(origin) = &m.module.origin else {
             continue;
@@ -386,6 +418,10 @@ pub fn closure_sources(
             continue;
         }
         walk.sources.push(origin.clone());
+        modules.push(ClosureSource {
+            name: m.name().to_string(),
+            origin: m.origin,
+        });
     }
     walk.problems = closure
         .unreadable
@@ -395,7 +431,7 @@ pub fn closure_sources(
             message: message.clone(),
         })
         .collect();
-    Ok(walk)
+    Ok((walk, modules))
 }
 
 /// py_compile's default mode, except on 3.6 which has no hash-based pycs

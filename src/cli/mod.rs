@@ -5,6 +5,7 @@ pub mod closure;
 pub mod compile;
 pub mod info;
 pub mod status;
+pub mod trace;
 
 use crate::interpreter::{discover, DiscoverRequest, Discovered};
 use std::path::{Path, PathBuf};

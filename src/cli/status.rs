@@ -22,18 +22,30 @@
 //!   reason name → count; names as [`crate::pyc::StaleReason::as_str`], e.g.
 //!   `mtime`, `size`, `hash`, `bad-magic`), `missing` (no pyc), `orphaned`
 //!   and `orphaned_bytes`;
-//! * `problems`: list of strings, paths that could not be read.
+//! * `problems`: list of strings, paths that could not be read;
+//! * with `--entry`/`-m` only, `modules`: one object per closure module
+//!   whose pyc importlib reads, in closure order: `name`, `source`,
+//!   `closure_origin` (`{"kind": "static" | "lazy"}` or `{"kind":
+//!   "learned", "how": "run" | "trace"}`, as `kolosal closure --json`) and
+//!   `levels`: per level `{"optimize", "state": "fresh" | "stale" |
+//!   "missing", "reason"}` (reason only when stale).
+//!
+//! Text output with `--entry`/`-m` adds, per level, the counts by origin
+//! (`by origin: static 120/130 fresh, lazy 40/50 fresh`); `--modules` lists
+//! every module as `ORIGIN STATE NAME SOURCE` (one line per level).
 //!
 //! Exit code: 0, or 1 when some path could not be read.
 
-use crate::cli::compile::{closure_sources, exclude_regex, levels, roots, target_python};
-use crate::closure::graph::Entry;
+use crate::cli::compile::{
+    closure_sources, exclude_regex, levels, roots, target_python, ClosureSource,
+};
+use crate::closure::graph::{Entry, Origin};
 use crate::compile::plan::{self, Layout, Walk, WalkOptions};
 use crate::freshness;
 use crate::pyc::{source_from_cache, HashCheckMode, PycRules, StaleReason, Verdict};
 use clap::Args;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -68,6 +80,9 @@ pub struct StatusArgs {
     /// As --entry, for `kolosal-python -m MODULE`.
     #[arg(short = 'm', long, value_name = "MODULE", conflicts_with = "paths")]
     pub module: Option<String>,
+    /// With --entry/-m: list every module with its origin and pyc state.
+    #[arg(long)]
+    pub modules: bool,
 }
 
 fn parse_check(s: &str) -> Result<HashCheckMode, String> {
@@ -212,7 +227,7 @@ fn orphans(roots: &[PathBuf], rules: &PycRules) -> Vec<(u32, u64)> {
 /// The level of a `<name>.<tag>[.opt-N].pyc` file name with exactly this
 /// tag; `None` for other tags and other names.
 // mirrors the name cache_from_source builds (see pyc::cache_from_source)
-fn pyc_level(path: &Path, tag: &str) -> Option<u32> {
+pub(crate) fn pyc_level(path: &Path, tag: &str) -> Option<u32> {
     let name = path.file_name()?.as_bytes();
     let dot = memchr::memchr(b'.', name)?;
     let rest = name[dot + 1..].strip_prefix(tag.as_bytes())?;
@@ -237,11 +252,13 @@ pub fn run(args: StatusArgs) -> anyhow::Result<i32> {
         (None, None) => None,
     };
     // A closure has no tree of its own, so it has no orphans to count.
+    let mut modules = None;
     let (walk, roots) = match entry {
-        Some(entry) => (
-            closure_sources(&target.facts, entry, &cwd, exclude.as_ref())?,
-            Vec::new(),
-        ),
+        Some(entry) => {
+            let (walk, m) = closure_sources(&target.facts, entry, &cwd, exclude.as_ref())?;
+            modules = Some(m);
+            (walk, Vec::new())
+        }
         None => {
             let (roots, prune) = roots(&args.paths, &target.facts, false, false);
             let opts = WalkOptions {
@@ -264,6 +281,16 @@ pub fn run(args: StatusArgs) -> anyhow::Result<i32> {
         &levels,
         args.check_hash_based_pycs,
     );
+    let per_module = modules.as_ref().map(|m| {
+        module_states(
+            &walk,
+            m,
+            &target.rules,
+            &layout,
+            &levels,
+            args.check_hash_based_pycs,
+        )
+    });
     let v = target.facts.version;
     let version = format!("{}.{}.{}", v[0], v[1], v[2]);
     if args.json {
@@ -277,6 +304,27 @@ pub fn run(args: StatusArgs) -> anyhow::Result<i32> {
             "levels": s.levels,
             "problems": s.problems,
         });
+        let mut doc = doc;
+        if let Some(per) = &per_module {
+            doc["modules"] = per
+                .iter()
+                .map(|m| {
+                    serde_json::json!({
+                        "name": m.name,
+                        "source": m.source.display().to_string(),
+                        "closure_origin": crate::cli::closure::origin_json(m.origin),
+                        "levels": m.levels.iter().map(|(l, v)| serde_json::json!({
+                            "optimize": l,
+                            "state": state_word(v),
+                            "reason": match v {
+                                Verdict::Stale(r) if *r != StaleReason::Missing => Some(r.as_str()),
+                                _ => None,
+                            },
+                        })).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+        }
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         println!(
@@ -307,12 +355,103 @@ pub fn run(args: StatusArgs) -> anyhow::Result<i32> {
                 l.orphaned,
                 l.orphaned_bytes
             );
+            if let Some(per) = &per_module {
+                println!(
+                    "-o {}: by origin: {}",
+                    l.optimize,
+                    by_origin(per, l.optimize)
+                );
+            }
+        }
+        if let (true, Some(per)) = (args.modules, &per_module) {
+            for m in per {
+                for (l, v) in &m.levels {
+                    println!(
+                        "{:<14} {:<8} -o {l} {:<40} {}",
+                        m.origin.label(),
+                        state_word(v),
+                        m.name,
+                        m.source.display()
+                    );
+                }
+            }
         }
         for p in &s.problems {
             eprintln!("kolosal: {p}");
         }
     }
     Ok(if s.problems.is_empty() { 0 } else { 1 })
+}
+
+/// One closure module's pyc verdict at each level.
+struct ModuleState {
+    name: String,
+    source: PathBuf,
+    origin: Origin,
+    levels: Vec<(u32, Verdict)>,
+}
+
+/// The verdict of every (module, level) of an entry's closure.
+fn module_states(
+    walk: &Walk,
+    modules: &[ClosureSource],
+    rules: &PycRules,
+    layout: &Layout,
+    levels: &[u32],
+    mode: HashCheckMode,
+) -> Vec<ModuleState> {
+    let targets = plan::targets(&walk.sources, rules, levels, layout).unwrap_or_default();
+    let pairs: Vec<(PathBuf, PathBuf)> = targets
+        .iter()
+        .map(|t| (t.source.clone(), t.cfile.clone()))
+        .collect();
+    let verdicts = freshness::check_all(&pairs, rules, mode);
+    let mut by_source: HashMap<&Path, Vec<(u32, Verdict)>> = HashMap::new();
+    for (t, v) in targets.iter().zip(verdicts) {
+        by_source
+            .entry(&t.source)
+            .or_default()
+            .push((t.optimize, v));
+    }
+    walk.sources
+        .iter()
+        .zip(modules)
+        .map(|(src, m)| ModuleState {
+            name: m.name.clone(),
+            source: src.clone(),
+            origin: m.origin,
+            levels: by_source.remove(src.as_path()).unwrap_or_default(),
+        })
+        .collect()
+}
+
+fn state_word(v: &Verdict) -> &'static str {
+    match v {
+        Verdict::Fresh => "fresh",
+        Verdict::Stale(StaleReason::Missing) => "missing",
+        Verdict::Stale(_) => "stale",
+    }
+}
+
+/// `static 120/130 fresh, lazy 40/50 fresh` for one level.
+fn by_origin(per: &[ModuleState], level: u32) -> String {
+    let mut counts: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for m in per {
+        for (l, v) in &m.levels {
+            if *l == level {
+                let c = counts.entry(m.origin.label()).or_default();
+                c.1 += 1;
+                if v.is_fresh() {
+                    c.0 += 1;
+                }
+            }
+        }
+    }
+    counts
+        .iter()
+        .map(|(k, (f, n))| format!("{k} {f}/{n} fresh"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

@@ -62,6 +62,101 @@ pub struct ClosureOptions {
     pub skip_startup: bool,
 }
 
+/// How a module came to be in the closure: the one place that names it
+/// (`kolosal closure --json`, `kolosal status --entry` and the manifest's
+/// learned records all use this enum). Decided by [`Walk::mark_origins`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// Reached from the entry or a start-up root through imports that run
+    /// when the importing module's top level runs.
+    Static,
+    /// Reached only through imports inside function bodies (the program may
+    /// never import it, and not while it starts).
+    Lazy,
+    /// Not reachable statically from the entry: seen loaded, as a learned
+    /// root or through its module-level imports.
+    Learned(Learned),
+}
+
+/// How a learned module was seen loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Learned {
+    /// While the program ran under `kolosal-python` (run-time learning).
+    Run,
+    /// By `kolosal compile --trace -- COMMAND` (build time).
+    Trace,
+}
+
+impl Learned {
+    /// `run` or `trace`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Learned::Run => "run",
+            Learned::Trace => "trace",
+        }
+    }
+
+    /// The inverse of [`Learned::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "run" => Some(Learned::Run),
+            "trace" => Some(Learned::Trace),
+            _ => None,
+        }
+    }
+}
+
+impl Origin {
+    /// `static`, `lazy` or `learned`.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Origin::Static => "static",
+            Origin::Lazy => "lazy",
+            Origin::Learned(_) => "learned",
+        }
+    }
+
+    /// For a learned module, how it was learned.
+    pub fn how(self) -> Option<Learned> {
+        match self {
+            Origin::Learned(h) => Some(h),
+            _ => None,
+        }
+    }
+
+    /// One word for text output: `static`, `lazy`, `learned:run`,
+    /// `learned:trace`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Origin::Static => "static",
+            Origin::Lazy => "lazy",
+            Origin::Learned(Learned::Run) => "learned:run",
+            Origin::Learned(Learned::Trace) => "learned:trace",
+        }
+    }
+
+    /// The inverse of [`Origin::label`].
+    pub fn parse_label(s: &str) -> Option<Self> {
+        match s {
+            "static" => Some(Origin::Static),
+            "lazy" => Some(Origin::Lazy),
+            _ => Some(Origin::Learned(Learned::parse(
+                s.strip_prefix("learned:")?,
+            )?)),
+        }
+    }
+}
+
+/// A source module seen loaded, to be added to a closure as a root
+/// ([`compute_learned`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LearnedRoot {
+    /// The `.py` file the interpreter compiled (as it spelled the path).
+    pub source: PathBuf,
+    /// How it was seen.
+    pub how: Learned,
+}
+
 /// Why a module is in the closure.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Via {
@@ -69,7 +164,10 @@ pub enum Via {
     Entry,
     /// Imported while the interpreter starts (what is said is where).
     Startup(String),
-    /// Imported by `importer` at `line`.
+    /// Seen loaded ([`LearnedRoot`]).
+    Learned(Learned),
+    /// Imported by `importer` at `line` (of its source twin when the
+    /// importer is an extension module with one).
     Import {
         /// The importing module's name.
         importer: String,
@@ -96,11 +194,15 @@ pub struct ClosureModule {
     /// Only reached through imports inside function bodies: nothing imports
     /// it while the entry and the modules it imports at module level run
     /// their top-level code (unless a function is called at import time).
+    /// Always `origin == Origin::Lazy`.
     pub lazy: bool,
+    /// How it came to be in the closure.
+    pub origin: Origin,
     /// The source's metadata (`stat`, following symlinks) as the walk
     /// found it when it read or looked up the imports; `None` when it has
     /// no source file or could not be read. Freshness checks of the same
-    /// run use it instead of a second `stat`.
+    /// run use it instead of a second `stat`. (Never the metadata of a
+    /// source twin: it describes `module.origin`.)
     pub source_meta: Option<Metadata>,
 }
 
@@ -108,6 +210,16 @@ impl ClosureModule {
     /// The module's name.
     pub fn name(&self) -> &str {
         &self.module.name
+    }
+
+    /// The file whose imports the walk followed: the module's source, or
+    /// the source twin of an extension module; `None` when it has neither.
+    pub fn scanned_source(&self) -> Option<&Path> {
+        if self.module.kind.has_source() {
+            self.module.origin.as_deref()
+        } else {
+            self.module.source_twin.as_deref()
+        }
     }
 }
 
@@ -126,6 +238,10 @@ pub struct Closure {
     pub cached: usize,
     /// Sources that could not be read, with the error.
     pub unreadable: Vec<(PathBuf, String)>,
+    /// Learned roots no `sys.path` entry of this launch maps to a module
+    /// that resolves back to the same file (loaded under another
+    /// `sys.path`, by path, or by a custom loader): not in `modules`.
+    pub unplaced: Vec<LearnedRoot>,
     index: HashMap<String, usize>,
 }
 
@@ -164,7 +280,15 @@ pub fn compute(
     options: &ClosureOptions,
     cache: &ImportCache,
 ) -> Closure {
-    compute_with(facts, entry, options, cache, &scan_imports, &mut || {})
+    compute_with(
+        facts,
+        Some(entry),
+        options,
+        &[],
+        cache,
+        &scan_imports,
+        &mut || {},
+    )
 }
 
 /// [`compute`] with the on-disk import cache: loads it, computes, and saves
@@ -175,14 +299,37 @@ pub fn compute_persisted(
     entry: &Entry,
     options: &ClosureOptions,
 ) -> (Closure, std::io::Result<()>) {
+    compute_learned(facts, Some(entry), options, &[])
+}
+
+/// [`compute_persisted`] plus `learned` roots: each source is mapped to the
+/// module name the launch's `sys.path` gives it (the first entry under
+/// which it resolves back to the same file) and walked like a start-up
+/// root, after the entry's and the start-up closures. With no `entry`,
+/// `sys.path[0]` is the working directory (as for `-c`). Learned roots
+/// that map to no module are listed in [`Closure::unplaced`].
+pub fn compute_learned(
+    facts: &PythonFacts,
+    entry: Option<&Entry>,
+    options: &ClosureOptions,
+    learned: &[LearnedRoot],
+) -> (Closure, std::io::Result<()>) {
     let cache = ImportCache::load();
     // The save (encoding ~1,000 entries) runs on its own thread beside the
     // walk's serial merge, as soon as nothing is left to scan.
     let (closure, saved) = std::thread::scope(|threads| {
         let mut saving = None;
-        let closure = compute_with(facts, entry, options, &cache, &scan_imports, &mut || {
-            saving = Some(threads.spawn(|| cache.save()));
-        });
+        let closure = compute_with(
+            facts,
+            entry,
+            options,
+            learned,
+            &cache,
+            &scan_imports,
+            &mut || {
+                saving = Some(threads.spawn(|| cache.save()));
+            },
+        );
         let saved = match saving.map(|h| h.join()) {
             Some(Ok(saved)) => saved,
             // Never started (or the thread died): save here.
@@ -221,6 +368,10 @@ struct Walk<'a> {
     from: Option<(usize, bool)>,
     /// Modules the interpreter imports without being asked by a module.
     roots: Vec<usize>,
+    /// Learned roots (see [`compute_learned`]), and whether roots are being
+    /// added from them right now.
+    learned_roots: Vec<(usize, Learned)>,
+    adding_learned: Option<Learned>,
     /// (importer, imported) for imports made when the importer's own
     /// top-level code runs.
     eager_edges: Vec<(usize, usize)>,
@@ -236,8 +387,9 @@ struct Walk<'a> {
 /// from then on.
 fn compute_with(
     facts: &PythonFacts,
-    entry: &Entry,
+    entry: Option<&Entry>,
     options: &ClosureOptions,
+    learned: &[LearnedRoot],
     cache: &ImportCache,
     scan: &ScanFn,
     scanned: &mut dyn FnMut(),
@@ -247,12 +399,8 @@ fn compute_with(
         .clone()
         .or_else(|| std::env::current_dir().ok())
         .unwrap_or_else(|| PathBuf::from("/"));
-    let path0 = sys_path0(
-        &entry.launch_form(),
-        options.safe_path,
-        facts.minor_version(),
-        &cwd,
-    );
+    let form = entry.map_or(LaunchForm::Command, Entry::launch_form);
+    let path0 = sys_path0(&form, options.safe_path, facts.minor_version(), &cwd);
     let sys_path = launch_sys_path(facts, path0);
     let mut walk = Walk {
         resolver: Resolver::with_cwd(facts, sys_path.clone(), cwd.clone()),
@@ -266,11 +414,15 @@ fn compute_with(
         package: HashMap::default(),
         from: None,
         roots: Vec::new(),
+        learned_roots: Vec::new(),
+        adding_learned: None,
         eager_edges: Vec::new(),
         found: HashMap::default(),
         spent: Vec::new(),
     };
-    walk.add_entry(entry, &cwd);
+    if let Some(entry) = entry {
+        walk.add_entry(entry, &cwd);
+    }
     let startup = if !options.skip_startup && !facts.flags.no_site {
         walk.startup_roots(facts)
     } else {
@@ -290,8 +442,15 @@ fn compute_with(
     while !walk.frontier.is_empty() {
         walk.step();
     }
+    // Learned roots last: every chain the entry explains wins.
+    if !learned.is_empty() {
+        walk.add_learned(learned, &cwd);
+        while !walk.frontier.is_empty() {
+            walk.step();
+        }
+    }
     walk.closure.probed_dirs = walk.resolver.probed_dirs();
-    walk.mark_lazy();
+    walk.mark_origins();
     drop_elsewhere((walk.resolver, walk.package, walk.found, walk.spent));
     walk.closure
 }
@@ -324,6 +483,7 @@ impl Walk<'_> {
             is_main,
             imports: None,
             lazy: false,
+            origin: Origin::Static,
             source_meta: None,
         });
         i
@@ -341,31 +501,102 @@ impl Walk<'_> {
                 }
             };
             match self.from {
-                None => self.roots.push(j),
+                None => match self.adding_learned {
+                    None => self.roots.push(j),
+                    Some(how) => self.learned_roots.push((j, how)),
+                },
                 Some((i, false)) => self.eager_edges.push((i, j)),
                 Some((_, true)) => {}
             }
         }
     }
 
-    /// Sets [`ClosureModule::lazy`]: everything not reachable from a root
-    /// through module-level imports.
-    fn mark_lazy(&mut self) {
+    /// Sets [`ClosureModule::origin`] (and `lazy`): `Static` for what the
+    /// entry's and the start-up roots reach through module-level imports,
+    /// else `Learned` for what learned roots reach that way (each takes the
+    /// `how` of the first learned root that reaches it), else `Lazy`.
+    fn mark_origins(&mut self) {
         let n = self.closure.modules.len();
         let mut next: Vec<Vec<usize>> = vec![Vec::new(); n];
         for &(i, j) in &self.eager_edges {
             next[i].push(j);
         }
-        let mut eager = vec![false; n];
-        let mut stack: Vec<usize> = self.roots.clone();
-        while let Some(i) = stack.pop() {
-            if !std::mem::replace(&mut eager[i], true) {
-                stack.extend(next[i].iter().copied().filter(|&j| !eager[j]));
+        let mut origin: Vec<Option<Origin>> = vec![None; n];
+        let mut reach = |roots: &mut dyn Iterator<Item = (usize, Origin)>| {
+            for (root, o) in roots {
+                let mut stack = vec![root];
+                while let Some(i) = stack.pop() {
+                    if origin[i].is_none() {
+                        origin[i] = Some(o);
+                        stack.extend(next[i].iter().copied().filter(|&j| origin[j].is_none()));
+                    }
+                }
+            }
+        };
+        reach(&mut self.roots.iter().map(|&i| (i, Origin::Static)));
+        reach(
+            &mut self
+                .learned_roots
+                .iter()
+                .map(|&(i, how)| (i, Origin::Learned(how))),
+        );
+        for (m, o) in self.closure.modules.iter_mut().zip(origin) {
+            m.origin = o.unwrap_or(Origin::Lazy);
+            m.lazy = m.origin == Origin::Lazy;
+        }
+    }
+
+    /// Adds each learned root under the name the launch's `sys.path` gives
+    /// its file; those it gives none go to [`Closure::unplaced`].
+    fn add_learned(&mut self, learned: &[LearnedRoot], cwd: &Path) {
+        let placed: Vec<Option<String>> = learned
+            .iter()
+            .map(|l| self.learned_name(&l.source, cwd))
+            .collect();
+        let names: Vec<String> = placed.iter().flatten().cloned().collect();
+        self.discover_frontier(&names);
+        for (root, name) in learned.iter().zip(placed) {
+            match name {
+                Some(name) => {
+                    self.adding_learned = Some(root.how);
+                    self.push_name(&name, &|| Via::Learned(root.how));
+                    self.adding_learned = None;
+                }
+                None => self.closure.unplaced.push(root.clone()),
             }
         }
-        for (m, e) in self.closure.modules.iter_mut().zip(eager) {
-            m.lazy = !e;
+    }
+
+    /// The module name under which `source` is imported: for the first
+    /// `sys.path` entry holding it, the path below the entry with `/` read
+    /// as `.`, the source suffix and a final `__init__` dropped, provided
+    /// the resolver finds that name at this very file (same device and
+    /// inode), as a source module or as the source twin of an extension.
+    // mirrors the inverse of FileFinder.find_spec over PathFinder's entries
+    fn learned_name(&self, source: &Path, cwd: &Path) -> Option<String> {
+        use std::os::unix::fs::MetadataExt;
+        let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+        let want = id(source)?;
+        let source = cwd.join(source);
+        for entry in &self.closure.sys_path {
+            let dir = cwd.join(entry);
+            let Ok(rel) = source.strip_prefix(&dir) else {
+                continue;
+            };
+            let Some(name) = module_name_of(rel) else {
+                continue;
+            };
+            let m = self.resolver.resolve(&name);
+            let file = match m.kind {
+                ModuleKind::Source | ModuleKind::Package => m.origin.as_deref(),
+                ModuleKind::Extension => m.source_twin.as_deref(),
+                _ => None,
+            };
+            if file.is_some_and(|f| id(&cwd.join(f)) == Some(want)) {
+                return Some(name);
+            }
         }
+        None
     }
 
     fn add_entry(&mut self, entry: &Entry, cwd: &Path) {
@@ -394,6 +625,7 @@ impl Walk<'_> {
                     },
                     origin: Some(full.clone()),
                     search_locations: None,
+                    source_twin: None,
                 });
                 let i = self.push(module, Via::Entry, true);
                 self.roots.push(i);
@@ -423,6 +655,7 @@ impl Walk<'_> {
                     kind: ModuleKind::Source,
                     origin: None,
                     search_locations: None,
+                    source_twin: None,
                 });
                 let i = self.push(module, Via::Entry, true);
                 self.roots.push(i);
@@ -651,14 +884,18 @@ impl Walk<'_> {
                     }
                     self.spent.push(targets);
                     self.from = None;
-                    self.closure.modules[i].imports = Some(imports);
-                    self.closure.modules[i].source_meta = meta;
+                    let m = &mut self.closure.modules[i];
+                    m.imports = Some(imports);
+                    // A twin's metadata is not the module's (its origin
+                    // is the extension).
+                    if m.module.kind.has_source() || m.module.origin.is_none() {
+                        m.source_meta = meta;
+                    }
                 }
                 Err(e) => {
                     let path = self.closure.modules[i]
-                        .module
-                        .origin
-                        .clone()
+                        .scanned_source()
+                        .map(Path::to_path_buf)
                         .unwrap_or_default();
                     self.closure.unreadable.push((path, e));
                 }
@@ -676,15 +913,32 @@ fn with_parents(name: &str) -> impl Iterator<Item = &str> {
 }
 
 /// The source the walk scans for `module`, as code to examine and the
-/// `__package__` its relative imports resolve against; `None` when it has
-/// no source (extension, builtin, namespace, not found ...).
+/// `__package__` its relative imports resolve against: its own source, or
+/// the source twin of an extension module (the extension was compiled
+/// from it and imports what it imports); `None` when it has neither
+/// (builtin, namespace, not found, an extension alone ...).
 fn source_to_scan(module: &ResolvedModule) -> Option<(Code, String)> {
-    let origin = module
-        .origin
-        .as_ref()
-        .filter(|_| module.kind.has_source())?;
+    let file = if module.kind.has_source() {
+        module.origin.as_ref()?
+    } else {
+        module.source_twin.as_ref()?
+    };
     let package = package_of(&module.name, module.is_package()).to_string();
-    Some((Code::File(origin.clone()), package))
+    Some((Code::File(file.clone()), package))
+}
+
+/// The dotted module name of a file at `rel` below a `sys.path` entry:
+/// `a/b/c.py` is `a.b.c`, `a/b/__init__.py` is `a.b`; `None` when a part
+/// is empty or holds a dot, or the file has no `.py` suffix.
+fn module_name_of(rel: &Path) -> Option<String> {
+    let text = rel.to_str()?;
+    let stem = text.strip_suffix(".py")?;
+    let stem = stem.strip_suffix("/__init__").unwrap_or(stem);
+    let parts: Vec<&str> = stem.split('/').collect();
+    if parts.iter().any(|p| p.is_empty() || p.contains('.')) || stem == "__init__" {
+        return None;
+    }
+    Some(parts.join("."))
 }
 
 /// A module `site` or the interpreter imports at start-up: the names its

@@ -80,6 +80,13 @@ pub struct ResolvedModule {
     /// `spec.submodule_search_locations`: `Some` exactly for packages
     /// (regular: `[package dir]`; namespace: every portion, in order).
     pub search_locations: Option<Vec<PathBuf>>,
+    /// For an extension module: the source it was compiled from when that
+    /// lies beside it under the same name (mypyc ships
+    /// `black/__init__.py` next to `black/__init__.cpython-311-….so`).
+    /// importlib never loads it (the extension shadows it), but the
+    /// extension imports what the source imports, so the closure follows
+    /// the source's imports. `None` for every other kind.
+    pub source_twin: Option<PathBuf>,
 }
 
 impl ResolvedModule {
@@ -94,6 +101,7 @@ impl ResolvedModule {
             kind: ModuleKind::NotFound,
             origin: None,
             search_locations: None,
+            source_twin: None,
         }
     }
 }
@@ -374,6 +382,7 @@ impl Resolver {
             kind: ModuleKind::Namespace,
             origin: None,
             search_locations: Some(portions),
+            source_twin: None,
         }
     }
 
@@ -481,14 +490,16 @@ impl Resolver {
             // looked up next anyway, instead of a stat per loader suffix.
             let inside = self.listing(&base);
             if let Some((full, loader)) = self.first_file(&inside, &base, "__init__") {
-                return Hit::Module(self.spec(name, loader, full, Some(vec![base])));
+                let twin = self.source_twin(loader, &inside, &base, "__init__");
+                return Hit::Module(self.spec(name, loader, full, Some(vec![base]), twin));
             }
             if self.fs_path(&base).is_dir() {
                 is_namespace = Some(base);
             }
         }
         if let Some((full, loader)) = self.first_file(&listing, dir, tail) {
-            return Hit::Module(self.spec(name, loader, full, None));
+            let twin = self.source_twin(loader, &listing, dir, tail);
+            return Hit::Module(self.spec(name, loader, full, None, twin));
         }
         match is_namespace {
             Some(base) => Hit::Namespace(base),
@@ -516,12 +527,40 @@ impl Resolver {
         })
     }
 
+    /// The source twin of an extension found as `stem` in `dir`: the file
+    /// the source loader would have taken had the extension not shadowed
+    /// it (`FileFinder.find_spec` tries the source suffixes right after
+    /// the extension suffixes). `None` unless `loader` is the extension
+    /// loader.
+    fn source_twin(
+        &self,
+        loader: LoaderKind,
+        listing: &Listing,
+        dir: &Path,
+        stem: &str,
+    ) -> Option<PathBuf> {
+        if loader != LoaderKind::Extension {
+            return None;
+        }
+        self.loaders
+            .iter()
+            .filter(|(_, l)| *l == LoaderKind::Source)
+            .find_map(|(suffix, _)| {
+                let mut file = OsString::from(stem);
+                file.push(suffix);
+                let &regular = listing.names.get(&file)?;
+                let full = py_join(dir.as_os_str(), &file);
+                (regular || self.fs_path(&full).is_file()).then_some(full)
+            })
+    }
+
     fn spec(
         &self,
         name: &str,
         loader: LoaderKind,
         origin: PathBuf,
         locations: Option<Vec<PathBuf>>,
+        source_twin: Option<PathBuf>,
     ) -> ResolvedModule {
         let kind = match (loader, locations.is_some()) {
             (LoaderKind::Source, true) => ModuleKind::Package,
@@ -534,6 +573,7 @@ impl Resolver {
             kind,
             origin: Some(origin),
             search_locations: locations,
+            source_twin,
         }
     }
 }
