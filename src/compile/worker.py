@@ -125,7 +125,9 @@ def compile_recording(source_bytes, source, optimize):
 
     The once-registry is emptied first: the interpreter compiling this
     module alone would show a "once" warning even if another module showed
-    the same text in this worker before.
+    the same text in this worker before. (Entering catch_warnings also
+    bumps the filters' version, which makes CPython 3.7-3.15 forget the
+    registry; the explicit clear does not depend on that.)
     """
     once = getattr(warnings, "onceregistry", None)
     if once is not None:
