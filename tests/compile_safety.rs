@@ -67,7 +67,10 @@ fn selected() -> Vec<Python> {
     }
     let mut out = Vec::new();
     for minor in [8, 11, 12, 13, 14] {
-        if let Some(p) = all.iter().find(|p| (p.version.0, p.version.1) == (3, minor)) {
+        if let Some(p) = all
+            .iter()
+            .find(|p| (p.version.0, p.version.1) == (3, minor))
+        {
             out.push(p.clone());
         }
     }
@@ -120,7 +123,7 @@ fn wait_background_bounded(cache: &Path, limit: Duration, what: &str) {
         return;
     };
     for e in rd.filter_map(|e| e.ok()) {
-        if e.path().extension().is_none_or(|x| x != "bg") {
+        if e.path().extension() != Some(OsStr::new("bg")) {
             continue;
         }
         let mut file = fs::File::open(e.path()).unwrap();
@@ -299,7 +302,12 @@ fn assert_same(what: &str, ours: &Output, theirs: &Output, ours_stderr: &str) {
         detail()
     );
     assert_eq!(ours.stdout, theirs.stdout, "{what}: stdout{}", detail());
-    assert_eq!(ours_stderr, text(&theirs.stderr), "{what}: stderr{}", detail());
+    assert_eq!(
+        ours_stderr,
+        text(&theirs.stderr),
+        "{what}: stderr{}",
+        detail()
+    );
 }
 
 fn warning_differential(py: &Python, background: bool, all_cases: bool) {
@@ -325,7 +333,9 @@ fn warning_differential(py: &Python, background: bool, all_cases: bool) {
         // launch finds it.
         let bare_run = |root: &Path| {
             let mut b = bare(&py.path, root);
-            b.args(case.args).arg("main.py").envs(case.env.iter().copied());
+            b.args(case.args)
+                .arg("main.py")
+                .envs(case.env.iter().copied());
             run_bounded(b, HANG, &what)
         };
         let theirs = bare_run(&root);
@@ -348,7 +358,9 @@ fn warning_differential(py: &Python, background: bool, all_cases: bool) {
                 expected.stderr = text(&expected.stderr).replace(&from, &to).into_bytes();
             }
             let mut k = launcher(&py.path, &root, &cache);
-            k.args(case.args).arg("main.py").envs(case.env.iter().copied());
+            k.args(case.args)
+                .arg("main.py")
+                .envs(case.env.iter().copied());
             if !background {
                 k.env("KOLOSAL_BACKGROUND", "0");
             }
@@ -475,8 +487,18 @@ fn mkfifo(path: &Path) {
 
 /// Exit 0, stdout `ok`, and stderr empty or one `kolosal:` line.
 fn assert_runs_ok(what: &str, out: &Output) {
-    assert_eq!(out.status.code(), Some(0), "{what}: {}", common::describe(out));
-    assert_eq!(text(&out.stdout), "ok\n", "{what}: {}", common::describe(out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{what}: {}",
+        common::describe(out)
+    );
+    assert_eq!(
+        text(&out.stdout),
+        "ok\n",
+        "{what}: {}",
+        common::describe(out)
+    );
     let err = text(&out.stderr);
     assert!(
         err.is_empty() || (err.starts_with("kolosal: ") && err.lines().count() == 1),
@@ -584,7 +606,10 @@ fn compile_lock_that_is_a_fifo_or_a_dangling_symlink() {
             "{what}: a file was created through the link"
         );
         assert!(
-            fs::symlink_metadata(&lock).unwrap().file_type().is_symlink(),
+            fs::symlink_metadata(&lock)
+                .unwrap()
+                .file_type()
+                .is_symlink(),
             "{what}: the link was replaced"
         );
         // The modules were still precompiled, without the lock.
@@ -620,10 +645,7 @@ fn a_held_compile_lock_is_waited_for_a_bounded_time() {
         "{what}: one line saying why nothing was precompiled: {}",
         text(&out.stderr)
     );
-    assert!(
-        waited < Duration::from_secs(30),
-        "{what}: took {waited:?}"
-    );
+    assert!(waited < Duration::from_secs(30), "{what}: took {waited:?}");
     drop(held);
 }
 
