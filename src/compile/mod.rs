@@ -9,6 +9,13 @@
 //! non-regular targets), with the optimisation level and invalidation mode
 //! given explicitly for every file.
 //!
+//! Workers run under the launched program's warning filters
+//! ([`warning_flags`]) and record what compiling each file shows: the
+//! launcher leaves a module that warns to the interpreter
+//! ([`OnWarning::LeaveToInterpreter`]: no pyc, so the program shows or raises
+//! exactly what python would); `kolosal compile` writes it and prints the
+//! warning, as compileall does ([`OnWarning::WriteAndReport`]).
+//!
 //! [`compile_all`] is the entry point; see [`pool`] for the scheduling rules
 //! (worker count, load balancing, time-outs, crash retries).
 

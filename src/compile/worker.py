@@ -1,5 +1,5 @@
 # kolosal compile worker. Runs inside the TARGET interpreter, started as
-#   python -I -S [extra flags] -c <this script> [--test-hooks]
+#   python -I -S [extra flags] -c <this script> [--write-warned] [--test-hooks]
 # and compiles one source file per request until stdin reaches EOF.
 # Must stay compatible with Python 3.6: no walrus, no f-strings, no newer APIs
 # without a fallback.
