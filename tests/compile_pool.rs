@@ -476,7 +476,7 @@ fn differential(py: &Python, k: usize) {
                     "{what}: no pyc for a syntax error"
                 );
             }
-            ("error", Outcome::Failed { message }) => {
+            ("error", Outcome::Failed { message } | Outcome::Rejected { message }) => {
                 let exc = r["exc"].as_str().unwrap();
                 assert!(
                     message.contains(exc),

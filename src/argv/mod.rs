@@ -77,6 +77,12 @@ pub struct LaunchSpec {
     pub no_debug_ranges: bool,
     /// `sys.flags.verbose` (`-v` count, `PYTHONVERBOSE`).
     pub verbose: u32,
+    /// `sys.warnoptions` without the `BytesWarning` entry: `default` under
+    /// dev mode (`-X dev`, `PYTHONDEVMODE`; 3.7+), then `PYTHONWARNINGS`
+    /// split at commas, then every `-W` in order. See [`warn_options`].
+    pub warn_options: Vec<OsString>,
+    /// `sys.flags.bytes_warning` (`-b` count).
+    pub bytes_warning: u32,
 }
 
 impl LaunchSpec {
@@ -121,6 +127,7 @@ struct XOptions<'a> {
     int_max_str_digits: Option<Option<&'a [u8]>>,
     utf8: Option<Option<&'a [u8]>>,
     no_debug_ranges: bool,
+    dev: bool,
 }
 
 impl<'a> XOptions<'a> {
@@ -137,6 +144,10 @@ impl<'a> XOptions<'a> {
             b"utf8" => &mut self.utf8,
             b"no_debug_ranges" => {
                 self.no_debug_ranges = true;
+                return;
+            }
+            b"dev" => {
+                self.dev = true;
                 return;
             }
             _ => return,
@@ -182,6 +193,8 @@ pub fn parse(
         (false, false, false, false, false, false);
     let mut hash_mode = HashCheckMode::Default;
     let mut x = XOptions::default();
+    let mut cmdline_warnoptions: Vec<&[u8]> = Vec::new();
+    let mut count_b = 0u32;
 
     loop {
         let opt = g.next_opt();
@@ -227,7 +240,9 @@ pub fn parse(
             Opt::Short(b'P', _) => opt_p = true,
             Opt::Short(b'B', _) => opt_b = true,
             Opt::Short(b'X', Some(arg)) => x.add(arg),
-            // b d i q R t u x W: no effect on imports or the target.
+            Opt::Short(b'W', Some(arg)) => cmdline_warnoptions.push(arg),
+            Opt::Short(b'b', _) => count_b = count_b.saturating_add(1),
+            // d i q R t u x: no effect on imports, compile warnings or the target.
             Opt::Short(..) => {}
         }
     }
@@ -300,7 +315,34 @@ pub fn parse(
         frozen_modules,
         no_debug_ranges: v >= (3, 11) && (x.no_debug_ranges || env.is_set("PYTHONNODEBUGRANGES")),
         verbose: env.flag("PYTHONVERBOSE", count_v, v),
+        warn_options: warn_options(&x, &env, &cmdline_warnoptions, v),
+        bytes_warning: count_b,
     })
+}
+
+/// `sys.warnoptions` apart from the `BytesWarning` filter that `-b`/`-bb`
+/// append last. Mirrors `config_init_warnoptions` (Python/initconfig.c;
+/// 3.7's Modules/main.c), lowest precedence first: `default` in dev mode
+/// (`-X dev` or a non-empty `PYTHONDEVMODE`, 3.7+), then
+/// `config_init_env_warnoptions`' split of `PYTHONWARNINGS` at commas
+/// (`wcstok`: empty pieces are skipped; ignored under `-E`/`-I`), then the
+/// `-W` options in command-line order.
+fn warn_options(x: &XOptions<'_>, env: &Env<'_>, cmdline: &[&[u8]], v: Version) -> Vec<OsString> {
+    let mut out = Vec::new();
+    if v >= (3, 7) && (x.dev || env.is_set("PYTHONDEVMODE")) {
+        out.push(OsString::from("default"));
+    }
+    if let Some(value) = env.get("PYTHONWARNINGS") {
+        out.extend(
+            value
+                .as_bytes()
+                .split(|&b| b == b',')
+                .filter(|piece| !piece.is_empty())
+                .map(|piece| OsStr::from_bytes(piece).to_owned()),
+        );
+    }
+    out.extend(cmdline.iter().map(|w| OsStr::from_bytes(w).to_owned()));
+    out
 }
 
 /// A launch that runs nothing (help or version output).
@@ -320,6 +362,8 @@ fn no_run(args: &[OsString]) -> LaunchSpec {
         frozen_modules: None,
         no_debug_ranges: false,
         verbose: 0,
+        warn_options: Vec::new(),
+        bytes_warning: 0,
     }
 }
 

@@ -318,8 +318,15 @@ pub fn run(args: CompileArgs) -> anyhow::Result<i32> {
     let bar = progress_bar(jobs.len(), args.quiet || args.verbose);
     let mut config = PoolConfig::new(&target.path);
     config.workers = args.workers;
+    // As compileall: a module that warns still gets its pyc; the warning is printed.
+    config.on_warning = compile::OnWarning::WriteAndReport;
     let outcomes = compile::compile_all(&jobs, &config, &|_, _| bar.inc(1))?;
     bar.finish_and_clear();
+    for outcome in &outcomes {
+        if let Outcome::WrittenWarned { warnings } = outcome {
+            eprint!("{warnings}");
+        }
+    }
 
     let mut failures: Vec<String> = walk.problems.iter().map(|p| p.to_string()).collect();
     let mut failed = walk.problems.len();
@@ -515,7 +522,12 @@ fn link_if_identical(prev: &Path, cur: &Path) -> std::io::Result<()> {
     let (Ok(a), Ok(b)) = (std::fs::metadata(prev), std::fs::metadata(cur)) else {
         return Ok(()); // one of them failed to compile: nothing to share
     };
-    if (a.dev(), a.ino()) == (b.dev(), b.ino()) || a.len() != b.len() {
+    // Only regular files are read (a FIFO there would block the read).
+    if !a.is_file()
+        || !b.is_file()
+        || (a.dev(), a.ino()) == (b.dev(), b.ino())
+        || a.len() != b.len()
+    {
         return Ok(());
     }
     if std::fs::read(prev)? != std::fs::read(cur)? {

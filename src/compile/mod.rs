@@ -9,6 +9,13 @@
 //! non-regular targets), with the optimisation level and invalidation mode
 //! given explicitly for every file.
 //!
+//! Workers run under the launched program's warning filters
+//! ([`warning_flags`]) and record what compiling each file shows: the
+//! launcher leaves a module that warns to the interpreter
+//! ([`OnWarning::LeaveToInterpreter`]: no pyc, so the program shows or raises
+//! exactly what python would); `kolosal compile` writes it and prints the
+//! warning, as compileall does ([`OnWarning::WriteAndReport`]).
+//!
 //! [`compile_all`] is the entry point; see [`pool`] for the scheduling rules
 //! (worker count, load balancing, time-outs, crash retries).
 
@@ -18,6 +25,7 @@ pub mod protocol;
 
 pub use pool::{compile_all, worker_count};
 
+use crate::argv::LaunchSpec;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,9 +34,23 @@ use std::time::Duration;
 /// pycs need 3.7+).
 pub const WORKER_SCRIPT: &str = include_str!("worker.py");
 
-/// What the worker appends to a failure raised by `compile()` itself (not
-/// a `SyntaxError`); see [`Outcome::is_source_error`].
-const REJECTED_BY_COMPILE: &str = " (raised by compile())";
+/// Longest time one file may take in a worker before it is killed (uv's
+/// figure). The one place this time-out is written.
+pub const WORKER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a worker does with a module whose compilation shows a warning (or
+/// raises one turned into an error) under its warning filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnWarning {
+    /// Write no pyc and report [`Outcome::LeftToInterpreter`]: the program's
+    /// own interpreter then compiles the module in process and shows (or
+    /// raises) exactly what plain `python` would. The launcher's choice.
+    LeaveToInterpreter,
+    /// Write the pyc and report the warnings' text
+    /// ([`Outcome::WrittenWarned`]), as `compileall` writes the pyc and lets
+    /// the warning print. `kolosal compile`'s choice.
+    WriteAndReport,
+}
 
 /// One pyc to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,9 +77,12 @@ pub struct PoolConfig {
     /// Longest time one file may take; a worker exceeding it is killed and
     /// the file reported as timed out.
     pub timeout: Duration,
-    /// Interpreter flags that change the code objects, placed after
-    /// `-I -S` (e.g. `-X no_debug_ranges` on 3.11+, `-X utf8`).
+    /// Interpreter flags that change the code objects or the warning
+    /// filters, placed after `-I -S` (e.g. `-X no_debug_ranges` on 3.11+,
+    /// `-X utf8`, the launch's [`warning_flags`]).
     pub extra_flags: Vec<OsString>,
+    /// What to do with a module whose compilation warns.
+    pub on_warning: OnWarning,
     /// Testing only: lets the worker honour fault-injection hooks keyed on
     /// source file names (`kolosal_hook_crash_first`, `..._crash_always`,
     /// `..._exit_always`, `..._hang`). Never set it in production.
@@ -65,14 +90,16 @@ pub struct PoolConfig {
 }
 
 impl PoolConfig {
-    /// A config for `python` with automatic worker count, a 60 s per-file
-    /// time-out (uv's figure) and no extra flags.
+    /// A config for `python` with automatic worker count, the
+    /// [`WORKER_TIMEOUT`] per file, no extra flags (default warning
+    /// filters), and modules that warn left to the interpreter.
     pub fn new(python: impl Into<PathBuf>) -> Self {
         PoolConfig {
             python: python.into(),
             workers: 0,
-            timeout: Duration::from_secs(60),
+            timeout: WORKER_TIMEOUT,
             extra_flags: Vec::new(),
+            on_warning: OnWarning::LeaveToInterpreter,
             test_hooks: false,
         }
     }
@@ -83,6 +110,30 @@ impl PoolConfig {
 pub enum Outcome {
     /// The pyc was written.
     Written,
+    /// The pyc was written although compiling showed warnings
+    /// ([`OnWarning::WriteAndReport`] only).
+    WrittenWarned {
+        /// The warnings as the interpreter would print them
+        /// (`warnings.formatwarning`), newline-terminated.
+        warnings: String,
+    },
+    /// Compiling showed a warning, or raised one turned into an error, under
+    /// the launch's warning filters ([`OnWarning::LeaveToInterpreter`]): no
+    /// pyc was written, so the interpreter compiles the module itself and
+    /// the user sees what plain `python` shows.
+    LeftToInterpreter {
+        /// The source.
+        path: PathBuf,
+        /// The warnings as printed (empty when one was raised as an error).
+        warnings: String,
+    },
+    /// `compile()` refused the source with something other than a
+    /// `SyntaxError` (NUL bytes before 3.12: `ValueError`; nesting too deep:
+    /// `MemoryError`, `RecursionError`); no pyc was written.
+    Rejected {
+        /// `"<path>: <ExceptionType>: <msg> (raised by compile())"`.
+        message: String,
+    },
     /// The source does not compile; no pyc was written.
     SyntaxError {
         /// The file the error is in (normally the job's source).
@@ -106,6 +157,15 @@ impl Outcome {
     pub fn describe(&self) -> String {
         match self {
             Outcome::Written => "written".to_string(),
+            Outcome::WrittenWarned { warnings } => {
+                format!("written, with warnings: {}", first_line(warnings))
+            }
+            Outcome::LeftToInterpreter { path, warnings } => format!(
+                "{}: left to the interpreter (it warns): {}",
+                path.display(),
+                first_line(warnings)
+            ),
+            Outcome::Rejected { message } => message.clone(),
             Outcome::SyntaxError {
                 path,
                 line: Some(line),
@@ -120,24 +180,58 @@ impl Outcome {
         }
     }
 
-    /// True for [`Outcome::Written`].
+    /// True when a pyc was written ([`Outcome::Written`],
+    /// [`Outcome::WrittenWarned`]).
     pub fn is_written(&self) -> bool {
-        matches!(self, Outcome::Written)
+        matches!(self, Outcome::Written | Outcome::WrittenWarned { .. })
     }
 
-    /// True when the source itself does not compile: a syntax error, or
-    /// `compile()` refusing it otherwise (NUL bytes before 3.12, nesting too
-    /// deep: `ValueError`, `MemoryError`, `RecursionError`). The interpreter
-    /// reports these itself when the program imports the module, so the
-    /// launcher need not say anything. False for kolosal's own failures
-    /// (unwritable target, time-out, crashed worker).
+    /// True when no pyc was written because of the source itself: a syntax
+    /// error, `compile()` refusing it otherwise ([`Outcome::Rejected`]), or
+    /// a warning under the launch's filters
+    /// ([`Outcome::LeftToInterpreter`]). The interpreter reports these
+    /// itself when the program imports the module, so the launcher need not
+    /// say anything. False for kolosal's own failures (unwritable target,
+    /// time-out, crashed worker). Decided by the worker's reply status.
     pub fn is_source_error(&self) -> bool {
         match self {
-            Outcome::SyntaxError { .. } => true,
-            Outcome::Failed { message } => message.ends_with(REJECTED_BY_COMPILE),
-            Outcome::Written => false,
+            Outcome::SyntaxError { .. }
+            | Outcome::Rejected { .. }
+            | Outcome::LeftToInterpreter { .. } => true,
+            Outcome::Failed { .. } | Outcome::Written | Outcome::WrittenWarned { .. } => false,
         }
     }
+}
+
+/// The first line of `text`, trimmed (for one-line descriptions).
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or("").trim()
+}
+
+/// The interpreter flags that give a worker the warning filters the
+/// launched program will have, so that a module compiles in the worker with
+/// the warnings it would show in the program.
+///
+/// The worker runs under `-I`, which ignores `PYTHONWARNINGS`, and dev mode
+/// would also slow it down (debug allocators); so every entry of
+/// `sys.warnoptions` that CPython derives from the environment and from
+/// `-X dev` goes on the command line as a `-W`, in CPython's order (see
+/// [`LaunchSpec::warn_options`]), and `-b`/`-bb` are passed as they are:
+/// CPython adds their `BytesWarning` filter last itself.
+// mirrors config_init_warnoptions (Python/initconfig.c): the worker's
+// sys.warnoptions equal the program's.
+pub fn warning_flags(spec: &LaunchSpec) -> Vec<OsString> {
+    let mut flags = Vec::with_capacity(spec.warn_options.len() * 2 + 1);
+    match spec.bytes_warning {
+        0 => {}
+        1 => flags.push(OsString::from("-b")),
+        _ => flags.push(OsString::from("-bb")),
+    }
+    for option in &spec.warn_options {
+        flags.push(OsString::from("-W"));
+        flags.push(option.clone());
+    }
+    flags
 }
 
 /// The pool could not run at all: no worker process could be started.

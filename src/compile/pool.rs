@@ -15,7 +15,7 @@
 //!   started at all. It never spawns anything for an empty job list.
 
 use super::protocol::{read_frame, Reply, Request, Response, HELLO_PREFIX};
-use super::{CompileJob, Outcome, PoolConfig, PoolError, WORKER_SCRIPT};
+use super::{CompileJob, OnWarning, Outcome, PoolConfig, PoolError, WORKER_SCRIPT};
 use std::cmp::Reverse;
 use std::collections::VecDeque;
 use std::io::{self, BufReader, Read, Write};
@@ -209,7 +209,7 @@ fn run_slot(
     on_done: &(dyn Fn(usize, &Outcome) + Sync),
 ) {
     let timeout = if config.timeout.is_zero() {
-        PoolConfig::new("").timeout
+        super::WORKER_TIMEOUT
     } else {
         config.timeout
     };
@@ -248,23 +248,21 @@ fn run_slot(
                 }
             }
         }
-        let step = match (died, worker.as_mut()) {
-            (Some(why), _) => Step::Died(why),
+        let lost = match (died, worker.as_mut()) {
+            (Some(why), _) => Lost::Died(why),
             (None, _) if in_flight.is_empty() => return,
             (None, Some(w)) => {
                 let (id, task) = in_flight[0];
-                w.receive(id, &jobs[task.index], timeout)
-            }
-            (None, None) => Step::Died("no worker".to_string()),
-        };
-        let step = match step {
-            Step::Done(outcome) => {
-                if let Some((_, task)) = in_flight.pop_front() {
-                    state.finish(task.index, outcome, on_done);
+                match w.receive(id, &jobs[task.index], timeout) {
+                    Ok(outcome) => {
+                        in_flight.pop_front();
+                        state.finish(task.index, outcome, on_done);
+                        continue;
+                    }
+                    Err(lost) => lost,
                 }
-                continue;
             }
-            other => other,
+            (None, None) => Lost::Died("no worker".to_string()),
         };
         // The worker is gone: the oldest job is the one it was on; the rest
         // never started.
@@ -275,12 +273,9 @@ fn run_slot(
         }
         let Some((_, task)) = current else { continue };
         let job = &jobs[task.index];
-        if !matches!(step, Step::Done(_)) {
-            remove_write_leftovers(&job.cfile);
-        }
-        match step {
-            Step::Done(_) => {}
-            Step::TimedOut => {
+        remove_write_leftovers(&job.cfile);
+        match lost {
+            Lost::TimedOut => {
                 let message = format!(
                     "{}: timed out after {:?}; the compile worker was killed",
                     job.source.display(),
@@ -288,7 +283,7 @@ fn run_slot(
                 );
                 state.finish(task.index, Outcome::Failed { message }, on_done);
             }
-            Step::Died(why) => {
+            Lost::Died(why) => {
                 if task.attempt == 0 {
                     state.push_front(Task {
                         index: task.index,
@@ -330,10 +325,11 @@ fn remove_write_leftovers(cfile: &std::path::Path) {
     }
 }
 
-/// What happened to one job's request.
-enum Step {
-    Done(Outcome),
+/// Why a job's request got no answer: its worker is gone.
+enum Lost {
+    /// It did not answer in time and was killed.
     TimedOut,
+    /// It died (why).
     Died(String),
 }
 
@@ -366,6 +362,9 @@ impl Worker {
             .args(&config.extra_flags)
             .arg("-c")
             .arg(WORKER_SCRIPT);
+        if config.on_warning == OnWarning::WriteAndReport {
+            cmd.arg("--write-warned");
+        }
         if config.test_hooks {
             cmd.arg("--test-hooks");
         }
@@ -475,19 +474,21 @@ impl Worker {
     }
 
     /// Waits for the answer to request `id` (the oldest one sent).
-    fn receive(&mut self, id: u32, job: &CompileJob, timeout: Duration) -> Step {
+    fn receive(&mut self, id: u32, job: &CompileJob, timeout: Duration) -> Result<Outcome, Lost> {
         match self.frames.recv_timeout(timeout) {
             Ok(Ok(payload)) => match Response::decode(&payload) {
-                Some(r) if r.id == id => Step::Done(outcome_of(job, r.reply)),
+                Some(r) if r.id == id => Ok(outcome_of(job, r.reply)),
                 _ => {
                     let _ = self.reap();
-                    Step::Died("it sent a garbled reply".to_string())
+                    Err(Lost::Died("it sent a garbled reply".to_string()))
                 }
             },
-            Ok(Err(_)) | Err(RecvTimeoutError::Disconnected) => Step::Died(self.death_reason()),
+            Ok(Err(_)) | Err(RecvTimeoutError::Disconnected) => {
+                Err(Lost::Died(self.death_reason()))
+            }
             Err(RecvTimeoutError::Timeout) => {
                 let _ = self.reap();
-                Step::TimedOut
+                Err(Lost::TimedOut)
             }
         }
     }
@@ -566,6 +567,14 @@ fn outcome_of(job: &CompileJob, reply: Reply) -> Outcome {
         Reply::Failed(detail) => Outcome::Failed {
             message: format!("{}: {detail}", job.source.display()),
         },
+        Reply::Rejected(detail) => Outcome::Rejected {
+            message: format!("{}: {detail}", job.source.display()),
+        },
+        Reply::LeftToInterpreter(warnings) => Outcome::LeftToInterpreter {
+            path: job.source.clone(),
+            warnings,
+        },
+        Reply::WrittenWarned(warnings) => Outcome::WrittenWarned { warnings },
     }
 }
 

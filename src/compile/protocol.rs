@@ -9,7 +9,10 @@
 //!   u32 len(source), source, cfile`.
 //! * response (worker → pool): `u32 id, u8 status`, then per status:
 //!   0 written (empty); 1 syntax error: `u32 line (u32::MAX = unknown),
-//!   u32 len(path), path, UTF-8 message`; 2 failed: UTF-8 message.
+//!   u32 len(path), path, UTF-8 message`; 2 failed: UTF-8 message;
+//!   3 left to the interpreter (compiling warned; no pyc): UTF-8 warnings;
+//!   4 written with warnings: UTF-8 warnings; 5 rejected by `compile()`
+//!   (not a `SyntaxError`): UTF-8 message.
 
 use crate::pyc::InvalidationMode;
 use std::ffi::OsStr;
@@ -92,6 +95,13 @@ pub enum Reply {
     },
     /// Anything else went wrong (I/O, refused target, ...): one line.
     Failed(String),
+    /// Compiling showed or raised a warning; no pyc was written. The
+    /// warnings as printed.
+    LeftToInterpreter(String),
+    /// The pyc was written; compiling showed these warnings.
+    WrittenWarned(String),
+    /// `compile()` raised something other than `SyntaxError`: one line.
+    Rejected(String),
 }
 
 /// A decoded response frame.
@@ -124,6 +134,9 @@ impl Response {
                 }
             }
             2 => Reply::Failed(String::from_utf8_lossy(body).into_owned()),
+            3 => Reply::LeftToInterpreter(String::from_utf8_lossy(body).into_owned()),
+            4 => Reply::WrittenWarned(String::from_utf8_lossy(body).into_owned()),
+            5 => Reply::Rejected(String::from_utf8_lossy(body).into_owned()),
             _ => return None,
         };
         Some(Response { id, reply })
@@ -219,6 +232,20 @@ mod tests {
         // Truncated or unknown payloads are rejected, never panic.
         assert_eq!(Response::decode(&[1, 0, 0]), None);
         assert_eq!(Response::decode(&[1, 0, 0, 0, 9]), None);
+        assert_eq!(
+            Response::decode(b"\x03\0\0\0\x03w"),
+            Some(Response {
+                id: 3,
+                reply: Reply::LeftToInterpreter("w".into())
+            })
+        );
+        assert_eq!(
+            Response::decode(b"\x03\0\0\0\x05e"),
+            Some(Response {
+                id: 3,
+                reply: Reply::Rejected("e".into())
+            })
+        );
         assert_eq!(Response::decode(&[1, 0, 0, 0, 0, 1]), None);
         let mut p = vec![2, 0, 0, 0, 1];
         p.extend_from_slice(&1u32.to_le_bytes());

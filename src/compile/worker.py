@@ -1,5 +1,5 @@
 # kolosal compile worker. Runs inside the TARGET interpreter, started as
-#   python -I -S [extra flags] -c <this script> [--test-hooks]
+#   python -I -S [extra flags] -c <this script> [--write-warned] [--test-hooks]
 # and compiles one source file per request until stdin reaches EOF.
 # Must stay compatible with Python 3.6: no walrus, no f-strings, no newer APIs
 # without a fallback.
@@ -15,6 +15,12 @@
 #     status 1 (syntax error): u32 line (0xFFFFFFFF = unknown), u32 len(path),
 #                              path bytes, UTF-8 message (the rest)
 #     status 2 (failed):       UTF-8 message
+#     status 3 (left to the interpreter: compiling warned, no pyc written):
+#                              UTF-8 warnings as printed
+#     status 4 (written, compiling warned; only with --write-warned):
+#                              UTF-8 warnings as printed
+#     status 5 (compile() raised something other than SyntaxError):
+#                              UTF-8 message
 # Paths travel as raw bytes and are decoded with os.fsdecode, so names that
 # are not valid in the filesystem encoding survive the round trip.
 import os
@@ -42,12 +48,17 @@ os.close(_devnull)
 os.dup2(2, 1)
 
 # Compile-time warnings (SyntaxWarning, DeprecationWarning for invalid
-# escapes) would otherwise scroll past the user's launch; importing a pyc
-# never shows them either.
+# escapes, ...) pass through the warning filters the pool gave this worker
+# on its command line: the launched program's own (-W, PYTHONWARNINGS, dev
+# mode, -b). Each compile records the ones those filters let through. A
+# module that warns gets no pyc (status 3) so that the program's interpreter
+# compiles it and shows or raises exactly what python would; with
+# --write-warned (kolosal compile, like compileall) the pyc is written and
+# the warnings are reported (status 4).
 import warnings
-warnings.simplefilter("ignore")
 
 TEST_HOOKS = "--test-hooks" in sys.argv[1:]
+WRITE_WARNED = "--write-warned" in sys.argv[1:]
 
 # The worker makes no reference cycles worth collecting (code objects and
 # their constants are freed by reference counting), so the cyclic GC only
@@ -94,12 +105,61 @@ class Rejected(Exception):
     SyntaxError; args[0] is the original exception."""
 
 
-# Appended to the message of a Rejected failure (compile/mod.rs matches it).
+class Warned(Exception):
+    """Compiling showed warnings (args[0]: their text), or raised one turned
+    into an error (args[0]: empty); no pyc was written."""
+
+
+# Appended to the message of a Rejected failure, for the user's eyes.
 REJECTED_SUFFIX = " (raised by compile())"
 
 
+def format_warnings(log):
+    # mirrors warnings._showwarnmsg_impl: the text showwarning would print.
+    return "".join(warnings.formatwarning(m.message, m.category, m.filename,
+                                          m.lineno, m.line) for m in log)
+
+
+def compile_recording(source_bytes, source, optimize):
+    """compile() under this worker's filters; returns (code, warnings text).
+
+    The once-registry is emptied first: the interpreter compiling this
+    module alone would show a "once" warning even if another module showed
+    the same text in this worker before. (Entering catch_warnings also
+    bumps the filters' version, which makes CPython 3.7-3.15 forget the
+    registry; the explicit clear does not depend on that.)
+    """
+    once = getattr(warnings, "onceregistry", None)
+    if once is not None:
+        once.clear()
+    with warnings.catch_warnings(record=True) as log:
+        code = compile(source_bytes, source, "exec", dont_inherit=True,
+                       optimize=optimize)
+    return code, format_warnings(log)
+
+
+def read_source(source):
+    """(os.stat_result, bytes) of the source: stat'ed before it is read,
+    opened non-blocking so a FIFO swapped in never hangs the worker."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | \
+        getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(source, flags)
+    try:
+        st = os.fstat(fd)
+        if not S_ISREG(st.st_mode):
+            raise OSError("not a regular file")
+        f = os.fdopen(fd, "rb")
+        fd = -1
+        with f:
+            return st, f.read()
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
 def compile_one(source, cfile, optimize, mode):
-    """Writes one pyc. Returns None, or raises.
+    """Writes one pyc. Returns the text of the warnings compiling showed
+    ("" for none; only with --write-warned), or raises.
 
     Mirrors py_compile.compile(source, cfile=cfile, doraise=True,
     optimize=optimize, invalidation_mode=mode) with one change taken from
@@ -123,21 +183,24 @@ def compile_one(source, cfile, optimize, mode):
             "{} is a non-regular file and will be changed into a regular "
             "one if import writes a byte-compiled file to it".format(cfile))
     # mirrors SourceFileLoader.path_stats (os.stat) and get_data (raw bytes).
-    st = os.stat(source)
-    with open(source, "rb") as f:
-        source_bytes = f.read()
+    st, source_bytes = read_source(source)
     # mirrors SourceLoader.source_to_code: compile() on the raw bytes, so the
     # coding cookie is honoured and co_filename is the path as given.
     try:
-        code = compile(source_bytes, source, "exec", dont_inherit=True,
-                       optimize=optimize)
+        code, warned = compile_recording(source_bytes, source, optimize)
     except SyntaxError:
         raise
+    except Warning:
+        # A warning turned into an error that compile() did not turn into
+        # a SyntaxError: the interpreter raises it again on import.
+        raise Warned("")
     except Exception as err:
         # NUL bytes (ValueError before 3.12), too deep nesting (MemoryError,
         # RecursionError): the source's own problem, which the interpreter
         # reports again when the program imports it.
         raise Rejected(err)
+    if warned and not WRITE_WARNED:
+        raise Warned(warned)
     # mirrors py_compile.compile: create the cache directory (once per
     # directory per worker; a pyc already there proves it exists).
     dirname = os.path.dirname(cfile)
@@ -173,6 +236,7 @@ def compile_one(source, cfile, optimize, mode):
         _made_dirs.discard(dirname)
         os.makedirs(dirname, exist_ok=True)
         _bx._write_atomic(cfile, data, file_mode)
+    return warned
 
 
 def one_line(text):
@@ -189,7 +253,7 @@ def handle(payload):
     if TEST_HOOKS:
         test_hook(source, attempt)
     try:
-        compile_one(source, cfile, optimize, mode)
+        warned = compile_one(source, cfile, optimize, mode)
     except SyntaxError as err:
         # Includes IndentationError and TabError; bad coding cookies and
         # undecodable sources raise SyntaxError too.
@@ -206,10 +270,15 @@ def handle(payload):
         err = rej.args[0]
         msg = "{}: {}{}".format(type(err).__name__, one_line(err),
                                 REJECTED_SUFFIX)
-        return struct.pack("<IB", job_id, 2) + msg.encode("utf-8", "replace")
+        return struct.pack("<IB", job_id, 5) + msg.encode("utf-8", "replace")
+    except Warned as w:
+        return struct.pack("<IB", job_id, 3) + \
+            w.args[0].encode("utf-8", "replace")
     except Exception as err:
         msg = "{}: {}".format(type(err).__name__, one_line(err))
         return struct.pack("<IB", job_id, 2) + msg.encode("utf-8", "replace")
+    if warned:
+        return struct.pack("<IB", job_id, 4) + warned.encode("utf-8", "replace")
     return head
 
 

@@ -8,36 +8,154 @@
 //! usually finds nothing left to do. Pycs are written by rename, so even
 //! without the lock no reader could see a torn file: the lock only saves
 //! duplicate work.
+//!
+//! The wait is bounded ([`LOCK_WAIT_LIMIT`]): a holder that is stuck (or
+//! just slow) never keeps a launch from starting its program; the waiter
+//! gives up and the program runs without precompiling. The lock file is
+//! opened without following a symlink and without blocking (a FIFO planted
+//! there), and used only when it is a regular file owned by this user.
 
 use crate::manifest::LaunchKey;
+use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::File;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Longest a launch waits for another launch's compile to release the lock.
+pub const LOCK_WAIT_LIMIT: Duration = Duration::from_secs(10);
+
+/// First pause between two tries to take a busy lock; it doubles up to
+/// [`LOCK_POLL_MAX`].
+const LOCK_POLL_MIN: Duration = Duration::from_millis(1);
+
+/// Longest pause between two tries to take a busy lock.
+const LOCK_POLL_MAX: Duration = Duration::from_millis(50);
+
+/// Set once a wait in this process ran out: a second attempt (the cold path
+/// after a failed repair) gives up at once instead of waiting again.
+static GAVE_UP: AtomicBool = AtomicBool::new(false);
 
 /// A held lock; released on drop (and by the kernel if the process dies).
 pub struct CacheLock {
     _lock: Flock<File>,
 }
 
-/// Blocks until the lock for this cache is held. `None` when there is no
-/// usable cache directory: the caller compiles without a lock.
-pub fn lock_cache(python: &Path, optimize: u32, prefix: Option<&Path>) -> Option<CacheLock> {
+/// What [`lock_cache`] got.
+pub enum Locked {
+    /// The lock is held until this is dropped.
+    Held(CacheLock),
+    /// No usable lock (no cache directory, a lock path that is a symlink,
+    /// not a regular file or not ours): compile without it.
+    Unavailable,
+    /// Another process held the lock for [`LOCK_WAIT_LIMIT`]: do not
+    /// compile, run the program.
+    Busy,
+}
+
+/// Takes the lock for this cache, waiting at most [`LOCK_WAIT_LIMIT`].
+pub fn lock_cache(python: &Path, optimize: u32, prefix: Option<&Path>) -> Locked {
     use std::os::unix::ffi::OsStrExt;
     let mut key = LaunchKey::new();
     key.part(python.as_os_str().as_bytes())
         .part(&optimize.to_le_bytes());
     key.opt_part(prefix.map(|p| p.as_os_str().as_bytes()));
-    let dir = crate::cache::cache_subdir("locks").ok()?;
-    let path = dir.join(format!("{}.lock", key.digest()));
+    let Ok(dir) = crate::cache::cache_subdir("locks") else {
+        return Locked::Unavailable;
+    };
+    match open_lock_file(&dir.join(format!("{}.lock", key.digest()))) {
+        Some(file) => wait_for(file, LOCK_WAIT_LIMIT),
+        None => Locked::Unavailable,
+    }
+}
+
+/// Opens (creating it 0600 if needed) the lock file at `path`: never through
+/// a symlink (`O_NOFOLLOW`: a dangling link planted there must not create a
+/// file elsewhere), never blocking (`O_NONBLOCK`: a FIFO opened for writing
+/// with no reader fails with `ENXIO` instead of waiting), and only if what
+/// was opened is a regular file owned by the effective user.
+fn open_lock_file(path: &Path) -> Option<File> {
     let file = File::options()
         .create(true)
         .truncate(false)
         .write(true)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
         .ok()?;
-    Flock::lock(file, FlockArg::LockExclusive)
-        .ok()
-        .map(|l| CacheLock { _lock: l })
+    let meta = file.metadata().ok()?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    (meta.is_file() && meta.uid() == euid).then_some(file)
+}
+
+/// Polls for the exclusive lock on `file` (`LOCK_NB`, backing off from
+/// [`LOCK_POLL_MIN`] to [`LOCK_POLL_MAX`]) until it is held or `limit` has
+/// passed.
+fn wait_for(file: File, limit: Duration) -> Locked {
+    let deadline = Instant::now() + limit;
+    let mut pause = LOCK_POLL_MIN;
+    let mut file = file;
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Locked::Held(CacheLock { _lock: lock }),
+            Err((f, Errno::EINTR)) => file = f,
+            Err((f, Errno::EWOULDBLOCK)) => {
+                let now = Instant::now();
+                if now >= deadline || GAVE_UP.load(Ordering::Relaxed) {
+                    GAVE_UP.store(true, Ordering::Relaxed);
+                    return Locked::Busy;
+                }
+                std::thread::sleep(pause.min(deadline - now));
+                pause = (pause * 2).min(LOCK_POLL_MAX);
+                file = f;
+            }
+            Err(_) => return Locked::Unavailable,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_lock_is_waited_for_a_bounded_time() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("x.lock");
+        let holder = open_lock_file(&path).unwrap();
+        let _held = Flock::lock(holder, FlockArg::LockExclusive).unwrap();
+        let start = Instant::now();
+        let got = wait_for(open_lock_file(&path).unwrap(), Duration::from_millis(200));
+        assert!(matches!(got, Locked::Busy));
+        let waited = start.elapsed();
+        assert!(waited >= Duration::from_millis(200), "{waited:?}");
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+        GAVE_UP.store(false, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn links_fifos_and_foreign_files_are_not_used() {
+        let t = tempfile::tempdir().unwrap();
+        let target = t.path().join("elsewhere");
+        let link = t.path().join("link.lock");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(open_lock_file(&link).is_none());
+        assert!(
+            !target.exists(),
+            "a dangling link must not create its target"
+        );
+        let fifo = t.path().join("fifo.lock");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        assert!(open_lock_file(&fifo).is_none());
+        let plain = t.path().join("plain.lock");
+        assert!(open_lock_file(&plain).is_some());
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            std::os::unix::fs::chown(&plain, Some(12345), None).unwrap();
+            assert!(open_lock_file(&plain).is_none());
+        }
+    }
 }

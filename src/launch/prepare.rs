@@ -14,7 +14,7 @@
 //! the stale modules stay stale and the interpreter compiles them in memory,
 //! as plain `python` would.
 
-use super::lock::lock_cache;
+use super::lock::{lock_cache, Locked, LOCK_WAIT_LIMIT};
 use crate::argv::{self, LaunchSpec, Target};
 use crate::closure::graph::{self, ClosureOptions, Entry};
 use crate::closure::listing;
@@ -28,7 +28,6 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::Metadata;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// Everything the cold path needs from the launch.
 pub struct Context<'a> {
@@ -449,7 +448,15 @@ pub(super) fn compile_stale(
     targets: &[PycTarget],
     forced: &HashSet<&Path>,
 ) -> Result<HashSet<PathBuf>, String> {
-    let _lock = lock_cache(&ctx.python.resolved, spec.optimize, prefix);
+    let _lock = match lock_cache(&ctx.python.resolved, spec.optimize, prefix) {
+        Locked::Held(lock) => Some(lock),
+        Locked::Unavailable => None,
+        Locked::Busy => {
+            return Err(format!(
+                "another launch held the compile lock for {LOCK_WAIT_LIMIT:?}; not waiting longer"
+            ))
+        }
+    };
     // Whoever held the lock before us may have compiled these already.
     let mut stale = stale_targets(targets, rules, spec);
     let already: HashSet<&Path> = stale.iter().map(|t| t.cfile.as_path()).collect();
@@ -475,11 +482,13 @@ pub(super) fn compile_stale(
         .collect();
     let mut config = PoolConfig::new(&ctx.python.path);
     config.workers = ctx.knobs.workers.unwrap_or(0);
-    config.timeout = Duration::from_secs(60);
     // Settings that change the code object must match the run's.
     if spec.no_debug_ranges && facts.minor_version() >= (3, 11) {
         config.extra_flags = vec!["-X".into(), "no_debug_ranges".into()];
     }
+    // So must the warning filters: a module that warns is left to the
+    // interpreter, which shows (or raises) what python would.
+    config.extra_flags.extend(compile::warning_flags(spec));
     ctx.log
         .debug(format_args!("compile: {} stale pycs", jobs.len()));
     let outcomes = compile::compile_all(&jobs, &config, &|_, _| {}).map_err(|e| e.to_string())?;

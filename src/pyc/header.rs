@@ -61,14 +61,14 @@ impl PycKind {
 /// `pyc`: mirrors the write at the end of `SourceLoader.get_code`, which
 /// keeps an existing hash-based pyc hash-based (with its `check_source`
 /// flag) and otherwise writes a timestamp pyc. A missing or unreadable pyc,
-/// or one from another version, gives a timestamp pyc.
+/// or one from another version, gives a timestamp pyc. The pyc is read
+/// as every pyc is ([`super::validate::read_header`]: never blocking, so a
+/// FIFO there cannot hang the launch; anything but a regular file counts as
+/// unreadable).
 pub fn rewrite_mode(pyc: &std::path::Path, rules: &PycRules) -> crate::pyc::InvalidationMode {
     use crate::pyc::InvalidationMode;
-    use std::io::Read;
     let mut buf = [0u8; 16];
-    let n = std::fs::File::open(pyc)
-        .and_then(|mut f| f.read(&mut buf))
-        .unwrap_or(0);
+    let n = super::validate::read_header(pyc, &mut buf).unwrap_or(0);
     match parse_header(&buf[..n], rules) {
         Ok(h) => h.kind.mode(),
         Err(_) => InvalidationMode::Timestamp,

@@ -219,7 +219,7 @@ fn decide_read(
             if !hash_must_be_checked(checked, mode) {
                 Ok(())
             } else {
-                let bytes = std::fs::read(source).map_err(|_| StaleReason::SourceUnreadable)?;
+                let bytes = read_source(source)?;
                 // mirrors importlib._bootstrap_external._validate_hash_pyc
                 if source_hash(rules, &bytes) == hash {
                     Ok(())
@@ -247,15 +247,16 @@ pub fn hash_must_be_checked(checked: bool, mode: HashCheckMode) -> bool {
     }
 }
 
-/// Reads up to `buf.len()` bytes from the start of `pyc`; returns how many.
-/// One `open` and (on a local filesystem) one `read`; a FIFO never blocks
-/// (`O_NONBLOCK`), and a short read on something that is not a regular file
-/// is reported as such.
-pub fn read_header(pyc: &Path, buf: &mut [u8]) -> Result<usize, StaleReason> {
-    let mut file = OpenOptions::new()
+/// Opens `path` for reading as kolosal opens every pyc (and a source whose
+/// hash it checks): without blocking (`O_NONBLOCK`: a FIFO there has no
+/// writer and must not hang the launch), and only if it is a regular file
+/// (`fstat` on what was opened, so a file swapped in between cannot slip
+/// through). Symlinks are followed, as importlib follows them.
+pub fn open_regular(path: &Path) -> Result<std::fs::File, StaleReason> {
+    let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
-        .open(pyc)
+        .open(path)
         .map_err(|e| {
             if e.kind() == ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) {
                 StaleReason::Missing
@@ -263,29 +264,39 @@ pub fn read_header(pyc: &Path, buf: &mut [u8]) -> Result<usize, StaleReason> {
                 StaleReason::Unreadable
             }
         })?;
+    match file.metadata() {
+        Ok(m) if m.is_file() => Ok(file),
+        Ok(_) => Err(StaleReason::NotRegularFile),
+        Err(_) => Err(StaleReason::Unreadable),
+    }
+}
+
+/// Reads up to `buf.len()` bytes from the start of `pyc`; returns how many.
+/// One `open`, one `fstat` and (on a local filesystem) one `read`, through
+/// [`open_regular`]: a FIFO, device or directory never blocks and is
+/// reported as [`StaleReason::NotRegularFile`].
+pub fn read_header(pyc: &Path, buf: &mut [u8]) -> Result<usize, StaleReason> {
+    let mut file = open_regular(pyc)?;
     let mut n = 0;
-    let mut failed = false;
     while n < buf.len() {
         match file.read(&mut buf[n..]) {
             Ok(0) => break,
             Ok(k) => n += k,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(_) => {
-                failed = true;
-                break;
-            }
-        }
-    }
-    if n < buf.len() {
-        // Rare path: tell a directory/FIFO/device from a truncated pyc.
-        match file.metadata() {
-            Ok(m) if !m.is_file() => return Err(StaleReason::NotRegularFile),
             Err(_) => return Err(StaleReason::Unreadable),
-            Ok(_) if failed => return Err(StaleReason::Unreadable),
-            Ok(_) => {}
         }
     }
     Ok(n)
+}
+
+/// The whole of a source file whose hash must be checked, read through
+/// [`open_regular`].
+fn read_source(source: &Path) -> Result<Vec<u8>, StaleReason> {
+    let mut file = open_regular(source).map_err(|_| StaleReason::SourceUnreadable)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(|_| StaleReason::SourceUnreadable)?;
+    Ok(bytes)
 }
 
 #[cfg(test)]
