@@ -19,7 +19,6 @@ use crate::manifest::LaunchKey;
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::File;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -71,24 +70,13 @@ pub fn lock_cache(python: &Path, optimize: u32, prefix: Option<&Path>) -> Locked
     }
 }
 
-/// Opens (creating it 0600 if needed) the lock file at `path`: never through
-/// a symlink (`O_NOFOLLOW`: a dangling link planted there must not create a
-/// file elsewhere), never blocking (`O_NONBLOCK`: a FIFO opened for writing
-/// with no reader fails with `ENXIO` instead of waiting), and only if what
-/// was opened is a regular file owned by the effective user.
+/// Opens (creating it 0600 if needed) the lock file at `path` with
+/// [`crate::cache::create_private`]: never through a symlink (a dangling
+/// link planted there must not create a file elsewhere), never blocking on
+/// a FIFO, and only as a regular file of this user; whatever else is in the
+/// way inside the private cache is replaced.
 fn open_lock_file(path: &Path) -> Option<File> {
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .ok()?;
-    let meta = file.metadata().ok()?;
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    (meta.is_file() && meta.uid() == euid).then_some(file)
+    crate::cache::create_private(path).ok()
 }
 
 /// Polls for the exclusive lock on `file` (`LOCK_NB`, backing off from
@@ -137,25 +125,28 @@ mod tests {
     }
 
     #[test]
-    fn links_fifos_and_foreign_files_are_not_used() {
+    fn links_fifos_and_foreign_files_are_replaced_never_followed() {
+        use std::os::unix::fs::MetadataExt;
         let t = tempfile::tempdir().unwrap();
         let target = t.path().join("elsewhere");
         let link = t.path().join("link.lock");
         std::os::unix::fs::symlink(&target, &link).unwrap();
-        assert!(open_lock_file(&link).is_none());
+        assert!(open_lock_file(&link).is_some());
         assert!(
             !target.exists(),
             "a dangling link must not create its target"
         );
+        assert!(std::fs::symlink_metadata(&link).unwrap().is_file());
         let fifo = t.path().join("fifo.lock");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-        assert!(open_lock_file(&fifo).is_none());
+        assert!(open_lock_file(&fifo).is_some());
+        assert!(std::fs::symlink_metadata(&fifo).unwrap().is_file());
         let plain = t.path().join("plain.lock");
         assert!(open_lock_file(&plain).is_some());
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        if unsafe { libc::geteuid() } == 0 {
+        if crate::cache::euid() == 0 {
             std::os::unix::fs::chown(&plain, Some(12345), None).unwrap();
-            assert!(open_lock_file(&plain).is_none());
+            assert!(open_lock_file(&plain).is_some());
+            assert_eq!(std::fs::metadata(&plain).unwrap().uid(), 0);
         }
     }
 }
