@@ -369,7 +369,10 @@ mod tests {
 
     /// Prints sequential vs parallel timings around the threshold (the
     /// figures behind [`PARALLEL_THRESHOLD`]); asserts only that both agree.
+    /// A measurement, not a check: run it on purpose, in release mode
+    /// (`cargo test --release --lib threshold_timing -- --ignored --nocapture`).
     #[test]
+    #[ignore = "a timing measurement; run with --ignored"]
     fn threshold_timing() {
         let d = tempfile::tempdir().unwrap();
         let r = rules();

@@ -64,14 +64,6 @@ impl Log {
         }
     }
 
-    /// A logger at a fixed level.
-    pub fn with_level(level: Level) -> Log {
-        Log {
-            level,
-            start: Instant::now(),
-        }
-    }
-
     /// Milliseconds since this logger was made (the launch's start).
     pub fn elapsed_ms(&self) -> f64 {
         self.start.elapsed().as_secs_f64() * 1e3
