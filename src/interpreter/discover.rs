@@ -5,7 +5,9 @@
 //! 2. `KOLOSAL_PYTHON` — a path, or a bare name looked up on PATH ([`Rule::EnvVar`]);
 //! 3. `$VIRTUAL_ENV/bin/python` ([`Rule::VirtualEnv`]);
 //! 4. `.venv/bin/python` upward from the entry script's directory, then upward
-//!    from the working directory ([`Rule::DotVenv`]);
+//!    from the working directory ([`Rule::DotVenv`]), only one other users
+//!    cannot control ([`dotvenv_trust`]; an untrusted one is skipped and
+//!    reported in [`Discovered::ignored_venv`]);
 //! 5. `python3` then `python` on PATH — or, when run through a shim, the name
 //!    the shim was invoked as (`python3.12`) — ([`Rule::Path`]); a pyenv shim
 //!    met on the way is resolved the way pyenv would ([`Rule::Pyenv`]).
@@ -77,6 +79,54 @@ pub struct Discovered {
     pub exec_env: Vec<(OsString, OsString)>,
     /// The pyenv shim that was bypassed, if any (see [`pyenv::wants_pip_rehash`]).
     pub pyenv_shim: Option<PathBuf>,
+    /// A `.venv` that was found and ignored because other users control it
+    /// (see [`dotvenv_trust`]): one line for the launcher to print.
+    pub ignored_venv: Option<String>,
+}
+
+/// Whether a `.venv` found by walking up from the script or the working
+/// directory may be used: the ownership rule of git's `safe.directory`,
+/// made stricter. The `.venv` directory and every directory above it (both
+/// where it was found and, for a symlinked `.venv`, where it really is) must
+/// be owned by the effective user or root and writable by neither its group
+/// nor others, sticky bit or not. Anyone else who can create or rename
+/// `.venv` there could otherwise pick the interpreter, its `pyvenv.cfg` and
+/// its `site-packages` for everyone working below that directory.
+///
+/// `Err` says which directory failed, in one line.
+pub fn dotvenv_trust(venv: &Path) -> Result<(), String> {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    let euid = unsafe { libc::geteuid() };
+    let check_chain = |start: &Path| -> Result<(), String> {
+        let real = start
+            .canonicalize()
+            .map_err(|e| format!("{} cannot be resolved ({e})", start.display()))?;
+        for dir in real.ancestors() {
+            // `real` holds no symlink: lstat each step, never follow one.
+            let m = std::fs::symlink_metadata(dir)
+                .map_err(|e| format!("{} cannot be read ({e})", dir.display()))?;
+            if m.uid() != euid && m.uid() != 0 {
+                return Err(format!(
+                    "{} is owned by uid {}, not by you or root",
+                    dir.display(),
+                    m.uid()
+                ));
+            }
+            if m.mode() & 0o022 != 0 {
+                return Err(format!(
+                    "{} is writable by other users (mode {:o})",
+                    dir.display(),
+                    m.mode() & 0o7777
+                ));
+            }
+        }
+        Ok(())
+    };
+    // Where the `.venv` entry itself lives, then what it points at.
+    if let Some(parent) = venv.parent() {
+        check_chain(parent)?;
+    }
+    check_chain(venv)
 }
 
 /// Identity of a file: device and inode.
@@ -262,21 +312,35 @@ pub fn discover(req: &DiscoverRequest<'_>) -> Result<Discovered, DiscoverError> 
         .iter()
         .map(|d| (req.absolute(d), "the entry script"))
         .chain(std::iter::once((req.cwd.clone(), "the working directory")));
+    let mut ignored: Option<String> = None;
     for (start, what) in starts {
         for dir in start.ancestors() {
             let p = dir.join(".venv/bin/python");
             if is_executable_file(&p) && !req.is_kolosal(&p) {
-                return Ok(found(
-                    p,
-                    Rule::DotVenv,
-                    format!("{} found upward from {what}", dir.join(".venv").display()),
-                ));
+                let venv = dir.join(".venv");
+                match dotvenv_trust(&venv) {
+                    Ok(()) => {
+                        let mut d = found(
+                            p,
+                            Rule::DotVenv,
+                            format!("{} found upward from {what}", venv.display()),
+                        );
+                        d.ignored_venv = ignored;
+                        return Ok(d);
+                    }
+                    // As if that .venv were absent; the first one is reported.
+                    Err(why) => {
+                        ignored
+                            .get_or_insert_with(|| format!("ignoring {}: {why}", venv.display()));
+                    }
+                }
             }
         }
     }
     let names = path_names(req.invoked_as.as_deref());
     for name in &names {
-        if let Some(d) = search_path(req, name, Rule::Path) {
+        if let Some(mut d) = search_path(req, name, Rule::Path) {
+            d.ignored_venv = ignored;
             return Ok(d);
         }
     }
@@ -452,6 +516,7 @@ fn found(path: PathBuf, rule: Rule, detail: String) -> Discovered {
         resolved,
         exec_env: Vec::new(),
         pyenv_shim: None,
+        ignored_venv: None,
     }
 }
 

@@ -109,6 +109,9 @@ fn launch(log: &Log, argv0: Option<OsString>, args: &[OsString], in_background: 
             return 127;
         }
     };
+    if let Some(why) = &found.ignored_venv {
+        log.warn(format_args!("{why}"));
+    }
     log.debug(format_args!(
         "interpreter: {} ({})",
         found.path.display(),
