@@ -241,7 +241,10 @@ fn cache_key(python: &Path, config: &ProbeConfig) -> Option<Vec<String>> {
         // A new probe script asks new questions: never serve old answers.
         format!(
             "probe={:016x}",
-            hash_key(&[super::probe::PROBE_SCRIPT.to_string()])
+            hash_key(&[
+                super::probe::PROBE_PROLOGUE.to_string(),
+                super::probe::PROBE_SCRIPT.to_string()
+            ])
         ),
         format!("exe={}", encode_path(&abs)),
         stat_part("resolved", &resolved),
