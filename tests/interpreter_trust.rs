@@ -9,7 +9,7 @@ mod common;
 use common::Python;
 use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -203,4 +203,201 @@ fn dotvenv_controlled_by_others_is_ignored() {
         "{}",
         common::describe(&o)
     );
+}
+
+// ---------------------------------------------------------------------------
+// 2. The probe runs no user code and answers on its own pipe
+// ---------------------------------------------------------------------------
+
+/// The interpreters the probe differential runs on (those present).
+fn probe_pythons() -> Vec<PathBuf> {
+    [
+        "/root/.pyenv/versions/3.7.16/bin/python3",
+        "/root/.pyenv/versions/3.8.18/bin/python3",
+        "/root/.pyenv/versions/3.11.7/bin/python3",
+        "/usr/bin/python3.11",
+        "/root/.pyenv/versions/3.13.0/bin/python3",
+        "/opt/new-pythons/usr/bin/python3.14-host",
+        "/opt/new-pythons/usr/bin/python3.15-host",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .filter(|p| p.is_file())
+    .collect()
+}
+
+/// Appends one line to the marker file named by `KT_MARKER`, without
+/// printing anything.
+fn marker_module(tag: &str) -> String {
+    format!("import os\nwith open(os.environ['KT_MARKER'], 'a') as _f:\n    _f.write('{tag}\\n')\n")
+}
+
+fn marker_lines(p: &Path) -> Vec<String> {
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn probe_runs_no_user_code_and_matches_python() {
+    let pythons = probe_pythons();
+    assert!(
+        !pythons.is_empty(),
+        "no interpreter for the probe differential"
+    );
+    common::note(&format!(
+        "[interpreter_trust::probe] ran on {}",
+        pythons
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let tmp = trusted_tempdir();
+    let root = tmp.path().canonicalize().unwrap();
+    let cwd = root.join("work");
+    let pp = root.join("pp");
+    let home = root.join("home");
+    for d in [&cwd, &pp, &home, &cwd.join("rel"), &root.join("extra")] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    // Modules that shadow what the probe imports, in the working directory
+    // (sys.path[0] of `-c`) and on PYTHONPATH: importing one is a failure.
+    for d in [&cwd, &pp] {
+        for name in ["json", "sysconfig", "importlib"] {
+            write(&d.join(format!("{name}.py")), &marker_module("shadow"));
+        }
+    }
+    write(&cwd.join("main.py"), "import sys\nprint(sys.path[1:])\n");
+    let marker = root.join("marker");
+    for (i, py) in pythons.iter().enumerate() {
+        let venv = root.join(format!("venv{i}"));
+        make_venv(py, &venv);
+        let site = {
+            let mut c = common::clean_command(venv.join("bin/python"));
+            c.args([
+                "-c",
+                "import sysconfig; print(sysconfig.get_path('purelib'))",
+            ]);
+            PathBuf::from(text(&run(c).stdout).trim())
+        };
+        assert!(site.is_dir(), "{}", site.display());
+        // A .pth path line, a .pth import line, a printing sitecustomize.
+        write(
+            &site.join("zz_kolosal.pth"),
+            &format!("{}\nimport kt_pth_mod\n", root.join("extra").display()),
+        );
+        write(&site.join("kt_pth_mod.py"), &marker_module("pth"));
+        // On PYTHONPATH: Debian's own sitecustomize in the stdlib directory
+        // would shadow one in site-packages.
+        write(
+            &pp.join("sitecustomize.py"),
+            &format!("{}print('SITECUSTOMIZE')\n", marker_module("site")),
+        );
+        let env = |c: &mut Command| {
+            c.env("HOME", &home)
+                .env("PATH", "/usr/bin:/bin")
+                .env("KT_MARKER", &marker)
+                .env("PYTHONPATH", format!("{}:rel", pp.display()))
+                .current_dir(&cwd);
+        };
+        let label = py.display().to_string();
+        let vpy = venv.join("bin/python");
+
+        // Plain python: the reference, and one of each marker.
+        let _ = std::fs::remove_file(&marker);
+        let mut c = common::clean_command(&vpy);
+        env(&mut c);
+        c.arg("main.py");
+        let plain = run(c);
+        assert!(
+            plain.status.success(),
+            "{label}: {}",
+            common::describe(&plain)
+        );
+        assert_eq!(
+            marker_lines(&marker),
+            ["pth", "site"],
+            "{label}: plain python"
+        );
+        let mut c = common::clean_command(&vpy);
+        env(&mut c);
+        c.args(["-c", "import sys; print(sys.path[1:])"]);
+        let want_path = text(&run(c).stdout);
+        // sitecustomize printed first; sys.path is the last line.
+        let want_path = format!("{}\n", want_path.lines().last().unwrap_or_default());
+
+        // The probe alone (kolosal info): no user code at all.
+        let _ = std::fs::remove_file(&marker);
+        let mut c = common::clean_command(common::kolosal_bin());
+        env(&mut c);
+        c.env("KOLOSAL_CACHE_DIR", root.join(format!("cache{i}")))
+            .args(["info", "--json", "--python"])
+            .arg(&vpy);
+        let o = run(c);
+        assert!(o.status.success(), "{label}: {}", common::describe(&o));
+        assert_eq!(
+            marker_lines(&marker),
+            Vec::<String>::new(),
+            "{label}: the probe ran user code"
+        );
+        let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(doc["probe_error"], serde_json::Value::Null, "{label}");
+        let got: Vec<String> = doc["facts"]["sys_path"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        // Python's repr of a list of str, for the comparison.
+        let got_repr = format!(
+            "[{}]\n",
+            got.iter()
+                .map(|s| format!("'{s}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        assert_eq!(got_repr, want_path, "{label}: probe sys_path");
+        assert!(got.contains(&root.join("extra").display().to_string()));
+
+        // A cold launch (everything compiled before exec), then a warm one:
+        // each runs sitecustomize and the .pth import exactly once, prints
+        // exactly what plain python prints.
+        for round in ["cold", "warm"] {
+            let _ = std::fs::remove_file(&marker);
+            let mut c = common::clean_command(common::launcher_bin());
+            env(&mut c);
+            c.env("KOLOSAL_CACHE_DIR", root.join(format!("cache{i}")))
+                .env("KOLOSAL_BACKGROUND", "0")
+                .env("KOLOSAL_PYTHON", &vpy)
+                .arg("main.py");
+            let o = run(c);
+            assert_eq!(
+                o.stdout,
+                plain.stdout,
+                "{label} {round}: {}",
+                common::describe(&o)
+            );
+            assert_eq!(
+                o.stderr,
+                plain.stderr,
+                "{label} {round}: {}",
+                common::describe(&o)
+            );
+            assert_eq!(o.status.code(), plain.status.code());
+            assert_eq!(marker_lines(&marker), ["pth", "site"], "{label} {round}");
+        }
+        // The start-up modules user code brings in were precompiled.
+        let tag = {
+            let mut c = common::clean_command(&vpy);
+            c.args(["-c", "import sys; print(sys.implementation.cache_tag)"]);
+            text(&run(c).stdout).trim().to_string()
+        };
+        for (dir, m) in [(&pp, "sitecustomize"), (&site, "kt_pth_mod")] {
+            let pyc = dir.join(format!("__pycache__/{m}.{tag}.pyc"));
+            assert!(pyc.is_file(), "{label}: {} not written", pyc.display());
+        }
+    }
 }
