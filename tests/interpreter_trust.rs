@@ -401,3 +401,178 @@ fn probe_runs_no_user_code_and_matches_python() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// 3. Unsupported interpreters (2.7, 3.6): a silent pass-through
+// ---------------------------------------------------------------------------
+
+/// The program: imports a module (whose pyc python writes itself), prints
+/// on both streams, exits 3.
+const OLD_MAIN: &str = "import sys\nimport helper\nsys.stdout.write('out %s\\n' % helper.X)\nsys.stderr.write('err\\n')\nsys.exit(3)\n";
+
+fn old_tree(dir: &Path) {
+    write(&dir.join("main.py"), OLD_MAIN);
+    write(&dir.join("helper.py"), "X = 42\n");
+}
+
+/// Where python `version` writes helper.py's pyc.
+fn old_pyc(dir: &Path, version: &str) -> PathBuf {
+    if version.starts_with("2.") {
+        dir.join("helper.pyc")
+    } else {
+        dir.join("__pycache__/helper.cpython-36.pyc")
+    }
+}
+
+#[test]
+fn unsupported_interpreters_pass_through_silently() {
+    let olds: Vec<(&str, PathBuf)> = [
+        ("2.7", "/root/.pyenv/versions/2.7.18/bin/python"),
+        ("3.6", "/root/.pyenv/versions/3.6.15/bin/python"),
+    ]
+    .into_iter()
+    .map(|(v, p)| (v, PathBuf::from(p)))
+    .filter(|(_, p)| p.is_file())
+    .collect();
+    if olds.is_empty() {
+        common::note("[interpreter_trust::unsupported] no 2.7 or 3.6 here; skipped");
+        return;
+    }
+    common::note(&format!(
+        "[interpreter_trust::unsupported] ran on {:?}",
+        olds.iter().map(|(_, p)| p).collect::<Vec<_>>()
+    ));
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    for (version, py) in &olds {
+        let cache = root.join(format!("cache-{version}"));
+        let plain_dir = root.join(format!("plain-{version}"));
+        old_tree(&plain_dir);
+        let mut c = common::clean_command(py);
+        c.current_dir(&plain_dir).arg("main.py");
+        let plain = run(c);
+        assert_eq!(plain.status.code(), Some(3), "{}", common::describe(&plain));
+        assert!(
+            old_pyc(&plain_dir, version).is_file(),
+            "plain {version} wrote no pyc"
+        );
+
+        for round in 0..3 {
+            let dir = root.join(format!("k-{version}-{round}"));
+            old_tree(&dir);
+            let mut c = common::clean_command(common::launcher_bin());
+            c.env("KOLOSAL_CACHE_DIR", &cache)
+                .env("KOLOSAL_PYTHON", py)
+                .current_dir(&dir)
+                .arg("main.py");
+            let o = run(c);
+            assert_eq!(
+                o.stdout,
+                plain.stdout,
+                "{version} #{round}: {}",
+                common::describe(&o)
+            );
+            assert_eq!(
+                o.stderr,
+                plain.stderr,
+                "{version} #{round}: {}",
+                common::describe(&o)
+            );
+            assert_eq!(o.status.code(), plain.status.code());
+            assert!(
+                old_pyc(&dir, version).is_file(),
+                "{version} #{round}: PYTHONDONTWRITEBYTECODE was set: no pyc"
+            );
+            if round == 1 {
+                // Later launches read the verdict: no probe, no cold path.
+                let mut c = common::clean_command(common::launcher_bin());
+                c.env("KOLOSAL_CACHE_DIR", &cache)
+                    .env("KOLOSAL_PYTHON", py)
+                    .env("KOLOSAL_LOG", "debug")
+                    .current_dir(&dir)
+                    .arg("main.py");
+                let o = run(c);
+                let err = text(&o.stderr);
+                assert!(
+                    err.contains("unsupported interpreter: pass-through"),
+                    "{err}"
+                );
+                assert!(!err.contains("cold"), "{err}");
+            }
+            if round == 1 && is_root() {
+                // A verdict file someone else owns is not believed: the
+                // probe runs again (still silently) and rewrites it.
+                let verdicts: Vec<PathBuf> = std::fs::read_dir(cache.join("probe"))
+                    .unwrap()
+                    .map(|e| e.unwrap().path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "unsupported"))
+                    .collect();
+                assert_eq!(verdicts.len(), 1, "{verdicts:?}");
+                std::os::unix::fs::lchown(&verdicts[0], Some(65534), None).unwrap();
+                let mut c = common::clean_command(common::launcher_bin());
+                c.env("KOLOSAL_CACHE_DIR", &cache)
+                    .env("KOLOSAL_PYTHON", py)
+                    .env("KOLOSAL_LOG", "debug")
+                    .current_dir(&dir)
+                    .arg("main.py");
+                let o = run(c);
+                assert!(text(&o.stderr).contains("cold"), "{}", text(&o.stderr));
+                use std::os::unix::fs::MetadataExt;
+                let m = std::fs::metadata(&verdicts[0]).unwrap();
+                assert_eq!(
+                    (m.uid(), m.mode() & 0o077),
+                    (0, 0),
+                    "verdict rewritten, private"
+                );
+            }
+        }
+    }
+}
+
+/// A probe cache file this user did not write (another owner, group- or
+/// world-writable, a symlink) is re-probed, never believed.
+#[test]
+fn probe_cache_files_must_be_our_own() {
+    let py = newest();
+    common::report(
+        "interpreter_trust::probe_cache_owner",
+        std::slice::from_ref(&py),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let cache = root.join("cache");
+    let info = || {
+        let mut c = common::clean_command(common::kolosal_bin());
+        c.env("KOLOSAL_CACHE_DIR", &cache)
+            .current_dir(&root)
+            .args(["info", "--json", "--python"])
+            .arg(&py.path);
+        let o = run(c);
+        assert!(o.status.success(), "{}", common::describe(&o));
+        let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        (
+            doc["probe_cache"]["status"].as_str().unwrap().to_string(),
+            PathBuf::from(doc["probe_cache"]["file"].as_str().unwrap()),
+        )
+    };
+    let (status, file) = info();
+    assert_eq!(status, "written");
+    assert_eq!(info().0, "hit");
+    chmod(&file, 0o620);
+    assert_eq!(info().0, "written", "group-writable file believed");
+    assert_eq!(info().0, "hit");
+    chmod(&file, 0o606);
+    assert_eq!(info().0, "written", "world-writable file believed");
+    let copy = root.join("copy.json");
+    std::fs::copy(&file, &copy).unwrap();
+    chmod(&copy, 0o600);
+    std::fs::remove_file(&file).unwrap();
+    std::os::unix::fs::symlink(&copy, &file).unwrap();
+    assert_eq!(info().0, "written", "symlinked file believed");
+    assert_eq!(info().0, "hit");
+    if is_root() {
+        std::os::unix::fs::lchown(&file, Some(65534), None).unwrap();
+        assert_eq!(info().0, "written", "file of another user believed");
+        assert_eq!(info().0, "hit");
+    }
+}

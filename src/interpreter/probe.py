@@ -1,4 +1,4 @@
-# kolosal interpreter probe (CPython 3.7+). The prologue in probe.rs runs
+# kolosal interpreter probe (CPython 3.6+). The prologue in probe.rs runs
 # this text with exec() after checking the version; sys.argv is
 # ['-c', ANSWER_FD, LAUNCH_NO_SITE, <this text>].
 #
@@ -11,7 +11,7 @@
 # own stdlib entries on sys.path, so nothing in the working directory or on
 # PYTHONPATH can shadow json, sysconfig or importlib.
 #
-# Must stay compatible with Python 3.7: no walrus, no f-string "=", no
+# Must stay compatible with Python 3.6: no walrus, no f-string "=", no
 # newer stdlib API without getattr.
 import sys
 

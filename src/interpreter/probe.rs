@@ -19,10 +19,12 @@ pub const PROBE_SCRIPT: &str = include_str!("probe.py");
 
 /// What `-c` runs: a version check any Python from 2.7 on can parse, using
 /// builtin modules only (nothing on `sys.path` can shadow `sys`/`posix`).
-/// An interpreter kolosal does not support answers `{"unsupported": [...]}`;
-/// a supported one runs [`PROBE_SCRIPT`] (`sys.argv[3]`).
+/// A Python the probe cannot ask (2.x) answers `{"unsupported": [...]}`;
+/// 3.6+ runs [`PROBE_SCRIPT`] (`sys.argv[3]`). 3.6 still gets its facts
+/// (the pyc tests use them); the launcher's cut-off is [`MIN_SUPPORTED`],
+/// applied by the probe cache.
 pub const PROBE_PROLOGUE: &str = "import sys, posix
-if sys.version_info < (3, 7):
+if sys.version_info < (3, 6):
     _a = ('{\"unsupported\": [%d, %d, %d]}' % tuple(sys.version_info[:3])).encode('ascii')
     while _a:
         _a = _a[posix.write(int(sys.argv[1]), _a):]
@@ -30,7 +32,9 @@ else:
     exec(compile(sys.argv[3], '<kolosal probe>', 'exec'))
 ";
 
-/// The oldest CPython kolosal precompiles for.
+/// The oldest CPython kolosal precompiles for: older ones are passed
+/// through untouched by the launcher ([`super::probe_cache::facts_for`]
+/// reports them as [`ProbeError::Unsupported`]).
 pub const MIN_SUPPORTED: (u32, u32) = (3, 7);
 
 /// Environment variables that change what the probe reports (`sys.path`,

@@ -124,8 +124,8 @@ fn launch(log: &Log, argv0: Option<OsString>, args: &[OsString], in_background: 
     };
     if knobs.auto_compile {
         if let Some(spec) = spec.as_ref().filter(|s| s.target != Target::NoRun) {
-            exec_env.dont_write_bytecode = !knobs.write_bytecode;
-            exec_env.set.extend(make_fresh(
+            // None: an unsupported Python (2.7, 3.6), passed through untouched.
+            if let Some(env) = make_fresh(
                 log,
                 &knobs,
                 &found,
@@ -133,7 +133,10 @@ fn launch(log: &Log, argv0: Option<OsString>, args: &[OsString], in_background: 
                 spec,
                 &cwd,
                 in_background,
-            ));
+            ) {
+                exec_env.dont_write_bytecode = !knobs.write_bytecode;
+                exec_env.set.extend(env);
+            }
         }
     }
     if in_background {
@@ -144,6 +147,8 @@ fn launch(log: &Log, argv0: Option<OsString>, args: &[OsString], in_background: 
 
 /// The warm check, then (on a miss) the cold path. Returns the variables the
 /// exec must set. Never fails: a failure is logged and precompilation skipped.
+/// `None` for an interpreter kolosal does not support: no message, and it
+/// keeps writing its own pycs.
 fn make_fresh(
     log: &Log,
     knobs: &Knobs,
@@ -152,20 +157,25 @@ fn make_fresh(
     spec: &LaunchSpec,
     cwd: &Path,
     in_background: bool,
-) -> Vec<(OsString, OsString)> {
+) -> Option<Vec<(OsString, OsString)>> {
     let key = launch_key(&found.path, args, spec.script_args_start, cwd);
     let mut recorded = None;
     if let Some(path) = manifest::manifest_path_no_create(&key) {
         if let Ok(bytes) = std::fs::read(&path) {
             if let Some(env) = manifest::check_encoded(&bytes, key.as_bytes()) {
                 log.debug(format_args!("warm: manifest holds, exec"));
-                return env
-                    .into_iter()
-                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                    .collect();
+                return Some(
+                    env.into_iter()
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .collect(),
+                );
             }
             recorded = manifest::Manifest::decode(&bytes).filter(|m| m.key == key.as_bytes());
         }
+    }
+    if crate::interpreter::known_unsupported(&found.path) {
+        log.debug(format_args!("unsupported interpreter: pass-through"));
+        return None;
     }
     let ctx = prepare::Context {
         log,
@@ -198,16 +208,17 @@ fn make_fresh(
         prepare::prepare(&ctx)
     };
     match catch_unwind(AssertUnwindSafe(cold)) {
-        Ok(Ok(env)) => env,
+        Ok(Ok(env)) => Some(env),
+        Ok(Err(_)) if crate::interpreter::known_unsupported(&found.path) => None,
         Ok(Err(e)) => {
             log.warn(format_args!("precompiling skipped: {e}"));
-            Vec::new()
+            Some(Vec::new())
         }
         Err(_) => {
             log.error(format_args!(
                 "precompiling skipped after an internal error; please report it"
             ));
-            Vec::new()
+            Some(Vec::new())
         }
     }
 }
