@@ -576,3 +576,74 @@ fn probe_cache_files_must_be_our_own() {
         assert_eq!(info().0, "hit");
     }
 }
+
+/// The probe's `sys_path` under the flags that change it (`-I`, `-E`, `-s`,
+/// `-S`), with a user site holding a `.pth` path line and PYTHONPATH set,
+/// against `python FLAGS -c 'print(sys.path)'` (minus the `''` of `-c`).
+#[test]
+fn probe_sys_path_matches_python_under_flags() {
+    use kolosal::interpreter::probe::{run_probe, ProbeConfig, FACT_ENV_VARS};
+    let pythons = probe_pythons();
+    assert!(!pythons.is_empty());
+    let tmp = trusted_tempdir();
+    let root = tmp.path().canonicalize().unwrap();
+    let home = root.join("home");
+    let pp = root.join("pp");
+    std::fs::create_dir_all(root.join("user-extra")).unwrap();
+    std::fs::create_dir_all(&pp).unwrap();
+    for py in &pythons {
+        let label = py.display().to_string();
+        let user_site = {
+            let mut c = common::clean_command(py);
+            c.env("HOME", &home)
+                .args(["-c", "import site; print(site.getusersitepackages())"]);
+            PathBuf::from(text(&run(c).stdout).trim())
+        };
+        write(
+            &user_site.join("user.pth"),
+            &format!("{}\nimport sys\n", root.join("user-extra").display()),
+        );
+        for flags in [&[][..], &["-I"][..], &["-E"][..], &["-s"][..], &["-S"][..]] {
+            let mut c = common::clean_command(py);
+            c.env("HOME", &home)
+                .env("PYTHONPATH", &pp)
+                .current_dir(&root)
+                .args(flags)
+                .args(["-c", "import sys; print('\\n'.join(sys.path))"]);
+            let o = run(c);
+            assert!(
+                o.status.success(),
+                "{label} {flags:?}: {}",
+                common::describe(&o)
+            );
+            let out = text(&o.stdout);
+            let mut want: Vec<&str> = out.lines().collect();
+            if want.first() == Some(&"") {
+                want.remove(0);
+            }
+            let config = ProbeConfig {
+                isolated: flags.contains(&"-I"),
+                ignore_environment: flags.contains(&"-E"),
+                no_user_site: flags.contains(&"-s"),
+                no_site: flags.contains(&"-S"),
+                frozen_modules_off: false,
+                env: FACT_ENV_VARS
+                    .iter()
+                    .map(|v| match *v {
+                        "HOME" => Some(home.clone().into_os_string()),
+                        "PYTHONPATH" => Some(pp.clone().into_os_string()),
+                        _ => None,
+                    })
+                    .collect(),
+            };
+            let facts = run_probe(py, &config).unwrap_or_else(|e| panic!("{label}: {e}"));
+            let got: Vec<String> = facts
+                .sys_path
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            assert_eq!(got, want, "{label} {flags:?}");
+            assert_eq!(facts.flags.no_site, flags.contains(&"-S"), "{label}");
+        }
+    }
+}

@@ -111,8 +111,9 @@ def _probe(fd, launch_no_site):
     safe_path = bool(getattr(flags, "safe_path", False))
     launch_path = list(sys.path)
     # sys.path[0] ('' for -c) is inserted after site ran, and belongs to the
-    # launch form: the launcher computes it itself.
-    if not safe_path and launch_path:
+    # launch form: the launcher computes it itself. -P and -I (also on
+    # 3.7-3.10, which have no sys.flags.safe_path) insert none.
+    if not (safe_path or flags.isolated) and launch_path:
         launch_path = launch_path[1:]
     trusted = _trusted_path(launch_path)
     sys.path[:] = trusted
