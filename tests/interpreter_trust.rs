@@ -647,3 +647,84 @@ fn probe_sys_path_matches_python_under_flags() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// 4. Shims resolve like the shell
+// ---------------------------------------------------------------------------
+
+#[test]
+fn shim_ignores_the_project_venv_kolosal_python_uses_it() {
+    let venv_py = newest();
+    let path_py = oldest();
+    common::report(
+        "interpreter_trust::shims",
+        &[venv_py.clone(), path_py.clone()],
+    );
+    let tmp = trusted_tempdir();
+    let root = tmp.path().canonicalize().unwrap();
+    let cache = root.join("cache");
+    let shims = root.join("shims");
+    std::fs::create_dir(&shims).unwrap();
+    for name in ["python", "python3"] {
+        std::os::unix::fs::symlink(common::launcher_bin(), shims.join(name)).unwrap();
+    }
+    let proj = root.join("proj");
+    let venv = proj.join(".venv");
+    make_venv(&venv_py.path, &venv);
+    write(&proj.join("show.py"), SHOW_EXE);
+    let tool = proj.join("tool");
+    write(&tool, &format!("#!/usr/bin/env python3\n{SHOW_EXE}"));
+    chmod(&tool, 0o755);
+    let path_dir = path_py.path.parent().unwrap().to_path_buf();
+    let path_exe = format!("{}\n", path_dir.join("python3").display());
+    let venv_exe = format!("{}\n", venv.join("bin/python").display());
+    let path_var = |first: &[&Path]| {
+        let mut v: Vec<PathBuf> = first.iter().map(|p| p.to_path_buf()).collect();
+        v.extend([path_dir.clone(), "/usr/bin".into(), "/bin".into()]);
+        std::env::join_paths(v).unwrap()
+    };
+    let go = |program: &Path, path: &OsStr, venv_var: Option<&Path>| {
+        let mut c = common::clean_command(program);
+        c.env("PATH", path)
+            .env("KOLOSAL_CACHE_DIR", &cache)
+            .current_dir(&proj);
+        if let Some(v) = venv_var {
+            c.env("VIRTUAL_ENV", v);
+        }
+        if program != tool {
+            c.arg("show.py");
+        }
+        let o = run(c);
+        assert!(o.status.success(), "{}", common::describe(&o));
+        assert!(o.stderr.is_empty(), "{}", common::describe(&o));
+        text(&o.stdout)
+    };
+    let shim_path = path_var(&[&shims]);
+    // A `#!/usr/bin/env python3` tool, and `python3`/`python` typed in the
+    // project: the next python3 on PATH, never the project's .venv.
+    assert_eq!(go(&tool, &shim_path, None), path_exe, "env python3 tool");
+    assert_eq!(
+        go(&shims.join("python3"), &shim_path, None),
+        path_exe,
+        "python3 shim"
+    );
+    // VIRTUAL_ENV alone does not count for a shim; an activated venv (its
+    // bin first on PATH) does, because the shell would run it.
+    assert_eq!(
+        go(&shims.join("python3"), &shim_path, Some(&venv)),
+        path_exe,
+        "VIRTUAL_ENV without PATH"
+    );
+    let activated = path_var(&[&venv.join("bin"), &shims]);
+    assert_eq!(
+        go(&tool, &activated, Some(&venv)),
+        format!("{}\n", venv.join("bin/python3").display()),
+        "activated venv: its python3, as the shell would run"
+    );
+    // kolosal-python by its own name keeps the project discovery.
+    assert_eq!(
+        go(common::launcher_bin(), &shim_path, None),
+        venv_exe,
+        "kolosal-python"
+    );
+}

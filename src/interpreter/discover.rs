@@ -12,6 +12,9 @@
 //!    the shim was invoked as (`python3.12`) — ([`Rule::Path`]); a pyenv shim
 //!    met on the way is resolved the way pyenv would ([`Rule::Pyenv`]).
 //!
+//! Run under a shim's name ([`invoked_as_shim`]), rules 3 and 4 are skipped:
+//! the shim runs what the shell would have run without it.
+//!
 //! kolosal itself is recognised by identity (device + inode of
 //! `current_exe()` and its sibling binaries), never by name, so a shim
 //! directory first on PATH never makes the launcher exec itself.
@@ -297,6 +300,21 @@ pub fn discover(req: &DiscoverRequest<'_>) -> Result<Discovered, DiscoverError> 
     if let Some(v) = (req.env)("KOLOSAL_PYTHON").filter(|v| !v.is_empty()) {
         return named(req, "KOLOSAL_PYTHON", &v, Rule::EnvVar);
     }
+    // Run as a `python`/`python3` shim: the command the shell would have run
+    // had the shims not been on PATH. A `#!/usr/bin/env python3` tool must
+    // not pick up whatever project it happens to be started in; an active
+    // venv counts only through the PATH its activation set.
+    if invoked_as_shim(req.invoked_as.as_deref()) {
+        let names = path_names(req.invoked_as.as_deref());
+        for name in &names {
+            if let Some(mut d) = search_path(req, name, Rule::Path) {
+                d.detail
+                    .push_str(" (run as a shim: no VIRTUAL_ENV or .venv lookup)");
+                return Ok(d);
+            }
+        }
+        return Err(DiscoverError::NoneFound { names });
+    }
     if let Some(venv) = (req.env)("VIRTUAL_ENV").filter(|v| !v.is_empty()) {
         let p = req.absolute(&Path::new(&venv).join("bin/python"));
         if is_executable_file(&p) && !req.is_kolosal(&p) {
@@ -405,6 +423,15 @@ pub fn path_names(invoked_as: Option<&OsStr>) -> Vec<OsString> {
         }
     }
     vec![OsString::from("python3"), OsString::from("python")]
+}
+
+/// Whether the launcher runs under a shim's name (`python`, `python3`,
+/// `python3.12`), as opposed to `kolosal-python` or anything else.
+pub fn invoked_as_shim(invoked_as: Option<&OsStr>) -> bool {
+    invoked_as.is_some_and(|a| {
+        let b = a.as_bytes();
+        is_python_name(b.rsplit(|&c| c == b'/').next().unwrap_or(b))
+    })
 }
 
 /// `python`, `python3`, `python3.12`, `python3.13t`.
