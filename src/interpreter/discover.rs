@@ -125,8 +125,10 @@ pub fn dotvenv_trust(venv: &Path) -> Result<(), String> {
         }
         Ok(())
     };
-    // Where the `.venv` entry itself lives, then what it points at.
-    if let Some(parent) = venv.parent() {
+    // A symlinked `.venv`: where the link lives counts too. Otherwise the
+    // real `.venv`'s own ancestors are that place.
+    let is_link = std::fs::symlink_metadata(venv).is_ok_and(|m| m.file_type().is_symlink());
+    if let Some(parent) = venv.parent().filter(|_| is_link) {
         check_chain(parent)?;
     }
     check_chain(venv)
