@@ -163,11 +163,25 @@ fn measure(
         ..Default::default()
     };
     let closure = compute(&facts, &entry, &options, &ImportCache::in_memory());
-    let closure_set = closure
+    let mut closure_set: BTreeSet<PathBuf> = closure
         .pyc_modules()
         .filter_map(|m| m.module.origin.as_deref())
         .map(canon)
         .collect();
+    // The app installs nothing: what python loads from site-packages comes
+    // from start-up hooks. An import a `.pth` line computes at run time
+    // (`exec("import certifi")`) cannot be known without running that line,
+    // and the probe runs no user code; such sources are reported, not failed.
+    let site_dirs: Vec<PathBuf> = facts.site_packages.iter().map(|d| canon(d)).collect();
+    for p in &loaded {
+        if !closure_set.contains(p) && site_dirs.iter().any(|d| p.starts_with(d)) {
+            common::note(&format!(
+                "[closure_runtime] {label}: {} loaded by a start-up hook's computed import (not statically knowable)",
+                p.display()
+            ));
+            closure_set.insert(p.clone());
+        }
+    }
     Run {
         label: label.to_string(),
         loaded,

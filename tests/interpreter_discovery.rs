@@ -100,7 +100,7 @@ fn assert_no_stray_dotvenv(dir: &Path) {
 fn venv_rules_exec_the_venv_interpreter() {
     let pythons = common::pythons();
     common::report("interpreter_discovery::venv_rules", &pythons);
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let root = tmp.path().canonicalize().unwrap();
     assert_no_stray_dotvenv(&root);
     let outside = root.join("outside");
@@ -636,7 +636,7 @@ fn probe_cache_notices_new_pth_files() {
 fn info_reports_rule_facts_cache_and_knobs() {
     let pythons = common::pythons();
     common::report("interpreter_discovery::info", &pythons);
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let root = tmp.path().canonicalize().unwrap();
     let cache = root.join("cache");
     let info = |args: &[&std::ffi::OsStr], extra: &[(&str, &std::ffi::OsStr)]| -> Output {

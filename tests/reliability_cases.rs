@@ -158,6 +158,15 @@ impl Tree {
         }
     }
 
+    /// A tree under `target/tmp`: a `.venv` below world-writable `/tmp` is
+    /// never trusted (interpreter discovery's ownership rule).
+    fn new_trusted() -> Tree {
+        Tree {
+            dir: tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap(),
+            cache: tempfile::tempdir().unwrap(),
+        }
+    }
+
     fn root(&self) -> &Path {
         self.dir.path()
     }
@@ -1335,7 +1344,7 @@ fn interpreter_upgraded_in_place() {
 fn venv_deleted_under_a_cached_manifest() {
     let py = newest();
     common::report("reliability venv deleted", std::slice::from_ref(&py));
-    let t = Tree::new();
+    let t = Tree::new_trusted();
     t.write(
         "main.py",
         "import sys, helper\nprint(sys.prefix == sys.base_prefix)\n",

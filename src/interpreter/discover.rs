@@ -5,10 +5,15 @@
 //! 2. `KOLOSAL_PYTHON` — a path, or a bare name looked up on PATH ([`Rule::EnvVar`]);
 //! 3. `$VIRTUAL_ENV/bin/python` ([`Rule::VirtualEnv`]);
 //! 4. `.venv/bin/python` upward from the entry script's directory, then upward
-//!    from the working directory ([`Rule::DotVenv`]);
+//!    from the working directory ([`Rule::DotVenv`]), only one other users
+//!    cannot control ([`dotvenv_trust`]; an untrusted one is skipped and
+//!    reported in [`Discovered::ignored_venv`]);
 //! 5. `python3` then `python` on PATH — or, when run through a shim, the name
 //!    the shim was invoked as (`python3.12`) — ([`Rule::Path`]); a pyenv shim
 //!    met on the way is resolved the way pyenv would ([`Rule::Pyenv`]).
+//!
+//! Run under a shim's name ([`invoked_as_shim`]), rules 3 and 4 are skipped:
+//! the shim runs what the shell would have run without it.
 //!
 //! kolosal itself is recognised by identity (device + inode of
 //! `current_exe()` and its sibling binaries), never by name, so a shim
@@ -77,6 +82,67 @@ pub struct Discovered {
     pub exec_env: Vec<(OsString, OsString)>,
     /// The pyenv shim that was bypassed, if any (see [`pyenv::wants_pip_rehash`]).
     pub pyenv_shim: Option<PathBuf>,
+    /// A `.venv` that was found and ignored because other users control it
+    /// (see [`dotvenv_trust`]): one line for the launcher to print.
+    pub ignored_venv: Option<String>,
+}
+
+/// Whether a `.venv` found by walking up from the script or the working
+/// directory may be used: the ownership rule of git's `safe.directory`,
+/// made stricter. The `.venv` directory and the directory holding it (both
+/// where it was found and, for a symlinked `.venv`, where it really is)
+/// must be owned by the effective user or root and writable by neither
+/// its group nor others, sticky bit or not: anyone else who can create or
+/// rename `.venv` there could otherwise pick the interpreter, its
+/// `pyvenv.cfg` and its `site-packages` for everyone working below that
+/// directory. Further up, a directory others can write is accepted only
+/// when it is sticky (`/tmp`) and the entry on the way down is the user's
+/// or root's, which nobody else can then rename or replace (the rule
+/// [`crate::cache::trusted_path`] applies to kolosal's cache).
+///
+/// `Err` says which directory failed, in one line.
+pub fn dotvenv_trust(venv: &Path) -> Result<(), String> {
+    let euid = crate::cache::euid();
+    let check_chain = |start: &Path| -> Result<(), String> {
+        let real = start
+            .canonicalize()
+            .map_err(|e| format!("{} cannot be resolved ({e})", start.display()))?;
+        // The owner of the entry below the directory being checked.
+        let mut child_owner = None;
+        for (depth, dir) in real.ancestors().enumerate() {
+            // `real` holds no symlink: lstat each step, never follow one.
+            let m = std::fs::symlink_metadata(dir)
+                .map_err(|e| format!("{} cannot be read ({e})", dir.display()))?;
+            if m.uid() != euid && m.uid() != 0 {
+                return Err(format!(
+                    "{} is owned by uid {}, not by you or root",
+                    dir.display(),
+                    m.uid()
+                ));
+            }
+            let open = m.mode() & 0o022 != 0;
+            let sticky_and_ours = m.mode() & 0o1000 != 0
+                && child_owner.is_some_and(|o| o == euid || o == 0);
+            // depth 0 is the `.venv` (or the link's directory), depth 1
+            // the directory that holds it: never open to others.
+            if open && (depth <= 1 || !sticky_and_ours) {
+                return Err(format!(
+                    "{} is writable by other users (mode {:o})",
+                    dir.display(),
+                    m.mode() & 0o7777
+                ));
+            }
+            child_owner = Some(m.uid());
+        }
+        Ok(())
+    };
+    // A symlinked `.venv`: where the link lives counts too. Otherwise the
+    // real `.venv`'s own ancestors are that place.
+    let is_link = std::fs::symlink_metadata(venv).is_ok_and(|m| m.file_type().is_symlink());
+    if let Some(parent) = venv.parent().filter(|_| is_link) {
+        check_chain(parent)?;
+    }
+    check_chain(venv)
 }
 
 /// Identity of a file: device and inode.
@@ -247,6 +313,21 @@ pub fn discover(req: &DiscoverRequest<'_>) -> Result<Discovered, DiscoverError> 
     if let Some(v) = (req.env)("KOLOSAL_PYTHON").filter(|v| !v.is_empty()) {
         return named(req, "KOLOSAL_PYTHON", &v, Rule::EnvVar);
     }
+    // Run as a `python`/`python3` shim: the command the shell would have run
+    // had the shims not been on PATH. A `#!/usr/bin/env python3` tool must
+    // not pick up whatever project it happens to be started in; an active
+    // venv counts only through the PATH its activation set.
+    if invoked_as_shim(req.invoked_as.as_deref()) {
+        let names = path_names(req.invoked_as.as_deref());
+        for name in &names {
+            if let Some(mut d) = search_path(req, name, Rule::Path) {
+                d.detail
+                    .push_str(" (run as a shim: no VIRTUAL_ENV or .venv lookup)");
+                return Ok(d);
+            }
+        }
+        return Err(DiscoverError::NoneFound { names });
+    }
     if let Some(venv) = (req.env)("VIRTUAL_ENV").filter(|v| !v.is_empty()) {
         let p = req.absolute(&Path::new(&venv).join("bin/python"));
         if is_executable_file(&p) && !req.is_kolosal(&p) {
@@ -262,21 +343,35 @@ pub fn discover(req: &DiscoverRequest<'_>) -> Result<Discovered, DiscoverError> 
         .iter()
         .map(|d| (req.absolute(d), "the entry script"))
         .chain(std::iter::once((req.cwd.clone(), "the working directory")));
+    let mut ignored: Option<String> = None;
     for (start, what) in starts {
         for dir in start.ancestors() {
             let p = dir.join(".venv/bin/python");
             if is_executable_file(&p) && !req.is_kolosal(&p) {
-                return Ok(found(
-                    p,
-                    Rule::DotVenv,
-                    format!("{} found upward from {what}", dir.join(".venv").display()),
-                ));
+                let venv = dir.join(".venv");
+                match dotvenv_trust(&venv) {
+                    Ok(()) => {
+                        let mut d = found(
+                            p,
+                            Rule::DotVenv,
+                            format!("{} found upward from {what}", venv.display()),
+                        );
+                        d.ignored_venv = ignored;
+                        return Ok(d);
+                    }
+                    // As if that .venv were absent; the first one is reported.
+                    Err(why) => {
+                        ignored
+                            .get_or_insert_with(|| format!("ignoring {}: {why}", venv.display()));
+                    }
+                }
             }
         }
     }
     let names = path_names(req.invoked_as.as_deref());
     for name in &names {
-        if let Some(d) = search_path(req, name, Rule::Path) {
+        if let Some(mut d) = search_path(req, name, Rule::Path) {
+            d.ignored_venv = ignored;
             return Ok(d);
         }
     }
@@ -341,6 +436,15 @@ pub fn path_names(invoked_as: Option<&OsStr>) -> Vec<OsString> {
         }
     }
     vec![OsString::from("python3"), OsString::from("python")]
+}
+
+/// Whether the launcher runs under a shim's name (`python`, `python3`,
+/// `python3.12`), as opposed to `kolosal-python` or anything else.
+pub fn invoked_as_shim(invoked_as: Option<&OsStr>) -> bool {
+    invoked_as.is_some_and(|a| {
+        let b = a.as_bytes();
+        is_python_name(b.rsplit(|&c| c == b'/').next().unwrap_or(b))
+    })
 }
 
 /// `python`, `python3`, `python3.12`, `python3.13t`.
@@ -452,6 +556,7 @@ fn found(path: PathBuf, rule: Rule, detail: String) -> Discovered {
         resolved,
         exec_env: Vec::new(),
         pyenv_shim: None,
+        ignored_venv: None,
     }
 }
 

@@ -13,4 +13,4 @@ pub mod pyenv;
 pub use discover::{discover, DiscoverError, DiscoverRequest, Discovered, FileId, Rule};
 pub use facts::PythonFacts;
 pub use probe::{run_probe, ProbeConfig, ProbeError};
-pub use probe_cache::{facts_for, facts_for_report, CacheReport, CacheStatus};
+pub use probe_cache::{facts_for, facts_for_report, known_unsupported, CacheReport, CacheStatus};

@@ -14,9 +14,18 @@
 //! the site-packages directories the facts came from with their mtimes: a
 //! `pip install` that adds a `.pth` file changes `sys.path`, and must not be
 //! served stale.
+//!
+//! An interpreter kolosal does not support (2.7, 3.6) gets a *verdict* file
+//! instead, `<hash>.unsupported`, keyed by the interpreter's identity alone
+//! (its answer does not depend on flags): later launches read it and pass
+//! through without starting anything.
+//!
+//! Every file is read back only when this user wrote it: opened without
+//! following a symlink, a regular file owned by the effective uid and
+//! writable by no one else. Anything else is treated as absent.
 
 use super::facts::PythonFacts;
-use super::probe::{run_probe, ProbeConfig, ProbeError, FACT_ENV_VARS};
+use super::probe::{run_probe, ProbeConfig, ProbeError, FACT_ENV_VARS, MIN_SUPPORTED};
 use serde::{Deserialize, Serialize};
 use std::hash::Hasher;
 use std::os::unix::ffi::OsStrExt;
@@ -24,6 +33,11 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 const FORMAT: &str = "kolosal-probe-v1";
+const VERDICT_FORMAT: &str = "kolosal-unsupported-v1";
+
+/// Interpreters this process found unsupported, for when no verdict file
+/// could be written.
+static SEEN_UNSUPPORTED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
 
 /// What happened to the cache on one [`facts_for_report`] call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,7 +104,13 @@ pub fn facts_in(
     let (dir, key) = match (dir, cache_key(python, config)) {
         (Some(d), Some(k)) => (d, k),
         (d, _) => {
-            let facts = run_probe(python, config)?;
+            let facts = run_probe(python, config)
+                .and_then(supported)
+                .inspect_err(|e| {
+                    if matches!(e, ProbeError::Unsupported(_)) {
+                        remember_unsupported(python);
+                    }
+                })?;
             let why = if d.is_none() {
                 "no cache directory"
             } else {
@@ -105,20 +125,40 @@ pub fn facts_in(
             ));
         }
     };
+    let ident = &key[..IDENTITY_PARTS];
+    let verdict_file = verdict_path(dir, ident);
+    if let Some(version) = read_verdict(&verdict_file, ident) {
+        return Err(ProbeError::Unsupported(version));
+    }
     let file = dir.join(format!("{:016x}.json", hash_key(&key)));
     let previous = match read_entry(&file, &key) {
         Ok(facts) => {
+            let facts = supported(facts)?;
             return Ok((
                 facts,
                 CacheReport {
                     file: Some(file),
                     status: CacheStatus::Hit,
                 },
-            ))
+            ));
         }
         Err(why) => why,
     };
-    let facts = run_probe(python, config)?;
+    let facts = match run_probe(python, config).and_then(supported) {
+        Err(ProbeError::Unsupported(version)) => {
+            remember_unsupported(python);
+            let verdict = Verdict {
+                format: VERDICT_FORMAT.into(),
+                key: ident.to_vec(),
+                version,
+            };
+            if let Ok(bytes) = serde_json::to_vec(&verdict) {
+                let _ = crate::cache::write_atomic(&verdict_file, &bytes);
+            }
+            return Err(ProbeError::Unsupported(version));
+        }
+        other => other?,
+    };
     let entry = Entry {
         format: FORMAT.into(),
         key,
@@ -150,13 +190,92 @@ struct Entry {
     facts: PythonFacts,
 }
 
-/// Why the file cannot be used (`None`: there is no file).
-fn read_entry(file: &Path, key: &[String]) -> Result<PythonFacts, Option<String>> {
-    let bytes = match std::fs::read(file) {
-        Ok(b) => b,
+/// The launcher's cut-off: facts of a Python older than
+/// [`MIN_SUPPORTED`] become [`ProbeError::Unsupported`].
+fn supported(facts: PythonFacts) -> Result<PythonFacts, ProbeError> {
+    if facts.minor_version() < MIN_SUPPORTED {
+        return Err(ProbeError::Unsupported(facts.version));
+    }
+    Ok(facts)
+}
+
+#[derive(Serialize, Deserialize)]
+struct Verdict {
+    format: String,
+    key: Vec<String>,
+    version: [u32; 3],
+}
+
+/// Whether `python` is known to be an interpreter kolosal does not support
+/// (2.7, 3.6): this process probed it, or a verdict file this user wrote
+/// says so for the same binary. Creates nothing; one small read at most.
+pub fn known_unsupported(python: &Path) -> bool {
+    let abs = absolute(python);
+    if SEEN_UNSUPPORTED
+        .lock()
+        .is_ok_and(|seen| abs.as_ref().is_some_and(|a| seen.contains(a)))
+    {
+        return true;
+    }
+    let (Some(root), Some(abs)) = (crate::cache::cache_root(), abs) else {
+        return false;
+    };
+    let Some(ident) = identity_key(&abs) else {
+        return false;
+    };
+    read_verdict(&verdict_path(&root.join("probe"), &ident), &ident).is_some()
+}
+
+fn remember_unsupported(python: &Path) {
+    if let (Ok(mut seen), Some(abs)) = (SEEN_UNSUPPORTED.lock(), absolute(python)) {
+        seen.push(abs);
+    }
+}
+
+fn verdict_path(dir: &Path, ident: &[String]) -> PathBuf {
+    dir.join(format!("{:016x}.unsupported", hash_key(ident)))
+}
+
+fn read_verdict(file: &Path, ident: &[String]) -> Option<[u32; 3]> {
+    let bytes = read_own_file(file).ok()?;
+    let v: Verdict = serde_json::from_slice(&bytes).ok()?;
+    (v.format == VERDICT_FORMAT && v.key == ident).then_some(v.version)
+}
+
+/// The bytes of `file`, only if this user wrote it: opened without
+/// following a symlink, a regular file owned by the effective uid and not
+/// writable by group or others. `Err(None)`: there is no file.
+fn read_own_file(file: &Path) -> Result<Vec<u8>, Option<String>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(file)
+    {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(None),
         Err(e) => return Err(Some(format!("unreadable: {e}"))),
     };
+    let m = f.metadata().map_err(|e| Some(format!("unreadable: {e}")))?;
+    // SAFETY: geteuid cannot fail and touches no memory.
+    let euid = unsafe { libc::geteuid() };
+    if !m.is_file() || m.uid() != euid || m.mode() & 0o022 != 0 {
+        return Err(Some(format!(
+            "not written by this user (uid {}, mode {:o})",
+            m.uid(),
+            m.mode() & 0o7777
+        )));
+    }
+    let mut bytes = Vec::with_capacity(m.len() as usize);
+    f.read_to_end(&mut bytes)
+        .map_err(|e| Some(format!("unreadable: {e}")))?;
+    Ok(bytes)
+}
+
+/// Why the file cannot be used (`None`: there is no file).
+fn read_entry(file: &Path, key: &[String]) -> Result<PythonFacts, Option<String>> {
+    let bytes = read_own_file(file)?;
     let entry: Entry =
         serde_json::from_slice(&bytes).map_err(|e| Some(format!("not a probe cache file: {e}")))?;
     if entry.format != FORMAT {
@@ -229,23 +348,40 @@ fn stat_part(label: &str, p: &Path) -> String {
     }
 }
 
-/// The full cache key; `None` when the interpreter cannot be stat'ed.
-fn cache_key(python: &Path, config: &ProbeConfig) -> Option<Vec<String>> {
-    let abs = if python.is_absolute() {
-        python.to_path_buf()
+fn absolute(python: &Path) -> Option<PathBuf> {
+    if python.is_absolute() {
+        Some(python.to_path_buf())
     } else {
-        std::env::current_dir().ok()?.join(python)
-    };
+        Some(std::env::current_dir().ok()?.join(python))
+    }
+}
+
+/// How many leading parts of the [`cache_key`] identify the interpreter
+/// binary alone (the key of an unsupported verdict).
+const IDENTITY_PARTS: usize = 3;
+
+/// The probe scripts, the unresolved path and the resolved binary's stat.
+fn identity_key(abs: &Path) -> Option<Vec<String>> {
     let resolved = abs.canonicalize().ok()?;
-    let mut key = vec![
+    Some(vec![
         // A new probe script asks new questions: never serve old answers.
         format!(
             "probe={:016x}",
-            hash_key(&[super::probe::PROBE_SCRIPT.to_string()])
+            hash_key(&[
+                super::probe::PROBE_PROLOGUE.to_string(),
+                super::probe::PROBE_SCRIPT.to_string()
+            ])
         ),
-        format!("exe={}", encode_path(&abs)),
+        format!("exe={}", encode_path(abs)),
         stat_part("resolved", &resolved),
-    ];
+    ])
+}
+
+/// The full cache key; `None` when the interpreter cannot be stat'ed.
+fn cache_key(python: &Path, config: &ProbeConfig) -> Option<Vec<String>> {
+    let abs = absolute(python)?;
+    let mut key = identity_key(&abs)?;
+    debug_assert_eq!(key.len(), IDENTITY_PARTS);
     // CPython looks for pyvenv.cfg next to the executable and one level up.
     if let Some(bin) = abs.parent() {
         key.push(stat_part("cfg", &bin.join("pyvenv.cfg")));

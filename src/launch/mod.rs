@@ -129,6 +129,9 @@ fn launch(log: &Log, argv0: Option<OsString>, args: &[OsString], in_background: 
             return 127;
         }
     };
+    if let Some(why) = &found.ignored_venv {
+        log.warn(format_args!("{why}"));
+    }
     log.debug(format_args!(
         "interpreter: {} ({})",
         found.path.display(),
@@ -209,6 +212,10 @@ fn make_fresh(
         ));
         return None;
     }
+    if crate::interpreter::known_unsupported(&found.path) {
+        log.debug(format_args!("unsupported interpreter: pass-through"));
+        return None;
+    }
     let ctx = prepare::Context {
         log,
         knobs,
@@ -241,6 +248,7 @@ fn make_fresh(
     };
     match catch_unwind(AssertUnwindSafe(cold)) {
         Ok(Ok(env)) => Some(env),
+        Ok(Err(_)) if crate::interpreter::known_unsupported(&found.path) => None,
         Ok(Err(e)) => {
             log.warn(format_args!("precompiling skipped: {e}"));
             None
