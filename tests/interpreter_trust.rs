@@ -146,7 +146,7 @@ fn dotvenv_controlled_by_others_is_ignored() {
     let sticky = root.join("sticky");
     std::fs::create_dir(&sticky).unwrap();
     chmod(&sticky, 0o1777);
-    make_venv(&venv_py.path, &sticky.join("proj/.venv"));
+    make_venv(&venv_py.path, &sticky.join(".venv"));
     let group = root.join("group");
     std::fs::create_dir(&group).unwrap();
     chmod(&group, 0o775);
@@ -158,7 +158,7 @@ fn dotvenv_controlled_by_others_is_ignored() {
 
     for (proj, venv) in [
         (other.clone(), other.join(".venv")),
-        (sticky.join("proj"), sticky.join("proj/.venv")),
+        (sticky.join("proj"), sticky.join(".venv")),
         (group.clone(), group.join(".venv")),
         (linked.clone(), linked.join(".venv")),
     ] {
@@ -192,6 +192,21 @@ fn dotvenv_controlled_by_others_is_ignored() {
             assert!(o.stderr.is_empty(), "{}", common::describe(&o));
         }
     }
+    // A project of root's inside the sticky directory: nobody else can
+    // rename or replace `proj`, so its own .venv is used.
+    let mine = sticky.join("mine");
+    make_venv(&venv_py.path, &mine.join(".venv"));
+    write(&mine.join("show.py"), SHOW_EXE);
+    let mut c = launcher(&path_var, &mine, &cache);
+    c.arg("show.py");
+    let o = run(c);
+    assert_eq!(
+        text(&o.stdout),
+        format!("{}\n", mine.join(".venv/bin/python").display()),
+        "{}",
+        common::describe(&o)
+    );
+    assert!(o.stderr.is_empty(), "{}", common::describe(&o));
     // VIRTUAL_ENV names a venv on purpose: ownership is not second-guessed.
     let mut c = launcher(&path_var, &root, &cache);
     c.env("VIRTUAL_ENV", other.join(".venv"))

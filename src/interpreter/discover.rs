@@ -121,8 +121,8 @@ pub fn dotvenv_trust(venv: &Path) -> Result<(), String> {
                 ));
             }
             let open = m.mode() & 0o022 != 0;
-            let sticky_and_ours = m.mode() & 0o1000 != 0
-                && child_owner.is_some_and(|o| o == euid || o == 0);
+            let sticky_and_ours =
+                m.mode() & 0o1000 != 0 && child_owner.is_some_and(|o| o == euid || o == 0);
             // depth 0 is the `.venv` (or the link's directory), depth 1
             // the directory that holds it: never open to others.
             if open && (depth <= 1 || !sticky_and_ours) {
