@@ -173,10 +173,26 @@ fn install_is_idempotent_and_never_clobbers() {
             prefix.join("bin/kolosal-python")
         );
     }
+    // The record: what was installed, plus the directories this install
+    // created (a trailing slash), for `--uninstall`.
+    let record = std::fs::read_to_string(prefix.join("lib/kolosal/installed")).unwrap();
+    let files: Vec<&str> = record.lines().filter(|l| !l.ends_with('/')).collect();
     assert_eq!(
-        std::fs::read_to_string(prefix.join("lib/kolosal/installed")).unwrap(),
-        "bin/kolosal\nbin/kolosal-python\nlib/kolosal/shims/python\nlib/kolosal/shims/python3\n"
+        files,
+        [
+            "bin/kolosal",
+            "bin/kolosal-python",
+            "lib/kolosal/shims/python",
+            "lib/kolosal/shims/python3"
+        ]
     );
+    for dir in record.lines().filter(|l| l.ends_with('/')) {
+        assert!(
+            ["./", "bin/", "lib/", "lib/kolosal/", "lib/kolosal/shims/"].contains(&dir),
+            "{dir}"
+        );
+        assert!(prefix.join(dir).is_dir(), "{dir}");
+    }
     let path_line = format!(
         "export PATH=\"{p}/lib/kolosal/shims:{p}/bin:$PATH\"",
         p = prefix.display()
