@@ -14,26 +14,30 @@ interpreter) and ``kolosal`` (the management CLI). This package runs the
 ``python -m kolosal ARGS`` runs the CLI. See docs/python-api.md.
 """
 
-from ._api import (
-    SCHEMA,
-    BinaryNotFoundError,
-    BytecodeCompiler,
-    CleanResult,
-    CompilationStats,
-    CompiledFile,
-    CompileResult,
-    InterpreterInfo,
-    InvalidArgumentError,
-    KolosalError,
-    LevelStatus,
-    PathNotFoundError,
-    StatusResult,
-    clean,
-    compile,
-    find_bin,
-    info,
-    status,
-)
+# The API is loaded on first use (PEP 562), so `import kolosal` costs
+# next to nothing; `from kolosal import X` works as usual.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ._api import (
+        SCHEMA,
+        BinaryNotFoundError,
+        BytecodeCompiler,
+        CleanResult,
+        CompilationStats,
+        CompiledFile,
+        CompileResult,
+        InterpreterInfo,
+        InvalidArgumentError,
+        KolosalError,
+        LevelStatus,
+        PathNotFoundError,
+        StatusResult,
+        clean,
+        compile,
+        find_bin,
+        info,
+        status,
+    )
 
 __version__ = "0.1.0"
 
@@ -57,3 +61,17 @@ __all__ = [
     "info",
     "status",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name in __all__:
+        from . import _api
+
+        value = getattr(_api, name)
+        globals()[name] = value
+        return value
+    raise AttributeError("module 'kolosal' has no attribute %r" % name)
+
+
+def __dir__() -> "list[str]":
+    return sorted(set(globals()) | set(__all__))

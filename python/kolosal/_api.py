@@ -9,17 +9,19 @@ without anything being written.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import subprocess
 import sys
-import sysconfig
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
-PathLike = Union[str, "os.PathLike[str]"]
-Paths = Union[PathLike, Iterable[PathLike]]
+# `import kolosal` stays cheap: typing is for checkers only (annotations are
+# strings here), and json / subprocess / shutil / sysconfig are imported by
+# the calls that use them.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
+
+    PathLike = Union[str, "os.PathLike[str]"]
+    Paths = Union[PathLike, Iterable[PathLike]]
 
 #: The ``"schema"`` number of the JSON documents this module understands.
 SCHEMA = 1
@@ -196,6 +198,8 @@ class CompilationStats:
 
 
 def _candidate_dirs() -> List[str]:
+    import sysconfig
+
     dirs: List[str] = []
     # Where pip / uv put this distribution's scripts for this interpreter
     # (a venv's bin, a tool environment's bin, or the user scheme's).
@@ -234,6 +238,8 @@ def find_bin(name: str = "kolosal") -> str:
         p = os.path.join(d, name)
         if os.path.isfile(p) and os.access(p, os.X_OK):
             return p
+    import shutil
+
     found = shutil.which(name)
     if found:
         return found
@@ -248,6 +254,9 @@ def _run(args: List[str], cwd: Optional[PathLike]) -> Dict[str, Any]:
     1 with a document raises :class:`KolosalError` carrying it as
     ``result`` (the caller converts it); anything else that is not a valid
     document raises with the tool's message."""
+    import json
+    import subprocess
+
     cmd = [find_bin("kolosal"), args[0], "--json"] + args[1:]
     try:
         proc = subprocess.run(
