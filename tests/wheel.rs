@@ -143,6 +143,73 @@ fn a_tool_environments_python_on_path_is_not_the_users() {
     }
 }
 
+/// What the Python package reads: `compile --json` and `clean --json`
+/// (`"schema": 1`), and `-o 3` refused before anything is written.
+#[test]
+fn compile_and_clean_speak_json_and_refuse_bad_levels() {
+    let py = common::pythons().last().cloned().expect("a CPython");
+    common::report("wheel::cli_json", std::slice::from_ref(&py));
+    let root = tempfile::tempdir().unwrap();
+    let tree = root.path().join("tree");
+    std::fs::create_dir_all(tree.join("pkg")).unwrap();
+    std::fs::write(tree.join("pkg/__init__.py"), "X = 1\n").unwrap();
+    std::fs::write(tree.join("pkg/bad.py"), "def f(:\n").unwrap();
+    let kolosal = |args: &[&str]| {
+        common::clean_command(common::kolosal_bin())
+            .current_dir(&tree)
+            .env("KOLOSAL_CACHE_DIR", root.path().join("cache"))
+            .args(args)
+            .arg(format!("--python={}", py.path.display()))
+            .output()
+            .unwrap()
+    };
+    for level in ["3", "-1"] {
+        let out = kolosal(&["compile", "-o", level, "."]);
+        assert_eq!(out.status.code(), Some(2), "-o {level}");
+        assert!(pycs_under(&tree).is_empty(), "-o {level} wrote pycs");
+    }
+    let out = kolosal(&["compile", "--json", "-o", "0", "-o", "2", "."]);
+    assert_eq!(out.status.code(), Some(1), "a syntax error fails the run");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["schema"], 1);
+    assert_eq!(doc["levels"], serde_json::json!([0, 2]));
+    let mut written: Vec<String> = doc["compiled"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            c["pyc"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("./")
+                .to_string()
+        })
+        .collect();
+    written.sort();
+    assert_eq!(
+        written,
+        pycs_under(&tree),
+        "compiled[] names the pycs on disk"
+    );
+    // bad.py fails once per level.
+    assert_eq!(doc["failed"], 2);
+    let failures = doc["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 2);
+    assert!(failures
+        .iter()
+        .all(|f| f.as_str().unwrap().contains("bad.py:1: SyntaxError")));
+    assert!(out.stderr.is_empty(), "--json keeps stderr quiet");
+    let out = common::clean_command(common::kolosal_bin())
+        .current_dir(&tree)
+        .args(["clean", "--json", "."])
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&ok(out, "clean --json").stdout).unwrap();
+    assert_eq!(doc["schema"], 1);
+    assert_eq!(doc["removed"].as_array().unwrap().len(), written.len());
+    assert!(pycs_under(&tree).is_empty());
+}
+
 // -- heavy: the wheel itself -------------------------------------------------
 
 fn repo() -> &'static Path {

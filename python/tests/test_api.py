@@ -41,7 +41,7 @@ def clean_env(**extra: str) -> Dict[str, str]:
 def _isolated(monkeypatch, tmp_path):
     # The API passes the caller's environment to kolosal; keep this one clean.
     for k in list(os.environ):
-        if k.startswith(("PYTHON", "KOLOSAL_")) or k == "VIRTUAL_ENV":
+        if (k.startswith(("PYTHON", "KOLOSAL_")) or k == "VIRTUAL_ENV") and k != "KOLOSAL_BIN_DIR":
             monkeypatch.delenv(k)
     monkeypatch.setenv("KOLOSAL_CACHE_DIR", str(tmp_path / "kolosal-cache"))
 
