@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 # the calls that use them.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
+    from typing import Any, Dict, Iterable, List, Optional, Sequence, TypeVar, Union
+
+    T = TypeVar("T")
 
     PathLike = Union[str, "os.PathLike[str]"]
     Paths = Union[PathLike, Iterable[PathLike]]
@@ -203,7 +205,7 @@ def _candidate_dirs() -> List[str]:
     dirs: List[str] = []
     # Where pip / uv put this distribution's scripts for this interpreter
     # (a venv's bin, a tool environment's bin, or the user scheme's).
-    schemes = [None]
+    schemes: List[Optional[str]] = [None]
     user_scheme = "%s_user" % ("posix" if os.name == "posix" else os.name)
     if user_scheme in sysconfig.get_scheme_names():
         schemes.append(user_scheme)
@@ -318,7 +320,7 @@ def _tool_message(stderr: str) -> str:
     return "; ".join(out)
 
 
-def _fail_if_errors(doc: Dict[str, Any], result: Any, lines: List[str], what: str) -> Any:
+def _fail_if_errors(doc: Dict[str, Any], result: T, lines: List[str], what: str) -> T:
     if doc["_returncode"] == 0:
         return result
     shown = lines[:5] + (["... and %d more" % (len(lines) - 5)] if len(lines) > 5 else [])
@@ -340,7 +342,7 @@ def _as_paths(paths: Optional[Paths], what: str) -> List[str]:
     if isinstance(paths, (str, bytes)) or hasattr(paths, "__fspath__"):
         items = [paths]
     else:
-        items = list(paths)  # type: ignore[arg-type]
+        items = list(paths)
     out = []
     for p in items:
         try:
