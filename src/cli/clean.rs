@@ -44,6 +44,10 @@ pub struct CleanArgs {
     /// List every removed file.
     #[arg(long, short)]
     pub verbose: bool,
+    /// Print one JSON object on stdout (keys: [`json_report`]); errors are
+    /// in it instead of on stderr.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// What to remove (see the module documentation).
@@ -215,6 +219,13 @@ pub fn run(args: CleanArgs) -> anyhow::Result<i32> {
         dry_run: args.dry_run,
     };
     let report = clean(&roots, &opts);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json_report(&report, &opts))?
+        );
+        return Ok(if report.errors.is_empty() { 0 } else { 1 });
+    }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let verb = if args.dry_run {
@@ -245,6 +256,25 @@ pub fn run(args: CleanArgs) -> anyhow::Result<i32> {
         eprintln!("kolosal: {e}");
     }
     Ok(if report.errors.is_empty() { 0 } else { 1 })
+}
+
+/// `kolosal clean --json`: one object, `"schema": 1` (keys are only ever
+/// added): `dry_run`; `removed` (pyc paths, walk order) and `removed_bytes`;
+/// `removed_dirs` (emptied `__pycache__` directories); `kept_orphans`;
+/// `errors` (one line each). With `dry_run`, "removed" means "would remove".
+fn json_report(report: &CleanReport, opts: &CleanOptions) -> serde_json::Value {
+    let lossy = |v: &[PathBuf]| -> Vec<String> {
+        v.iter().map(|p| p.to_string_lossy().into_owned()).collect()
+    };
+    serde_json::json!({
+        "schema": 1,
+        "dry_run": opts.dry_run,
+        "removed": lossy(&report.removed),
+        "removed_bytes": report.removed_bytes,
+        "removed_dirs": lossy(&report.removed_dirs),
+        "kept_orphans": report.kept_orphans,
+        "errors": report.errors,
+    })
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@
 //!
 //! ```json
 //! {
+//!   "schema": 1,                           // this format
 //!   "python": "/usr/bin/python3.11",      // interpreter used
 //!   "version": "3.11.2",
 //!   "optimize": 0,                         // -O count
@@ -361,6 +362,7 @@ fn to_json(
         })
         .collect();
     json!({
+        "schema": 1,
         "python": path_str(python),
         "version": format!("{}.{}.{}", version[0], version[1], version[2]),
         "optimize": optimize,

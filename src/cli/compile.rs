@@ -67,8 +67,12 @@ pub struct CompileArgs {
     #[arg(short = 'r', long, value_name = "N")]
     pub max_depth: Option<usize>,
     /// Optimisation level; repeat to write several levels in one pass
-    /// (default: 0, the level of an interpreter run without -O).
-    #[arg(short = 'o', long = "optimize", value_name = "LEVEL")]
+    /// (default: 0, the level of an interpreter run without -O). 0, 1 or 2:
+    /// compile() rejects any other level.
+    // mirrors builtin compile()'s "invalid optimize value" (-1 means "the
+    // interpreter's own level", which a pyc name cannot say)
+    #[arg(short = 'o', long = "optimize", value_name = "LEVEL",
+          value_parser = clap::value_parser!(u32).range(0..=2))]
     pub optimize: Vec<u32>,
     /// timestamp, checked-hash or unchecked-hash (default as py_compile:
     /// checked-hash when SOURCE_DATE_EPOCH is set, else timestamp).
@@ -111,6 +115,10 @@ pub struct CompileArgs {
     /// The command line to trace (after `--`).
     #[arg(last = true, value_name = "COMMAND", requires = "trace")]
     pub command: Vec<std::ffi::OsString>,
+    /// Print one JSON object on stdout instead of the stderr summary and
+    /// failure lines (keys: [`json_report`]).
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn parse_mode(s: &str) -> Result<InvalidationMode, String> {
@@ -315,7 +323,7 @@ pub fn run(args: CompileArgs) -> anyhow::Result<i32> {
             invalidation: mode,
         })
         .collect();
-    let bar = progress_bar(jobs.len(), args.quiet || args.verbose);
+    let bar = progress_bar(jobs.len(), args.quiet || args.verbose || args.json);
     let mut config = PoolConfig::new(&target.path);
     config.workers = args.workers;
     // As compileall: a module that warns still gets its pyc; the warning is printed.
@@ -365,6 +373,20 @@ pub fn run(args: CompileArgs) -> anyhow::Result<i32> {
             failures.push(e);
         }
     }
+    if args.json {
+        let doc = json_report(
+            &target,
+            &levels,
+            mode,
+            &planned.stale,
+            &outcomes,
+            planned.fresh.len(),
+            &failures,
+            started,
+        );
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(if failed > 0 { 1 } else { 0 });
+    }
     let mut shown = HashSet::new();
     for f in &failures {
         if shown.insert(f.as_str()) {
@@ -379,6 +401,58 @@ pub fn run(args: CompileArgs) -> anyhow::Result<i32> {
         );
     }
     Ok(if failed > 0 { 1 } else { 0 })
+}
+
+/// `kolosal compile --json`: one object, `"schema": 1` (keys are only ever
+/// added):
+///
+/// * `python`, `version` ("3.12.1"), `cache_tag`: the target interpreter;
+/// * `levels`: the `-o` levels written; `invalidation_mode`;
+/// * `compiled`: one `{source, pyc, optimize, reason}` per pyc written
+///   (`reason`: why it was stale, as `-v` prints it);
+/// * `fresh`: pycs already fresh; `failed`: the count of `failures`, one
+///   line each (unreadable trees, compile errors, `--remove-source` and
+///   `--hardlink-dupes` problems), in order, duplicates kept;
+/// * `elapsed_s`: wall time.
+#[allow(clippy::too_many_arguments)]
+fn json_report(
+    target: &TargetPython,
+    levels: &[u32],
+    mode: InvalidationMode,
+    stale: &[(Target, Option<Freshness>)],
+    outcomes: &[Outcome],
+    fresh: usize,
+    failures: &[String],
+    started: Instant,
+) -> serde_json::Value {
+    let lossy = |p: &Path| p.to_string_lossy().into_owned();
+    let compiled: Vec<serde_json::Value> = stale
+        .iter()
+        .zip(outcomes)
+        .filter(|(_, o)| o.is_written())
+        .map(|((t, why), _)| {
+            serde_json::json!({
+                "source": lossy(&t.source),
+                "pyc": lossy(&t.cfile),
+                "optimize": t.optimize,
+                "reason": why.map_or("forced", |w| reason(&w)),
+            })
+        })
+        .collect();
+    let v = target.facts.version;
+    serde_json::json!({
+        "schema": 1,
+        "python": lossy(&target.path),
+        "version": format!("{}.{}.{}", v[0], v[1], v[2]),
+        "cache_tag": target.rules.cache_tag,
+        "levels": levels,
+        "invalidation_mode": mode.as_str(),
+        "compiled": compiled,
+        "fresh": fresh,
+        "failed": failures.len(),
+        "failures": failures,
+        "elapsed_s": started.elapsed().as_secs_f64(),
+    })
 }
 
 /// One module of an entry's closure whose pyc importlib reads.

@@ -4,6 +4,7 @@
 //!
 //! `--json` prints one object with these stable keys:
 //!
+//! * `schema`: 1 (keys are only ever added);
 //! * `interpreter`: `{ "path", "resolved", "rule", "detail" }` — `rule` is one
 //!   of `explicit`, `env`, `virtualenv`, `dotvenv`, `pyenv`, `path`; `path`
 //!   is what gets exec'd (symlinks kept), `resolved` its real file;
@@ -71,6 +72,7 @@ pub fn run(args: InfoArgs) -> anyhow::Result<i32> {
         None => json!({ "file": null, "status": "not-cached", "note": "probe failed" }),
     };
     let doc = json!({
+        "schema": 1,
         "interpreter": {
             "path": found.path.display().to_string(),
             "resolved": found.resolved.display().to_string(),

@@ -12,6 +12,7 @@
 //!
 //! `--json` prints one object:
 //!
+//! * `schema`: 1 (keys are only ever added);
 //! * `python`: the interpreter's path; `version`: "3.12.1"; `cache_tag`;
 //! * `roots`: the walked paths (empty with `--entry`/`-m`, which also count
 //!   no orphans); `sources`: number of `.py` files found;
@@ -295,6 +296,7 @@ pub fn run(args: StatusArgs) -> anyhow::Result<i32> {
     let version = format!("{}.{}.{}", v[0], v[1], v[2]);
     if args.json {
         let doc = serde_json::json!({
+            "schema": 1,
             "python": target.path.display().to_string(),
             "version": version,
             "cache_tag": target.rules.cache_tag,

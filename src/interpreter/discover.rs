@@ -473,6 +473,7 @@ fn is_python_name(b: &[u8]) -> bool {
 fn search_path(req: &DiscoverRequest<'_>, name: &OsStr, rule: Rule) -> Option<Discovered> {
     let path_var = (req.env)("PATH")?;
     let mut skipped_self: Option<PathBuf> = None;
+    let mut skipped_tool: Option<PathBuf> = None;
     for entry in std::env::split_paths(&path_var) {
         let dir = if entry.as_os_str().is_empty() {
             req.cwd.clone()
@@ -487,6 +488,10 @@ fn search_path(req: &DiscoverRequest<'_>, name: &OsStr, rule: Rule) -> Option<Di
             skipped_self.get_or_insert(cand);
             continue;
         }
+        if is_tool_environment(&dir) {
+            skipped_tool.get_or_insert(cand);
+            continue;
+        }
         if let Some(r) = via_pyenv(req, &cand) {
             match r {
                 Some(d) => return Some(d),
@@ -497,9 +502,44 @@ fn search_path(req: &DiscoverRequest<'_>, name: &OsStr, rule: Rule) -> Option<Di
         if let Some(s) = &skipped_self {
             detail.push_str(&format!(" (skipped kolosal itself at {})", s.display()));
         }
+        if let Some(s) = &skipped_tool {
+            detail.push_str(&format!(" (skipped a tool environment's {})", s.display()));
+        }
         return Some(found(cand, rule, detail));
     }
     None
+}
+
+/// True when `bin_dir` is the `bin` of a venv that belongs to an installed
+/// *tool*, not to the user: a `uv tool install` venv (`uv-receipt.toml`), a
+/// pipx venv (`pipx_metadata.json`, also `pipx run`'s cached ones), or a venv
+/// inside a directory tagged as a cache (`CACHEDIR.TAG` above the venv, as
+/// uv's cache root carries: where `uvx` / `uv tool run` build their
+/// ephemeral environments). `uvx` and `uv tool run` put that venv's `bin`
+/// first on PATH without setting `VIRTUAL_ENV`, so its python would
+/// otherwise win the PATH search although the program is the user's. Only
+/// the PATH search skips them: `VIRTUAL_ENV` (`uv run --with` sets it to its
+/// cached overlay venv) and `.venv` are the user's choice. A venv's own
+/// `CACHEDIR.TAG` (every `uv venv` writes one) does not count. Costs one
+/// `stat` for a PATH entry that is not a venv's `bin`.
+// mirrors the venv layout of CPython's site.venv(): `pyvenv.cfg` one level
+// above the executable's directory
+fn is_tool_environment(bin_dir: &Path) -> bool {
+    if bin_dir.file_name() != Some(OsStr::new("bin")) {
+        return false;
+    }
+    let Some(root) = bin_dir.parent() else {
+        return false;
+    };
+    if !root.join("pyvenv.cfg").is_file() {
+        return false;
+    }
+    if root.join("uv-receipt.toml").is_file() || root.join("pipx_metadata.json").is_file() {
+        return true;
+    }
+    root.ancestors()
+        .skip(1)
+        .any(|d| d.join("CACHEDIR.TAG").is_file())
 }
 
 /// `Some(..)` when `cand` is a pyenv shim: the file pyenv would run (or the
