@@ -108,14 +108,67 @@ pub fn network_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
     cmd
 }
 
-/// Every CPython >= `min` found on this machine: pyenv's versions and
-/// /usr/bin/python3.*; `KOLOSAL_TEST_PYTHONS` (colon-separated paths)
-/// replaces the search.
+/// Where `shared/tools/new-pythons.sh` installs CPython 3.14 and 3.15 by
+/// default; the harness looks there when `KOLOSAL_TEST_EXTRA_PYTHONS` is unset.
+pub const NEW_PYTHONS: &[&str] = &[
+    "/opt/new-pythons/usr/bin/python3.14-host",
+    "/opt/new-pythons/usr/bin/python3.15-host",
+];
+
+/// True in CI (`CI=true`) or with the heavy suites on: then a missing
+/// interpreter the suites must run on is a failure, not a skip.
+pub fn strict() -> bool {
+    heavy() || std::env::var_os("CI").is_some_and(|v| v == "true" || v == "1")
+}
+
+/// The interpreters `.ci/run` installs beside pyenv's (CPython 3.14 and
+/// 3.15, from `shared/tools/new-pythons.sh`): `KOLOSAL_TEST_EXTRA_PYTHONS`
+/// (colon-separated paths), else [`NEW_PYTHONS`] where present. In CI
+/// ([`strict`]) every listed path must be an interpreter that starts, and
+/// the list must not be empty.
+pub fn extra_pythons() -> Vec<PathBuf> {
+    let listed: Vec<PathBuf> = match std::env::var_os("KOLOSAL_TEST_EXTRA_PYTHONS") {
+        Some(list) => std::env::split_paths(&list)
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect(),
+        None if strict() => NEW_PYTHONS.iter().map(PathBuf::from).collect(),
+        None => NEW_PYTHONS
+            .iter()
+            .map(PathBuf::from)
+            .filter(|p| p.is_file())
+            .collect(),
+    };
+    if strict() {
+        assert!(
+            !listed.is_empty(),
+            "KOLOSAL_TEST_EXTRA_PYTHONS is empty: CI must test CPython 3.14 and 3.15 \
+             (.ci/run installs them with shared/tools/new-pythons.sh)"
+        );
+        for p in &listed {
+            let starts = clean_command(p)
+                .args(["-c", "pass"])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(
+                starts,
+                "{}: listed in KOLOSAL_TEST_EXTRA_PYTHONS (or the default) but does not start; \
+                 run shared/tools/new-pythons.sh",
+                p.display()
+            );
+        }
+    }
+    listed
+}
+
+/// Every CPython >= `min` found on this machine: pyenv's versions,
+/// /usr/bin/python3.* and [`extra_pythons`] (3.14, 3.15);
+/// `KOLOSAL_TEST_PYTHONS` (colon-separated paths) replaces the search.
 pub fn pythons_at_least(min: (u32, u32)) -> Vec<Python> {
     let mut candidates: Vec<PathBuf> = Vec::new();
     if let Some(list) = std::env::var_os("KOLOSAL_TEST_PYTHONS") {
         candidates.extend(std::env::split_paths(&list));
     } else {
+        candidates.extend(extra_pythons());
         let root = std::env::var_os("PYENV_ROOT")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("/root/.pyenv"));
