@@ -208,23 +208,9 @@ fn uv_run_kolosal_python() {
     let root = tmp.path().canonicalize().unwrap();
     let newest = pythons.last().unwrap();
     let tool = root.join("uv-tool");
-    ok(
-        newest
-            .cmd()
-            .args(["-m", "venv"])
-            .arg(&tool)
-            .output()
-            .unwrap(),
-        "python -m venv",
-    );
-    ok(
-        common::network_command(tool.join("bin/pip"))
-            .env("HOME", root.join("home"))
-            .args(["install", "-q", "--disable-pip-version-check", "uv"])
-            .output()
-            .unwrap(),
-        "pip install uv",
-    );
+    // Made with `--without-pip` (Debian's 3.14/3.15 have no ensurepip
+    // wheels) and filled by the uv on PATH (or pip); see `venv_with`.
+    common::venv_with(newest, &tool, &["uv"]);
     let uv_bin = tool.join("bin/uv");
     let version = Command::new(&uv_bin).arg("--version").output().unwrap();
     common::note(&format!(

@@ -346,3 +346,76 @@ pub fn wait_background_of(cmd: &Command) {
         wait_background(&cache);
     }
 }
+
+/// A venv of `py` at `dir` with `packages` installed from PyPI and no pycs
+/// written by the installer; returns its `bin/python`. The venv is made with
+/// `-m venv --without-pip` (Debian's CPython 3.14/3.15 have no ensurepip
+/// wheels) and filled by `uv pip install --python` (uv writes no bytecode
+/// unless asked). Without uv on PATH, pip is bootstrapped into the venv
+/// (`ensurepip`) and runs with `--no-compile`.
+pub fn venv_with(py: &Python, dir: &Path, packages: &[&str]) -> PathBuf {
+    let out = py
+        .cmd()
+        .args(["-m", "venv", "--without-pip"])
+        .arg(dir)
+        .output()
+        .expect("start python -m venv");
+    assert!(
+        out.status.success(),
+        "{}: venv: {}",
+        py.label(),
+        describe(&out)
+    );
+    let vpy = dir.join("bin/python");
+    if packages.is_empty() {
+        return vpy;
+    }
+    let uv = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join("uv"))
+            .find(|p| p.is_file())
+    });
+    let out = match uv {
+        Some(uv) => network_command(uv)
+            .args(["pip", "install", "-q", "--python"])
+            .arg(&vpy)
+            .args(packages)
+            .output()
+            .expect("start uv"),
+        None => {
+            assert!(
+                !strict(),
+                "uv is not on PATH: .ci/run installs it (pip install uv)"
+            );
+            let boot = clean_command(&vpy)
+                .args(["-m", "ensurepip", "-q"])
+                .output()
+                .expect("start ensurepip");
+            assert!(
+                boot.status.success(),
+                "{}: ensurepip (install uv: pip install uv): {}",
+                py.label(),
+                describe(&boot)
+            );
+            network_command(&vpy)
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "-q",
+                    "--no-compile",
+                    "--disable-pip-version-check",
+                ])
+                .args(packages)
+                .output()
+                .expect("start pip")
+        }
+    };
+    assert!(
+        out.status.success(),
+        "{}: installing {packages:?}: {}",
+        py.label(),
+        describe(&out)
+    );
+    vpy
+}
