@@ -40,6 +40,29 @@ impl Python {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// A directory to put on `PATH` so that `python3` and `python` find
+    /// this interpreter: its own directory when its `python3` is this very
+    /// file (pyenv, Debian), else `scratch/bin` with both names symlinked
+    /// to it (3.14/3.15 are installed as `python3.X-host` only).
+    pub fn path_dir(&self, scratch: &Path) -> PathBuf {
+        let own = self.path.parent().expect("interpreter in a directory");
+        let same =
+            |p: PathBuf| std::fs::canonicalize(p).ok() == std::fs::canonicalize(&self.path).ok();
+        if same(own.join("python3")) {
+            return own.to_path_buf();
+        }
+        let dir = scratch.join("bin");
+        std::fs::create_dir_all(&dir).expect("create the PATH directory");
+        for name in ["python3", "python"] {
+            let link = dir.join(name);
+            if !same(link.clone()) {
+                let _ = std::fs::remove_file(&link);
+                std::os::unix::fs::symlink(&self.path, &link).expect("symlink the interpreter");
+            }
+        }
+        dir
+    }
+
     /// A command running this interpreter with a clean environment.
     pub fn cmd(&self) -> Command {
         clean_command(&self.path)
