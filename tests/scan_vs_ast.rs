@@ -242,8 +242,8 @@ struct Tally {
     imports: usize,
     dynamic: usize,
     bytes: usize,
-    /// Compared imports carrying each flag bit (TC, FUNC, TRY, COND).
-    flagged: [usize; 4],
+    /// Compared imports carrying each flag bit (TC, FUNC, TRY, COND, DYN, LAZY).
+    flagged: [usize; 6],
 }
 
 /// Compares the scanner with `py`'s ast over `files`; returns the tally and
@@ -313,7 +313,7 @@ fn check(label: &str, py: &Python, files: &[PathBuf]) {
     let (tally, problems) = compare_files(py, files);
     common::note(&format!(
         "[scan_vs_ast] {label} on {}: {} files ({:.1} MB), {} parsed by ast and compared ({} imports, {} dynamic; \
-         flagged TYPE_CHECKING/IN_FUNCTION/TRY_IMPORT_ERROR/CONDITIONAL {:?}), \
+         flagged TYPE_CHECKING/IN_FUNCTION/TRY_IMPORT_ERROR/CONDITIONAL/DYNAMIC/LAZY {:?}), \
          {} unparsable scanned without panic, {} disagreements, {:.1}s",
         py.label(),
         tally.files,
