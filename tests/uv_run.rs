@@ -197,12 +197,14 @@ fn uv_run_kolosal_python() {
         common::note("[uv_run] skipped: set KOLOSAL_TEST_HEAVY=1 (installs uv from PyPI)");
         return;
     }
-    // uv makes venvs for 3.8+; the oldest and the newest found.
+    // uv makes venvs for 3.8+; the oldest, the newest and every 3.14+ found.
     let all = common::pythons_at_least((3, 8));
-    let pythons: Vec<Python> = match all.len() {
-        0..=2 => all,
-        n => vec![all[0].clone(), all[n - 1].clone()],
-    };
+    let pythons: Vec<Python> = all
+        .iter()
+        .enumerate()
+        .filter(|(i, p)| *i == 0 || *i + 1 == all.len() || p.version >= (3, 14, 0))
+        .map(|(_, p)| p.clone())
+        .collect();
     common::report("uv_run", &pythons);
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().canonicalize().unwrap();
