@@ -204,6 +204,22 @@ fn matrix() -> Vec<Case> {
             "{code}",
         ],
         &["-X", "frozen_modules=On", "-c", "{code}"],
+        &[
+            "-X",
+            "frozen_modules=off",
+            "-X",
+            "frozen_modules=",
+            "-c",
+            "{code}",
+        ],
+        &[
+            "-X",
+            "frozen_modules=off",
+            "-X",
+            "frozen_modules=bad",
+            "-c",
+            "{code}",
+        ],
         &["-X", "frozen_modules=", "-c", "{code}"],
         &["-X", "int_max_str_digits= 640", "-c", "{code}"],
         &["-X", "utf8=2", "-c", "{code}"],
@@ -239,6 +255,93 @@ fn matrix() -> Vec<Case> {
         &["-X", "utf8", "-c", "{code}"],
         &[("PYTHONUTF8", "2")],
     ));
+
+    // Values 3.14 (importtime, context_aware_warnings, thread_inherit_context)
+    // and 3.15 (pathconfig_warnings, lazy_imports) check; older versions
+    // ignore them all.
+    for x in [
+        "importtime=2",
+        "importtime=3",
+        "importtime=-1",
+        "importtime=x",
+        "importtime=",
+        "importtime",
+        "context_aware_warnings=1",
+        "context_aware_warnings= 0",
+        "context_aware_warnings=",
+        "context_aware_warnings=2",
+        "context_aware_warnings",
+        "thread_inherit_context=0",
+        "thread_inherit_context=x",
+        "pathconfig_warnings=0",
+        "pathconfig_warnings=2",
+        "pathconfig_warnings",
+        "lazy_imports=all",
+        "lazy_imports=normal",
+        "lazy_imports=none",
+        "lazy_imports=",
+        "lazy_imports",
+    ] {
+        m.push(case(&["-X", x, "-c", "{code}"], &[]));
+    }
+    for (args, var, value) in [
+        (&["-c", "{code}"][..], "PYTHONPROFILEIMPORTTIME", "3"),
+        (&["-c", "{code}"], "PYTHONPROFILEIMPORTTIME", "x"),
+        (&["-E", "-c", "{code}"], "PYTHONPROFILEIMPORTTIME", "3"),
+        (
+            &["-X", "importtime=1", "-c", "{code}"],
+            "PYTHONPROFILEIMPORTTIME",
+            "-1",
+        ),
+        (&["-c", "{code}"], "PYTHON_CONTEXT_AWARE_WARNINGS", "2"),
+        (&["-c", "{code}"], "PYTHON_CONTEXT_AWARE_WARNINGS", " 1"),
+        (
+            &["-X", "context_aware_warnings=1", "-c", "{code}"],
+            "PYTHON_CONTEXT_AWARE_WARNINGS",
+            "x",
+        ),
+        (&["-c", "{code}"], "PYTHON_THREAD_INHERIT_CONTEXT", "2"),
+        (
+            &["-I", "-c", "{code}"],
+            "PYTHON_THREAD_INHERIT_CONTEXT",
+            "2",
+        ),
+        (&["-c", "{code}"], "PYTHON_PATHCONFIG_WARNINGS", "2"),
+        (&["-c", "{code}"], "PYTHON_LAZY_IMPORTS", "all"),
+        (&["-c", "{code}"], "PYTHON_LAZY_IMPORTS", "none"),
+        (&["-E", "-c", "{code}"], "PYTHON_LAZY_IMPORTS", "none"),
+        (
+            &["-X", "lazy_imports=normal", "-c", "{code}"],
+            "PYTHON_LAZY_IMPORTS",
+            "bad",
+        ),
+        (&["-V"], "PYTHON_LAZY_IMPORTS", "bad"),
+    ] {
+        m.push(case(args, &[(var, value)]));
+    }
+    for args in [
+        &[
+            "-X",
+            "lazy_imports=all",
+            "-X",
+            "lazy_imports=bad",
+            "-c",
+            "{code}",
+        ][..],
+        &[
+            "-X",
+            "lazy_imports=bad",
+            "-X",
+            "lazy_imports=all",
+            "-c",
+            "{code}",
+        ],
+        &["-X", "importtime=5", "-X", "importtime=1", "-c", "{code}"],
+        &["-h", "-X", "context_aware_warnings=5"],
+        &["-V", "-X", "lazy_imports=bad"],
+    ] {
+        m.push(case(args, &[]));
+    }
 
     // Refused, or nothing to run.
     for args in [

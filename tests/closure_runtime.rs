@@ -358,14 +358,7 @@ fn heavy_pypi_packages_coverage() {
     let tmp = tempfile::tempdir().unwrap();
     let root = canon(tmp.path());
     let venv = root.join("venv");
-    let st = base.cmd().args(["-m", "venv"]).arg(&venv).status().unwrap();
-    assert!(st.success(), "venv creation failed");
-    let vpy = venv.join("bin/python");
-    let st = common::network_command(&vpy)
-        .args(["-m", "pip", "install", "-q", "sympy", "requests", "jinja2"])
-        .status()
-        .unwrap();
-    assert!(st.success(), "pip install failed (network?)");
+    let vpy = common::venv_with(base, &venv, &["sympy", "requests", "jinja2"]);
     let programs = [
         ("sympy", "import sympy\nx = sympy.Symbol('x')\nprint(sympy.integrate(x**2 + sympy.sin(x), x))\n"),
         ("requests", "import requests\nprint(requests.Request('GET', 'http://example.com', params={'a': 1}).prepare().url)\n"),

@@ -772,7 +772,17 @@ fn docker_recipe(py: &Python, level: u32, method: &ReadOnly, root: &Path) {
         let v: serde_json::Value =
             serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", ctx()));
         assert_eq!(v, expected, "{}", ctx());
-        let from_source = compiled_from_source(&out.stderr);
+        let mut from_source = compiled_from_source(&out.stderr);
+        if py.version >= (3, 15, 0) {
+            // 3.15's email.charset calls codecs.lookup() at import time; the
+            // codec registry imports `encodings.<name>` under a computed
+            // name, which no static closure sees (like any computed import).
+            let codecs = img.join(format!(
+                "usr/local/lib/python{}.{}/encodings/",
+                py.version.0, py.version.1
+            ));
+            from_source.retain(|p| !Path::new(p).starts_with(&codecs));
+        }
         assert!(
             from_source.is_empty(),
             "compiled from source: {from_source:?}\n{}",

@@ -161,6 +161,11 @@ fn ends(pythons: &[Python]) -> Vec<Python> {
     if pythons.len() > 1 {
         v.push(pythons[0].clone());
     }
+    // And every other 3.14+ (the interpreters `.ci/run` adds).
+    let middle = pythons
+        .get(1..pythons.len().saturating_sub(1))
+        .unwrap_or(&[]);
+    v.extend(middle.iter().filter(|p| p.version >= (3, 14, 0)).cloned());
     v
 }
 

@@ -579,3 +579,114 @@ fn verdicts_match_source_loader() {
         failures.join("\n")
     );
 }
+
+/// PyPy (Debian's `pypy3`): kolosal precompiles for PyPy's own cache tag and
+/// magic number (both from the interpreter's probe), and `pypy3 -v` then
+/// loads every project pyc instead of compiling the source; importlib's own
+/// checks (run by PyPy) accept each one. Heavy: `.ci/run` installs pypy3.
+#[test]
+fn pypy_loads_the_pycs_kolosal_writes() {
+    if !common::heavy() {
+        common::note("[pyc_differential::pypy] skipped: set KOLOSAL_TEST_HEAVY=1");
+        return;
+    }
+    let Some(path) = ["/usr/bin/pypy3", "/usr/local/bin/pypy3"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+    else {
+        assert!(
+            !common::strict(),
+            "pypy3 is missing: .ci/run installs it (apt-get install pypy3)"
+        );
+        common::note("[pyc_differential::pypy] skipped: no pypy3");
+        return;
+    };
+    let out = common::clean_command(&path)
+        .args(["-c", "import sys;print(*sys.version_info[:3])"])
+        .output()
+        .expect("start pypy3");
+    let v: Vec<u32> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    assert_eq!(v.len(), 3, "pypy3 version: {}", common::describe(&out));
+    let pypy = Python {
+        path,
+        version: (v[0], v[1], v[2]),
+    };
+    common::report("pyc_differential::pypy", std::slice::from_ref(&pypy));
+    let tag = pypy.cache_tag();
+    assert!(tag.starts_with("pypy"), "cache tag {tag}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let app = root.join("app");
+    std::fs::create_dir_all(app.join("pkg")).unwrap();
+    let files = [
+        (
+            "main.py",
+            "import helper\nfrom pkg import mod\nprint(helper.X + mod.Y)\n",
+        ),
+        ("helper.py", "X = 40\n"),
+        ("pkg/__init__.py", ""),
+        ("pkg/mod.py", "def f():\n    return 2\nY = f()\n"),
+    ];
+    for (name, text) in files {
+        std::fs::write(app.join(name), text).unwrap();
+    }
+    let env = |c: &mut std::process::Command| {
+        c.current_dir(&app)
+            .env("HOME", &root)
+            .env("KOLOSAL_CACHE_DIR", root.join("cache"))
+            .env("KOLOSAL_BACKGROUND", "0")
+            .env("KOLOSAL_PYTHON", &pypy.path);
+    };
+    let mut k = common::clean_command(common::launcher_bin());
+    env(&mut k);
+    let out = k.arg("main.py").output().unwrap();
+    assert!(out.status.success(), "{}", common::describe(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "42\n");
+    assert!(out.stderr.is_empty(), "{}", common::describe(&out));
+
+    let sources: Vec<PathBuf> = ["helper.py", "pkg/__init__.py", "pkg/mod.py"]
+        .iter()
+        .map(|s| app.join(s))
+        .collect();
+    for src in &sources {
+        let dir = src.parent().unwrap().join("__pycache__");
+        let stem = src.file_stem().unwrap().to_str().unwrap();
+        let pyc = dir.join(format!("{stem}.{tag}.pyc"));
+        assert!(pyc.is_file(), "{} not written", pyc.display());
+    }
+    // importlib's verdict, as PyPy runs it.
+    let verdicts = common::pyc_verdicts(&pypy.path, &app, &[], &sources);
+    for line in &verdicts {
+        assert!(line.starts_with("OK "), "{line}");
+    }
+    // The oracle: PyPy itself, told not to write, loads every pyc.
+    let out = common::clean_command(&pypy.path)
+        .current_dir(&app)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .args(["-v", "main.py"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::describe(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "42\n");
+    let log = String::from_utf8_lossy(&out.stderr);
+    for src in &sources {
+        let dir = src.parent().unwrap().join("__pycache__");
+        let stem = src.file_stem().unwrap().to_str().unwrap();
+        let pyc = dir.join(format!("{stem}.{tag}.pyc"));
+        let loaded = format!("# code object from '{}'", pyc.display());
+        assert!(
+            log.lines().any(|l| l.trim() == loaded),
+            "pypy3 -v did not load {}:\n{log}",
+            pyc.display()
+        );
+    }
+    common::note(&format!(
+        "[pyc_differential::pypy] {} project pycs written for {tag} and loaded by pypy3 -v",
+        sources.len()
+    ));
+}

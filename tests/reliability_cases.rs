@@ -1362,13 +1362,15 @@ fn venv_deleted_under_a_cached_manifest() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o.stderr));
+    let scratch = tempfile::tempdir().unwrap();
+    let py_dir = py.path_dir(scratch.path());
     let run = |extra: &[(&str, &OsStr)]| {
         let mut cmd = common::clean_command(common::launcher_bin());
         cmd.current_dir(t.root())
             .env("KOLOSAL_CACHE_DIR", t.cache())
             .arg("main.py");
-        // PATH: only the directory of the newest CPython.
-        cmd.env("PATH", py.path.parent().unwrap());
+        // PATH: only the directory of the newest CPython (as `python3`).
+        cmd.env("PATH", &py_dir);
         for (k, v) in extra {
             cmd.env(k, v);
         }
@@ -1651,7 +1653,9 @@ fn interpreters_that_are_missing_or_not_python() {
         );
     }
     // Shims first on PATH, a real python after them: the real one runs.
-    let path = std::env::join_paths([shim_dir.as_path(), py.path.parent().unwrap()]).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let py_dir = py.path_dir(scratch.path());
+    let path = std::env::join_paths([shim_dir.as_path(), py_dir.as_path()]).unwrap();
     let mut cmd = common::clean_command(shim_dir.join("python3"));
     cmd.current_dir(t.root())
         .env("KOLOSAL_CACHE_DIR", t.cache())

@@ -160,27 +160,38 @@ fn token_soup_never_panics() {
         .unwrap();
 }
 
-/// Real source files to mutate: a sample of the newest interpreter's stdlib.
+/// Real source files to mutate: a sample of the newest interpreter's
+/// stdlib and of every 3.14+ one (t-strings, PEP 810 `lazy import`), about
+/// 60 files in all.
 fn corpus() -> Vec<Vec<u8>> {
-    let pythons = common::pythons_at_least((3, 8));
-    common::report("scan_fuzz corpus", &pythons[pythons.len() - 1..]);
-    let py = &pythons[pythons.len() - 1];
-    let root = py.stdlib_dir();
-    let mut files: Vec<PathBuf> = walkdir::WalkDir::new(&root)
-        .max_depth(2)
+    let all = common::pythons_at_least((3, 8));
+    let newest = all.last().expect("a CPython >= 3.8").version;
+    let pythons: Vec<common::Python> = all
         .into_iter()
-        .filter_map(|e| e.ok())
-        .map(|e| e.into_path())
-        .filter(|p| p.extension().is_some_and(|x| x == "py"))
+        .filter(|p| p.version >= (3, 14, 0) || p.version == newest)
         .collect();
-    files.sort();
-    let step = (files.len() / 60).max(1);
-    let corpus: Vec<Vec<u8>> = files
-        .iter()
-        .step_by(step)
-        .filter_map(|p| std::fs::read(p).ok())
-        .filter(|s| s.len() < 200_000)
-        .collect();
+    common::report("scan_fuzz corpus", &pythons);
+    let per = 60 / pythons.len();
+    let mut corpus: Vec<Vec<u8>> = Vec::new();
+    for py in &pythons {
+        let root = py.stdlib_dir();
+        let mut files: Vec<PathBuf> = walkdir::WalkDir::new(&root)
+            .max_depth(2)
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .map(|e| e.into_path())
+            .filter(|p| p.extension().is_some_and(|x| x == "py"))
+            .collect();
+        files.sort();
+        let step = (files.len() / per.max(1)).max(1);
+        corpus.extend(
+            files
+                .iter()
+                .step_by(step)
+                .filter_map(|p| std::fs::read(p).ok())
+                .filter(|s| s.len() < 200_000),
+        );
+    }
     assert!(
         corpus.len() >= 20,
         "too few stdlib files to mutate: {}",

@@ -28,7 +28,7 @@ use std::process::Stdio;
 const AST_SIDE: &str = r#"
 import ast, json, sys, warnings
 warnings.simplefilter("ignore")
-TC, FUNC, TRY, COND, DYN = 1, 2, 4, 8, 16
+TC, FUNC, TRY, COND, DYN, LAZY = 1, 2, 4, 8, 16, 32
 CATCH = {"ImportError", "ModuleNotFoundError", "Exception", "BaseException"}
 
 def is_tc(test):
@@ -76,6 +76,9 @@ def walk(tree, full):
     def visit(node, flags):
         if not full and not isinstance(node, (ast.stmt, ast.mod, ast.excepthandler, getattr(ast, "match_case", ast.mod))):
             return
+        if isinstance(node, (ast.Import, ast.ImportFrom)) and getattr(node, "is_lazy", 0):
+            # PEP 810 (3.15): `lazy import` / `lazy from ... import`.
+            flags |= LAZY
         if isinstance(node, ast.Import):
             for a in node.names:
                 imports.append([a.name, [], 0, node.lineno, flags])
@@ -239,8 +242,8 @@ struct Tally {
     imports: usize,
     dynamic: usize,
     bytes: usize,
-    /// Compared imports carrying each flag bit (TC, FUNC, TRY, COND).
-    flagged: [usize; 4],
+    /// Compared imports carrying each flag bit (TC, FUNC, TRY, COND, DYN, LAZY).
+    flagged: [usize; 6],
 }
 
 /// Compares the scanner with `py`'s ast over `files`; returns the tally and
@@ -310,7 +313,7 @@ fn check(label: &str, py: &Python, files: &[PathBuf]) {
     let (tally, problems) = compare_files(py, files);
     common::note(&format!(
         "[scan_vs_ast] {label} on {}: {} files ({:.1} MB), {} parsed by ast and compared ({} imports, {} dynamic; \
-         flagged TYPE_CHECKING/IN_FUNCTION/TRY_IMPORT_ERROR/CONDITIONAL {:?}), \
+         flagged TYPE_CHECKING/IN_FUNCTION/TRY_IMPORT_ERROR/CONDITIONAL/DYNAMIC/LAZY {:?}), \
          {} unparsable scanned without panic, {} disagreements, {:.1}s",
         py.label(),
         tally.files,
@@ -468,6 +471,27 @@ import yes2
         ("tail_nested", "def f():\n    try:\n        import a\n    except Exception:\n        pass\n    return 1\nclass C:\n    pass\n", (3, 8)),
         ("tail_if", "if x:\n    import a\nelif y:\n    pass\nelse:\n    pass\nw = 'import' \nv = 1\n", (3, 8)),
         ("tail_words", "import a\nx = 'not an import'  # import\ny = lambda: from_\nraise E from None\n", (3, 8)),
+        // PEP 750 t-strings (3.14): every prefix spelling, nested fields,
+        // quotes reused inside fields, import text that is only string data.
+        ("tstring", r#"x = t'{__import__("a")}'; import b
+y = tr'\{x}' + Rt"import no" + TR'{importlib.import_module("c")}'
+z = t"{t"{t'{1:{w}}'}"!r:>{__import__('d')}}"
+import e
+w = t'''
+import no2
+{x}'''; from f import g
+"#, (3, 14)),
+        ("tstring_multiline", r#"v = t"""{
+  __import__('a')  # comment }
+}"""
+u = [rt'{x}\\', T"", tR"{'import no'}"]
+import b
+"#, (3, 14)),
+        // PEP 810 lazy imports (3.15): the soft keyword before `import` /
+        // `from`, after `;` and a header colon; `lazy` as a plain name.
+        ("lazy", "lazy import a, b.c as d\nlazy from e import f, g as h\nlazy from . import i\nlazy from ..j import (k,\n    l)\nimport m\n", (3, 15)),
+        ("lazy_where", "x = 1; lazy import a\nif c: lazy import b\nif d:\n    lazy import e\nelse:\n    lazy from f import g\ndef fn():\n    lazy import h\nlazy \\\n  import i\n", (3, 15)),
+        ("lazy_name", "lazy = 1\nlazy(import_)\nlazy.x = lazy\nlazy\nimport a\nprint(lazy); from b import c\ndef lazy(): import d\n", (3, 15)),
     ];
     let pythons = common::pythons_at_least((3, 8));
     common::report("scan_vs_ast snippets", &pythons);

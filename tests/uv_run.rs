@@ -197,34 +197,22 @@ fn uv_run_kolosal_python() {
         common::note("[uv_run] skipped: set KOLOSAL_TEST_HEAVY=1 (installs uv from PyPI)");
         return;
     }
-    // uv makes venvs for 3.8+; the oldest and the newest found.
+    // uv makes venvs for 3.8+; the oldest, the newest and every 3.14+ found.
     let all = common::pythons_at_least((3, 8));
-    let pythons: Vec<Python> = match all.len() {
-        0..=2 => all,
-        n => vec![all[0].clone(), all[n - 1].clone()],
-    };
+    let pythons: Vec<Python> = all
+        .iter()
+        .enumerate()
+        .filter(|(i, p)| *i == 0 || *i + 1 == all.len() || p.version >= (3, 14, 0))
+        .map(|(_, p)| p.clone())
+        .collect();
     common::report("uv_run", &pythons);
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().canonicalize().unwrap();
     let newest = pythons.last().unwrap();
     let tool = root.join("uv-tool");
-    ok(
-        newest
-            .cmd()
-            .args(["-m", "venv"])
-            .arg(&tool)
-            .output()
-            .unwrap(),
-        "python -m venv",
-    );
-    ok(
-        common::network_command(tool.join("bin/pip"))
-            .env("HOME", root.join("home"))
-            .args(["install", "-q", "--disable-pip-version-check", "uv"])
-            .output()
-            .unwrap(),
-        "pip install uv",
-    );
+    // Made with `--without-pip` (Debian's 3.14/3.15 have no ensurepip
+    // wheels) and filled by the uv on PATH (or pip); see `venv_with`.
+    common::venv_with(newest, &tool, &["uv"]);
     let uv_bin = tool.join("bin/uv");
     let version = Command::new(&uv_bin).arg("--version").output().unwrap();
     common::note(&format!(

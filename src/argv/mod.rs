@@ -1,18 +1,22 @@
 //! Stage 1 of the pipeline: CPython's command-line model (argv + environment
 //! → [`LaunchSpec`]).
 //!
-//! [`parse`] reads a command line exactly as the target CPython (3.6–3.13)
-//! would: the option scanner is `_PyOS_GetOpt` (`getopt.rs`), the option
+//! [`parse`] reads a command line exactly as the target CPython (3.6–3.15;
+//! a newer version gets the newest rules) would: the option scanner is `_PyOS_GetOpt` (`getopt.rs`), the option
 //! handling is `config_parse_cmdline` (Python/initconfig.c, 3.8+;
 //! Modules/main.c before), and environment variables follow
 //! `config_read_env_vars` ([`env`]). When CPython would refuse the command
 //! line, [`parse`] says [`NotUnderstood`] and the launcher simply execs
 //! Python without precompiling.
 //!
-//! Config errors that CPython only raises for other `-X` options or
-//! environment variables (`-X tracemalloc=bad`, `PYTHONHASHSEED=bad`,
-//! `PYTHONMALLOC=bad`, `-X cpu_count=bad`, `-X gil=0`, ...) are not modelled:
-//! for those [`parse`] answers `Ok` and Python itself reports the error.
+//! The option values and variables 3.14 and 3.15 added checks for
+//! (`-X importtime`, `-X context_aware_warnings`, `-X thread_inherit_context`,
+//! `-X pathconfig_warnings`, `-X lazy_imports` and their variables) are
+//! modelled: a bad value is [`NotUnderstood`]. Config errors that CPython
+//! raises for other `-X` options or environment variables
+//! (`-X tracemalloc=bad`, `PYTHONHASHSEED=bad`, `PYTHONMALLOC=bad`,
+//! `-X cpu_count=bad`, `-X gil=0`, ...) are not: for those [`parse`]
+//! answers `Ok` and Python itself reports the error.
 
 mod env;
 mod getopt;
@@ -124,8 +128,17 @@ fn refuse<T>(why: &str) -> Result<T, NotUnderstood> {
 struct XOptions<'a> {
     pycache_prefix: Option<Option<&'a [u8]>>,
     frozen_modules: Option<Option<&'a [u8]>>,
+    /// The LAST `-X frozen_modules` (3.14+ reads every occurrence).
+    frozen_modules_last: Option<Option<&'a [u8]>>,
+    /// Some `-X frozen_modules` has a value other than on/off/empty.
+    frozen_modules_bad: bool,
     int_max_str_digits: Option<Option<&'a [u8]>>,
     utf8: Option<Option<&'a [u8]>>,
+    importtime: Option<Option<&'a [u8]>>,
+    context_aware_warnings: Option<Option<&'a [u8]>>,
+    thread_inherit_context: Option<Option<&'a [u8]>>,
+    pathconfig_warnings: Option<Option<&'a [u8]>>,
+    lazy_imports: Option<Option<&'a [u8]>>,
     no_debug_ranges: bool,
     dev: bool,
 }
@@ -139,9 +152,18 @@ impl<'a> XOptions<'a> {
         };
         let slot = match name {
             b"pycache_prefix" => &mut self.pycache_prefix,
-            b"frozen_modules" => &mut self.frozen_modules,
+            b"frozen_modules" => {
+                self.frozen_modules_last = Some(value);
+                self.frozen_modules_bad |= frozen_modules_value(value).is_none();
+                &mut self.frozen_modules
+            }
             b"int_max_str_digits" => &mut self.int_max_str_digits,
             b"utf8" => &mut self.utf8,
+            b"importtime" => &mut self.importtime,
+            b"context_aware_warnings" => &mut self.context_aware_warnings,
+            b"thread_inherit_context" => &mut self.thread_inherit_context,
+            b"pathconfig_warnings" => &mut self.pathconfig_warnings,
+            b"lazy_imports" => &mut self.lazy_imports,
             b"no_debug_ranges" => {
                 self.no_debug_ranges = true;
                 return;
@@ -270,9 +292,10 @@ pub fn parse(
     if v >= (3, 8) {
         check_int_max_str_digits(&x, &env)?;
     }
+    check_new_config(&x, &env, v)?;
 
     let frozen_modules = if v >= (3, 11) {
-        frozen_modules(&x)?
+        frozen_modules(&x, v)?
     } else {
         None
     };
@@ -379,15 +402,37 @@ fn pycache_prefix(x: &XOptions<'_>, env: &Env<'_>) -> Option<PathBuf> {
     }
 }
 
-/// `-X frozen_modules`. Mirrors `config_init_import` (3.11+): `on`, `off`,
-/// or no value (`-X frozen_modules`, `-X frozen_modules=`) meaning on;
-/// anything else is a fatal config error.
-fn frozen_modules(x: &XOptions<'_>) -> Result<Option<bool>, NotUnderstood> {
-    match x.frozen_modules {
+/// One `-X frozen_modules` value: `on`, `off`, or no value
+/// (`-X frozen_modules`, `-X frozen_modules=`) meaning on; `None` for
+/// anything else.
+fn frozen_modules_value(value: Option<&[u8]>) -> Option<bool> {
+    match value {
+        None | Some(b"" | b"on") => Some(true),
+        Some(b"off") => Some(false),
+        Some(_) => None,
+    }
+}
+
+/// `-X frozen_modules`. Mirrors `config_init_import` (3.11+): a bad value
+/// is a fatal config error. 3.11–3.13 read the first occurrence
+/// (`_Py_get_xoption`); 3.14+ check every occurrence and the last one wins
+/// (measured: `-X frozen_modules -X frozen_modules=off` is off on 3.14,
+/// on before).
+fn frozen_modules(x: &XOptions<'_>, v: Version) -> Result<Option<bool>, NotUnderstood> {
+    let chosen = if v >= (3, 14) {
+        if x.frozen_modules_bad {
+            return refuse("bad value for -X frozen_modules (expected \"on\" or \"off\")");
+        }
+        x.frozen_modules_last
+    } else {
+        x.frozen_modules
+    };
+    match chosen {
         None => Ok(None),
-        Some(None | Some(b"" | b"on")) => Ok(Some(true)),
-        Some(Some(b"off")) => Ok(Some(false)),
-        Some(Some(_)) => refuse("bad value for -X frozen_modules (expected \"on\" or \"off\")"),
+        Some(value) => match frozen_modules_value(value) {
+            Some(on) => Ok(Some(on)),
+            None => refuse("bad value for -X frozen_modules (expected \"on\" or \"off\")"),
+        },
     }
 }
 
@@ -430,6 +475,101 @@ fn check_int_max_str_digits(x: &XOptions<'_>, env: &Env<'_>) -> Result<(), NotUn
         }
     }
     Ok(())
+}
+
+/// The config values 3.14 and 3.15 validate, in `_PyConfig_Read` order.
+/// Each `-X` option and its variable is checked on its own: a bad variable
+/// fails even when the `-X` option is good (and the variable is ignored
+/// under `-E`/`-I`, as every lookup through [`Env`] is).
+fn check_new_config(x: &XOptions<'_>, env: &Env<'_>, v: Version) -> Result<(), NotUnderstood> {
+    if v >= (3, 14) {
+        check_import_time(x, env)?;
+        check_bool_option(
+            x.context_aware_warnings,
+            env,
+            "PYTHON_CONTEXT_AWARE_WARNINGS",
+            "-X context_aware_warnings",
+        )?;
+        check_bool_option(
+            x.thread_inherit_context,
+            env,
+            "PYTHON_THREAD_INHERIT_CONTEXT",
+            "-X thread_inherit_context",
+        )?;
+    }
+    if v >= (3, 15) {
+        check_bool_option(
+            x.pathconfig_warnings,
+            env,
+            "PYTHON_PATHCONFIG_WARNINGS",
+            "-X pathconfig_warnings",
+        )?;
+        check_lazy_imports(x, env)?;
+    }
+    Ok(())
+}
+
+/// `-X importtime[=N]` / `PYTHONPROFILEIMPORTTIME=N`. Mirrors
+/// `config_init_import_time` (3.14+): a value that is a whole `int`
+/// ([`env::str_to_int`]) must be 0, 1 or 2 ("reserved for future use");
+/// no value or a value that is not a number means 1.
+fn check_import_time(x: &XOptions<'_>, env: &Env<'_>) -> Result<(), NotUnderstood> {
+    let reserved =
+        |value: &[u8]| matches!(env::str_to_int(value), Some(n) if !(0..=2).contains(&n));
+    if env
+        .get("PYTHONPROFILEIMPORTTIME")
+        .is_some_and(|value| reserved(value.as_bytes()))
+    {
+        return refuse("PYTHONPROFILEIMPORTTIME: values other than 1 and 2 are reserved");
+    }
+    if let Some(Some(value)) = x.importtime {
+        if reserved(value) {
+            return refuse("-X importtime: values other than 1 and 2 are reserved");
+        }
+    }
+    Ok(())
+}
+
+/// A `-X name=N` option with its `PYTHON_NAME=N` variable, where N must be
+/// 0 or 1. Mirrors `config_init_context_aware_warnings`,
+/// `config_init_thread_inherit_context` (3.14+) and
+/// `config_init_pathconfig_warnings` (3.15+): the `-X` form needs `=`
+/// (an empty value is `strtol`'s 0), and both go through
+/// [`env::str_to_int`].
+fn check_bool_option(
+    x: Option<Option<&[u8]>>,
+    env: &Env<'_>,
+    var: &str,
+    what: &str,
+) -> Result<(), NotUnderstood> {
+    let valid = |value: &[u8]| matches!(env::str_to_int(value), Some(0 | 1));
+    if env.get(var).is_some_and(|value| !valid(value.as_bytes())) {
+        return Err(NotUnderstood(format!("{var}=N: N is missing or invalid")));
+    }
+    match x {
+        Some(None) => Err(NotUnderstood(format!("{what}=n: n is missing"))),
+        Some(Some(value)) if !valid(value) => Err(NotUnderstood(format!("{what}=n: n is invalid"))),
+        _ => Ok(()),
+    }
+}
+
+/// `-X lazy_imports=all|normal` / `PYTHON_LAZY_IMPORTS` (PEP 810). Mirrors
+/// `config_init_lazy_imports` (3.15+): exactly `all` or `normal`; the `-X`
+/// form needs a value, an empty variable is unset.
+fn check_lazy_imports(x: &XOptions<'_>, env: &Env<'_>) -> Result<(), NotUnderstood> {
+    let valid = |value: &[u8]| matches!(value, b"all" | b"normal");
+    if env
+        .get("PYTHON_LAZY_IMPORTS")
+        .is_some_and(|value| !valid(value.as_bytes()))
+    {
+        return refuse("PYTHON_LAZY_IMPORTS: invalid value; expected 'all' or 'normal'");
+    }
+    match x.lazy_imports {
+        Some(value) if !value.is_some_and(valid) => {
+            refuse("-X lazy_imports: invalid value; expected 'all' or 'normal'")
+        }
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ fn with_env(
     parse(&args(list), &lookup, version)
 }
 
-const ALL: [(u32, u32); 8] = [
+const ALL: [(u32, u32); 10] = [
     (3, 6),
     (3, 7),
     (3, 8),
@@ -40,6 +40,8 @@ const ALL: [(u32, u32); 8] = [
     (3, 11),
     (3, 12),
     (3, 13),
+    (3, 14),
+    (3, 15),
 ];
 
 #[test]
@@ -415,4 +417,62 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn config_checks_of_3_14_and_3_15_are_gated_by_version() {
+    // 3.13 ignores every one of them; 3.14 checks its own; 3.15 adds two;
+    // a newer version keeps the newest rules.
+    let bad_314 = [
+        &["-X", "importtime=3", "x.py"][..],
+        &["-X", "context_aware_warnings", "x.py"],
+        &["-X", "thread_inherit_context=2", "x.py"],
+    ];
+    let bad_315 = [
+        &["-X", "pathconfig_warnings=2", "x.py"][..],
+        &["-X", "lazy_imports", "x.py"],
+        &["-X", "lazy_imports=none", "x.py"],
+    ];
+    for list in bad_314.iter().chain(&bad_315) {
+        assert!(p(list, (3, 13)).is_ok(), "{list:?}");
+        assert!(p(list, (3, 16)).is_err(), "{list:?}");
+    }
+    for list in &bad_314 {
+        assert!(p(list, (3, 14)).is_err(), "{list:?}");
+    }
+    for list in &bad_315 {
+        assert!(p(list, (3, 14)).is_ok(), "{list:?}");
+        assert!(p(list, (3, 15)).is_err(), "{list:?}");
+    }
+    for good in [
+        &["-X", "importtime=2", "x.py"][..],
+        &["-X", "importtime=x", "x.py"],
+        &["-X", "context_aware_warnings=", "x.py"],
+        &["-X", "lazy_imports=all", "-X", "lazy_imports=bad", "x.py"],
+    ] {
+        assert!(p(good, (3, 15)).is_ok(), "{good:?}");
+    }
+    let env = |var, value| with_env(&["x.py"], &[(var, value)], (3, 15));
+    assert!(env("PYTHON_LAZY_IMPORTS", "none").is_err());
+    assert!(env("PYTHON_LAZY_IMPORTS", "normal").is_ok());
+    assert!(env("PYTHON_CONTEXT_AWARE_WARNINGS", " 1").is_ok());
+    assert!(env("PYTHONPROFILEIMPORTTIME", "-1").is_err());
+    // -E: the variables are not read at all.
+    assert!(with_env(&["-E", "x.py"], &[("PYTHON_LAZY_IMPORTS", "none")], (3, 15)).is_ok());
+}
+
+#[test]
+fn frozen_modules_last_wins_from_3_14() {
+    let list = ["-X", "frozen_modules", "-X", "frozen_modules=off", "x.py"];
+    assert_eq!(p(&list, (3, 13)).unwrap().frozen_modules, Some(true));
+    assert_eq!(p(&list, (3, 14)).unwrap().frozen_modules, Some(false));
+    let bad_later = [
+        "-X",
+        "frozen_modules=off",
+        "-X",
+        "frozen_modules=bad",
+        "x.py",
+    ];
+    assert!(p(&bad_later, (3, 13)).is_ok());
+    assert!(p(&bad_later, (3, 14)).is_err());
 }

@@ -17,7 +17,9 @@
 //! the closure never depends on thread timing. An [`ImportCache`] keeps
 //! unchanged files from being rescanned.
 
-use super::import_cache::{Import, ImportCache, Scanned, FLAG_IN_FUNCTION, FLAG_TYPE_CHECKING};
+use super::import_cache::{
+    Import, ImportCache, Scanned, FLAG_IN_FUNCTION, FLAG_LAZY, FLAG_TYPE_CHECKING,
+};
 use super::resolve::{
     launch_sys_path, package_of, resolve_relative, sys_path0, LaunchForm, ModuleKind,
     ResolvedModule, Resolver,
@@ -877,7 +879,10 @@ impl Walk<'_> {
                             importer: name.clone(),
                             line: imp.line,
                         };
-                        self.from = Some((i, imp.flags & FLAG_IN_FUNCTION != 0));
+                        // A `lazy import` (PEP 810) runs on first use,
+                        // like an import in a function body.
+                        let deferred = imp.flags & (FLAG_IN_FUNCTION | FLAG_LAZY) != 0;
+                        self.from = Some((i, deferred));
                         for t in targets {
                             self.push_name(t, &via);
                         }
@@ -1029,7 +1034,7 @@ pub fn imports_digest(imports: &[Import]) -> u64 {
 /// walk needs, with the flags translated to [`Import::flags`] bits.
 pub fn scan_imports(bytes: &[u8]) -> Vec<Import> {
     use super::import_cache::{
-        FLAG_CONDITIONAL, FLAG_DYNAMIC, FLAG_IN_FUNCTION, FLAG_TRY_IMPORT_ERROR,
+        FLAG_CONDITIONAL, FLAG_DYNAMIC, FLAG_IN_FUNCTION, FLAG_LAZY, FLAG_TRY_IMPORT_ERROR,
     };
     use super::scan::{scan, ImportFlags};
     let table = [
@@ -1038,6 +1043,7 @@ pub fn scan_imports(bytes: &[u8]) -> Vec<Import> {
         (ImportFlags::TRY_IMPORT_ERROR, FLAG_TRY_IMPORT_ERROR),
         (ImportFlags::CONDITIONAL, FLAG_CONDITIONAL),
         (ImportFlags::DYNAMIC, FLAG_DYNAMIC),
+        (ImportFlags::LAZY, FLAG_LAZY),
     ];
     scan(bytes)
         .into_iter()

@@ -44,6 +44,9 @@ pub const FLAG_CONDITIONAL: u32 = 8;
 /// [`Import::flags`] bit: a dynamic import (`importlib.import_module("x")`,
 /// `__import__("x")`) with a literal name.
 pub const FLAG_DYNAMIC: u32 = 16;
+/// [`Import::flags`] bit: a PEP 810 `lazy import` (3.15+), imported on
+/// first use of the name.
+pub const FLAG_LAZY: u32 = 32;
 const FILE_NAME: &str = "imports-v1.bin";
 /// Identifies the scanner that produced cached results (see module docs).
 fn scanner_fingerprint() -> u64 {

@@ -55,13 +55,17 @@ impl ImportFlags {
     /// `import_module("lit", ...)` or `__import__("lit", ...)` with a literal
     /// string first argument.
     pub const DYNAMIC: ImportFlags = ImportFlags(16);
+    /// A PEP 810 `lazy import m` / `lazy from m import x` (3.15+): the
+    /// module is imported on first use of the name, not by the statement.
+    pub const LAZY: ImportFlags = ImportFlags(32);
 
-    const NAMES: [(ImportFlags, &'static str); 5] = [
+    const NAMES: [(ImportFlags, &'static str); 6] = [
         (Self::TYPE_CHECKING, "TYPE_CHECKING"),
         (Self::IN_FUNCTION, "IN_FUNCTION"),
         (Self::TRY_IMPORT_ERROR, "TRY_IMPORT_ERROR"),
         (Self::CONDITIONAL, "CONDITIONAL"),
         (Self::DYNAMIC, "DYNAMIC"),
+        (Self::LAZY, "LAZY"),
     ];
 
     /// The raw bits.
@@ -248,6 +252,7 @@ const FUNC: u8 = ImportFlags::IN_FUNCTION.0;
 const TRY: u8 = ImportFlags::TRY_IMPORT_ERROR.0;
 const COND: u8 = ImportFlags::CONDITIONAL.0;
 const DYN: u8 = ImportFlags::DYNAMIC.0;
+const LAZY: u8 = ImportFlags::LAZY.0;
 
 /// Names the state machine cares about.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -276,6 +281,8 @@ enum Kw {
     Class,
     Match,
     TypeChecking,
+    /// The soft keyword `lazy` (PEP 810) when it precedes `import`/`from`.
+    Lazy,
     /// A name whose handler catches ImportError: the class itself or a base.
     CatchesImport,
 }
@@ -313,6 +320,7 @@ fn keyword(b: &[u8]) -> Kw {
     const DEF: u64 = pack7(b"def");
     const CLASS: u64 = pack7(b"class");
     const MATCH: u64 = pack7(b"match");
+    const LAZY: u64 = pack7(b"lazy");
     if b.len() <= 7 {
         return match pack7(b) {
             IMPORT => Kw::Import,
@@ -334,6 +342,7 @@ fn keyword(b: &[u8]) -> Kw {
             DEF => Kw::Def,
             CLASS => Kw::Class,
             MATCH => Kw::Match,
+            LAZY => Kw::Lazy,
             _ => Kw::Other,
         };
     }
@@ -1113,8 +1122,7 @@ impl<'a> Scanner<'a> {
                 self.imp = Imp::Name;
                 self.level = 0;
                 self.module.clear();
-                self.imp_line = self.line_of(t.start);
-                self.imp_flags = flags;
+                self.start_statement(t, flags);
             }
             Kw::From if !self.in_raise && self.prev[0].kw != Kw::Yield => {
                 self.imp = Imp::FromDots;
@@ -1122,10 +1130,29 @@ impl<'a> Scanner<'a> {
                 self.paren = false;
                 self.module.clear();
                 self.names.clear();
-                self.imp_line = self.line_of(t.start);
-                self.imp_flags = flags;
+                self.start_statement(t, flags);
             }
             _ => {}
+        }
+    }
+
+    /// Records the line and flags of the import statement whose `import` /
+    /// `from` keyword is `t`. A statement that starts with the soft keyword
+    /// `lazy` (PEP 810's `import_stmt: ['lazy'] import_name | ['lazy']
+    /// import_from`, 3.15+) gets [`LAZY`] and `lazy`'s line, as `ast`
+    /// reports it. `lazy` starts a statement when it is first on its
+    /// logical line or follows `;` or a header's `:`; anywhere else it is a
+    /// name (and the line a syntax error).
+    fn start_statement(&mut self, t: &Token, flags: u8) {
+        let [lazy, before, _] = self.prev;
+        let statement_start = before.kind == Kind::Newline
+            || (before.kind == Kind::Op && matches!(before.op, b';' | b':'));
+        if lazy.kw == Kw::Lazy && statement_start {
+            self.imp_line = self.line_of(lazy.start);
+            self.imp_flags = flags | LAZY;
+        } else {
+            self.imp_line = self.line_of(t.start);
+            self.imp_flags = flags;
         }
     }
 

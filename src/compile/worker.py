@@ -220,8 +220,13 @@ def compile_one(source, cfile, optimize, mode):
             raise NotImplementedError(
                 "hash-based pycs need Python 3.7 or newer")
         # mirrors importlib.util.source_hash (without importing
-        # importlib.util, which costs several ms of start-up).
-        source_hash = _imp.source_hash(_bx._RAW_MAGIC_NUMBER, source_bytes)
+        # importlib.util, which costs several ms of start-up). The key is
+        # _imp.pyc_magic_number_token on 3.14+, which dropped
+        # _bx._RAW_MAGIC_NUMBER (the same little-endian magic).
+        key = getattr(_imp, "pyc_magic_number_token", None)
+        if key is None:
+            key = _bx._RAW_MAGIC_NUMBER
+        source_hash = _imp.source_hash(key, source_bytes)
         data = _bx._code_to_hash_pyc(code, source_hash,
                                      mode == CHECKED_HASH)
     # mirrors importlib._bootstrap_external._calc_mode: source mode | 0o200.

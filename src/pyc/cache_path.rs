@@ -98,7 +98,7 @@ fn bytes_to_path(bytes: Vec<u8>) -> PathBuf {
 ///
 /// `None` when the interpreter has no cache tag (CPython raises
 /// NotImplementedError) or when CPython itself fails on the path (an
-/// IndexError for sources like `//x.py` under a prefix).
+/// IndexError for sources like `//x.py` under a prefix, before 3.14).
 // mirrors importlib._bootstrap_external.cache_from_source (called with
 // optimization=None, i.e. from sys.flags.optimize, as SourceLoader.get_code does)
 pub fn cache_from_source(
@@ -133,11 +133,14 @@ pub fn cache_from_source(
     let cwd = cwd.as_os_str().as_bytes();
     let mut head = abspath_head(head, cwd, rules);
     // `if head[1] == ':' and head[0] not in path_separators: head = head[2:]`
-    // raises IndexError when head is shorter than 2 characters.
+    // raises IndexError when head is shorter than 2 characters; 3.14 slices
+    // instead (`head[1:2] == ':' and head[0:1] not in ...`), so a short head
+    // ("/" for `//x.py`, or the cwd `/`) gets a path there.
     if head.len() < 2 {
-        return None;
-    }
-    if head[1] == b':' && head[0] != SEP {
+        if rules.version < (3, 14) {
+            return None;
+        }
+    } else if head[1] == b':' && head[0] != SEP {
         head.drain(..2);
     }
     let joined = path_join(&[prefix.as_os_str().as_bytes(), lstrip_sep(&head), &filename]);

@@ -40,6 +40,29 @@ impl Python {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// A directory to put on `PATH` so that `python3` and `python` find
+    /// this interpreter: its own directory when its `python3` is this very
+    /// file (pyenv, Debian), else `scratch/bin` with both names symlinked
+    /// to it (3.14/3.15 are installed as `python3.X-host` only).
+    pub fn path_dir(&self, scratch: &Path) -> PathBuf {
+        let own = self.path.parent().expect("interpreter in a directory");
+        let same =
+            |p: PathBuf| std::fs::canonicalize(p).ok() == std::fs::canonicalize(&self.path).ok();
+        if same(own.join("python3")) {
+            return own.to_path_buf();
+        }
+        let dir = scratch.join("bin");
+        std::fs::create_dir_all(&dir).expect("create the PATH directory");
+        for name in ["python3", "python"] {
+            let link = dir.join(name);
+            if !same(link.clone()) {
+                let _ = std::fs::remove_file(&link);
+                std::os::unix::fs::symlink(&self.path, &link).expect("symlink the interpreter");
+            }
+        }
+        dir
+    }
+
     /// A command running this interpreter with a clean environment.
     pub fn cmd(&self) -> Command {
         clean_command(&self.path)
@@ -108,14 +131,67 @@ pub fn network_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
     cmd
 }
 
-/// Every CPython >= `min` found on this machine: pyenv's versions and
-/// /usr/bin/python3.*; `KOLOSAL_TEST_PYTHONS` (colon-separated paths)
-/// replaces the search.
+/// Where `shared/tools/new-pythons.sh` installs CPython 3.14 and 3.15 by
+/// default; the harness looks there when `KOLOSAL_TEST_EXTRA_PYTHONS` is unset.
+pub const NEW_PYTHONS: &[&str] = &[
+    "/opt/new-pythons/usr/bin/python3.14-host",
+    "/opt/new-pythons/usr/bin/python3.15-host",
+];
+
+/// True in CI (`CI=true`) or with the heavy suites on: then a missing
+/// interpreter the suites must run on is a failure, not a skip.
+pub fn strict() -> bool {
+    heavy() || std::env::var_os("CI").is_some_and(|v| v == "true" || v == "1")
+}
+
+/// The interpreters `.ci/run` installs beside pyenv's (CPython 3.14 and
+/// 3.15, from `shared/tools/new-pythons.sh`): `KOLOSAL_TEST_EXTRA_PYTHONS`
+/// (colon-separated paths), else [`NEW_PYTHONS`] where present. In CI
+/// ([`strict`]) every listed path must be an interpreter that starts, and
+/// the list must not be empty.
+pub fn extra_pythons() -> Vec<PathBuf> {
+    let listed: Vec<PathBuf> = match std::env::var_os("KOLOSAL_TEST_EXTRA_PYTHONS") {
+        Some(list) => std::env::split_paths(&list)
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect(),
+        None if strict() => NEW_PYTHONS.iter().map(PathBuf::from).collect(),
+        None => NEW_PYTHONS
+            .iter()
+            .map(PathBuf::from)
+            .filter(|p| p.is_file())
+            .collect(),
+    };
+    if strict() {
+        assert!(
+            !listed.is_empty(),
+            "KOLOSAL_TEST_EXTRA_PYTHONS is empty: CI must test CPython 3.14 and 3.15 \
+             (.ci/run installs them with shared/tools/new-pythons.sh)"
+        );
+        for p in &listed {
+            let starts = clean_command(p)
+                .args(["-c", "pass"])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(
+                starts,
+                "{}: listed in KOLOSAL_TEST_EXTRA_PYTHONS (or the default) but does not start; \
+                 run shared/tools/new-pythons.sh",
+                p.display()
+            );
+        }
+    }
+    listed
+}
+
+/// Every CPython >= `min` found on this machine: pyenv's versions,
+/// /usr/bin/python3.* and [`extra_pythons`] (3.14, 3.15);
+/// `KOLOSAL_TEST_PYTHONS` (colon-separated paths) replaces the search.
 pub fn pythons_at_least(min: (u32, u32)) -> Vec<Python> {
     let mut candidates: Vec<PathBuf> = Vec::new();
     if let Some(list) = std::env::var_os("KOLOSAL_TEST_PYTHONS") {
         candidates.extend(std::env::split_paths(&list));
     } else {
+        candidates.extend(extra_pythons());
         let root = std::env::var_os("PYENV_ROOT")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("/root/.pyenv"));
@@ -292,4 +368,77 @@ pub fn wait_background_of(cmd: &Command) {
     if let Some(cache) = cache {
         wait_background(&cache);
     }
+}
+
+/// A venv of `py` at `dir` with `packages` installed from PyPI and no pycs
+/// written by the installer; returns its `bin/python`. The venv is made with
+/// `-m venv --without-pip` (Debian's CPython 3.14/3.15 have no ensurepip
+/// wheels) and filled by `uv pip install --python` (uv writes no bytecode
+/// unless asked). Without uv on PATH, pip is bootstrapped into the venv
+/// (`ensurepip`) and runs with `--no-compile`.
+pub fn venv_with(py: &Python, dir: &Path, packages: &[&str]) -> PathBuf {
+    let out = py
+        .cmd()
+        .args(["-m", "venv", "--without-pip"])
+        .arg(dir)
+        .output()
+        .expect("start python -m venv");
+    assert!(
+        out.status.success(),
+        "{}: venv: {}",
+        py.label(),
+        describe(&out)
+    );
+    let vpy = dir.join("bin/python");
+    if packages.is_empty() {
+        return vpy;
+    }
+    let uv = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join("uv"))
+            .find(|p| p.is_file())
+    });
+    let out = match uv {
+        Some(uv) => network_command(uv)
+            .args(["pip", "install", "-q", "--python"])
+            .arg(&vpy)
+            .args(packages)
+            .output()
+            .expect("start uv"),
+        None => {
+            assert!(
+                !strict(),
+                "uv is not on PATH: .ci/run installs it (pip install uv)"
+            );
+            let boot = clean_command(&vpy)
+                .args(["-m", "ensurepip", "-q"])
+                .output()
+                .expect("start ensurepip");
+            assert!(
+                boot.status.success(),
+                "{}: ensurepip (install uv: pip install uv): {}",
+                py.label(),
+                describe(&boot)
+            );
+            network_command(&vpy)
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "-q",
+                    "--no-compile",
+                    "--disable-pip-version-check",
+                ])
+                .args(packages)
+                .output()
+                .expect("start pip")
+        }
+    };
+    assert!(
+        out.status.success(),
+        "{}: installing {packages:?}: {}",
+        py.label(),
+        describe(&out)
+    );
+    vpy
 }
