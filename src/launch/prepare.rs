@@ -39,7 +39,7 @@ pub struct Context<'a> {
     pub python: &'a Discovered,
     /// `argv[0]` as invoked (a `python3` shim link decides which
     /// interpreter name is looked up on `PATH`).
-    pub argv0: Option<&'a std::ffi::OsStr>,
+    pub argv0: Option<&'a OsStr>,
     /// argv without `argv[0]`.
     pub args: &'a [OsString],
     /// The working directory.

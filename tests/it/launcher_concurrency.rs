@@ -3,7 +3,7 @@
 //! left on disk is one importlib accepts, nothing is torn and no temporary
 //! file is left behind.
 
-mod common;
+use crate::common;
 
 use common::Python;
 use std::io::Write;

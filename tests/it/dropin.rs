@@ -2,7 +2,7 @@
 //! takes back exactly what it installed, shell completions, the launcher's
 //! own version, and the one-line summary `KOLOSAL_LOG=info` prints.
 
-mod common;
+use crate::common;
 
 use common::{clean_command, kolosal_bin, launcher_bin};
 use std::collections::BTreeMap;

@@ -6,7 +6,7 @@
 //!
 //! Each interpreter answers a whole batch of cases in one process.
 
-mod common;
+use crate::common;
 
 use common::Python;
 use kolosal::interpreter::probe::FACT_ENV_VARS;
@@ -585,11 +585,11 @@ fn verdicts_match_source_loader() {
 /// loads every project pyc instead of compiling the source; importlib's own
 /// checks (run by PyPy) accept each one. Heavy: `.ci/run` installs pypy3.
 #[test]
+#[cfg_attr(
+    not(feature = "heavy"),
+    ignore = "heavy suite: cargo test --features heavy"
+)]
 fn pypy_loads_the_pycs_kolosal_writes() {
-    if !common::heavy() {
-        common::note("[pyc_differential::pypy] skipped: set KOLOSAL_TEST_HEAVY=1");
-        return;
-    }
     let Some(path) = ["/usr/bin/pypy3", "/usr/local/bin/pypy3"]
         .iter()
         .map(PathBuf::from)

@@ -254,10 +254,13 @@ pub fn note(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
-/// True when the heavy suites (PyPI installs, whole-stdlib sweeps) should run:
-/// `KOLOSAL_TEST_HEAVY=1`, which `.ci/run` sets.
+/// True when the heavy scope is asked for: the `heavy` feature (`cargo test
+/// --features heavy`, which `.ci/run` uses) or `KOLOSAL_TEST_HEAVY=1`. Suites
+/// that only exist in that scope (PyPI installs) are `#[ignore]`d without
+/// the feature; the others widen what they cover (every interpreter
+/// instead of the oldest and newest, whole standard libraries).
 pub fn heavy() -> bool {
-    std::env::var_os("KOLOSAL_TEST_HEAVY").is_some_and(|v| v == "1")
+    cfg!(feature = "heavy") || std::env::var_os("KOLOSAL_TEST_HEAVY").is_some_and(|v| v == "1")
 }
 
 /// Path of the `kolosal` binary built for this test run.

@@ -11,7 +11,7 @@
 //!   `--hardlink-dupes` shares inodes; `clean`/`status` counts match the disk
 //!   and `status` agrees with importlib.
 
-mod common;
+use crate::common;
 
 use common::{clean_command, kolosal_bin, Python};
 use serde_json::Value;

@@ -6,7 +6,7 @@
 //! site-packages names, with the same `sys.path` our resolver gets. Kind,
 //! origin and submodule search locations must agree for every name.
 
-mod common;
+use crate::common;
 
 use kolosal::closure::resolve::{resolve_relative, ModuleKind, Resolver};
 use kolosal::interpreter::{probe::FACT_ENV_VARS, run_probe, ProbeConfig};

@@ -2,7 +2,7 @@
 //! the same path: stdout bytes, stderr bytes, exit status (codes and
 //! signals), argv, environment and stdin, on every CPython found.
 
-mod common;
+use crate::common;
 
 use std::ffi::OsString;
 use std::io::Write;

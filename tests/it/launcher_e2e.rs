@@ -10,7 +10,7 @@
 //!
 //! Every test gets its own project and its own `KOLOSAL_CACHE_DIR`.
 
-mod common;
+use crate::common;
 
 use common::Python;
 use std::io::Write;
@@ -1207,11 +1207,11 @@ fn fail_open() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "heavy"),
+    ignore = "heavy suite: cargo test --features heavy"
+)]
 fn real_packages_from_pypi_installed_without_bytecode() {
-    if !common::heavy() {
-        common::note("[launcher_e2e] PyPI venv check skipped: set KOLOSAL_TEST_HEAVY=1");
-        return;
-    }
     // The newest CPython, and 3.14+ (the versions `.ci/run` adds) each.
     let all = common::pythons_at_least((3, 8));
     let newest = all.last().expect("a CPython >= 3.8").version;

@@ -2,7 +2,7 @@
 //! `kolosal info`, against the real interpreters (and the real pyenv) on
 //! this machine. Every child gets an explicitly built environment.
 
-mod common;
+use crate::common;
 
 use common::Python;
 use kolosal::interpreter::probe::{ProbeConfig, FACT_ENV_VARS};

@@ -14,7 +14,7 @@
 //! `KOLOSAL_TEST_HEAVY=1`: every CPython >= 3.8, plus the site-packages of a
 //! temporary python3.12 venv with sympy, numpy, pandas and requests.
 
-mod common;
+use crate::common;
 
 use common::Python;
 use kolosal::closure::scan::{scan, ImportFlags};
@@ -355,11 +355,11 @@ fn stdlib_matches_ast() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "heavy"),
+    ignore = "heavy suite: cargo test --features heavy"
+)]
 fn site_packages_match_ast() {
-    if !common::heavy() {
-        common::note("[scan_vs_ast] site-packages sweep skipped (set KOLOSAL_TEST_HEAVY=1)");
-        return;
-    }
     let py = common::pythons_at_least((3, 12))
         .into_iter()
         .find(|p| p.version.1 == 12)

@@ -9,7 +9,7 @@
 //! process group, so a shim that found itself would fail the test instead of
 //! hanging it.
 
-mod common;
+use crate::common;
 
 use common::Python;
 use std::collections::BTreeMap;
@@ -451,11 +451,11 @@ fn shebang_runs_through_kolosal() {
 
 /// The full `install.sh` (cargo build --release --locked), then a launch.
 #[test]
+#[cfg_attr(
+    not(feature = "heavy"),
+    ignore = "heavy suite: cargo test --features heavy"
+)]
 fn install_builds_with_cargo() {
-    if !common::heavy() {
-        common::note("[install_shims] install.sh's cargo build skipped: set KOLOSAL_TEST_HEAVY=1");
-        return;
-    }
     let pythons = common::pythons();
     common::report("install_shims::cargo_build", &pythons);
     let tmp = tempfile::tempdir().unwrap();

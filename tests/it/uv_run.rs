@@ -7,7 +7,7 @@
 //! venv and lets uv reach PyPI. uv never downloads an interpreter here
 //! (`UV_PYTHON_DOWNLOADS=never`, `UV_PYTHON` names a local CPython).
 
-mod common;
+use crate::common;
 
 use common::Python;
 use std::path::{Path, PathBuf};
@@ -192,11 +192,11 @@ fn py_v(venv: &Path, project: &Path) -> Output {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "heavy"),
+    ignore = "heavy suite: cargo test --features heavy"
+)]
 fn uv_run_kolosal_python() {
-    if !common::heavy() {
-        common::note("[uv_run] skipped: set KOLOSAL_TEST_HEAVY=1 (installs uv from PyPI)");
-        return;
-    }
     // uv makes venvs for 3.8+; the oldest, the newest and every 3.14+ found.
     let all = common::pythons_at_least((3, 8));
     let pythons: Vec<Python> = all

@@ -9,7 +9,7 @@
 //! run the same way. The tests run as root (CI does), which is what makes
 //! the ownership cases reachable: files are handed to uid 65534.
 
-mod common;
+use crate::common;
 
 use common::{clean_command, launcher_bin, Python};
 use std::fs;

@@ -12,7 +12,7 @@
 //! Case counts are moderate by default and 40x larger under
 //! `KOLOSAL_TEST_HEAVY=1`.
 
-mod common;
+use crate::common;
 
 use kolosal::closure::import_cache::ImportCache;
 use kolosal::closure::scan::scan;

@@ -16,7 +16,7 @@
 //! (when present); `KOLOSAL_TEST_HEAVY=1`: every CPython >= 3.7 found,
 //! 3.14 and 3.15 included.
 
-mod common;
+use crate::common;
 
 use common::Python;
 use nix::fcntl::{Flock, FlockArg};

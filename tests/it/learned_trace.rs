@@ -11,7 +11,7 @@
 //! Django and black checks install from PyPI (`--no-compile`) and need
 //! `KOLOSAL_TEST_HEAVY=1`.
 
-mod common;
+use crate::common;
 
 use common::Python;
 use std::path::{Path, PathBuf};
@@ -356,11 +356,11 @@ fn venv_with(w: &World, py: &Python, packages: &[&str]) -> PathBuf {
 /// compiles nothing from source (settings strings name ~100 modules that
 /// are imported with import_module).
 #[test]
+#[cfg_attr(
+    not(feature = "heavy"),
+    ignore = "heavy suite: cargo test --features heavy"
+)]
 fn django_check_traced() {
-    if !common::heavy() {
-        common::note("[learned_trace] Django check skipped: set KOLOSAL_TEST_HEAVY=1");
-        return;
-    }
     let pythons = ends(&common::pythons_at_least((3, 10)));
     common::report("learned_trace::django", &pythons);
     for py in &pythons {
@@ -418,11 +418,11 @@ fn django_on(py: &Python) {
 /// `--why` names the twin; and `compile --trace -- python -m black FILE`
 /// covers formatting a file.
 #[test]
+#[cfg_attr(
+    not(feature = "heavy"),
+    ignore = "heavy suite: cargo test --features heavy"
+)]
 fn black_twins() {
-    if !common::heavy() {
-        common::note("[learned_trace] black check skipped: set KOLOSAL_TEST_HEAVY=1");
-        return;
-    }
     let pythons = ends(&common::pythons_at_least((3, 10)));
     common::report("learned_trace::black", &pythons);
     for py in &pythons {

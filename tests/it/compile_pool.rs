@@ -12,7 +12,7 @@
 //!   once, hung workers time out, hooks are inert unless enabled, a broken
 //!   interpreter is a `PoolError`, and no process starts for no jobs.
 
-mod common;
+use crate::common;
 
 use common::Python;
 use kolosal::compile::{compile_all, CompileJob, Outcome, PoolConfig, PoolError};

@@ -12,7 +12,7 @@
 //! Heavy (`KOLOSAL_TEST_HEAVY=1`): a venv with sympy, requests and jinja2
 //! from PyPI, one script each; coverage is printed and misses are listed.
 
-mod common;
+use crate::common;
 
 use kolosal::closure::graph::{compute, ClosureOptions, Entry};
 use kolosal::closure::import_cache::ImportCache;
@@ -347,11 +347,11 @@ fn cli_json_why_and_import_cache() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "heavy"),
+    ignore = "heavy suite: cargo test --features heavy"
+)]
 fn heavy_pypi_packages_coverage() {
-    if !common::heavy() {
-        common::note("[closure_runtime] heavy part skipped (set KOLOSAL_TEST_HEAVY=1)");
-        return;
-    }
     let pythons = common::pythons();
     common::report("closure_runtime (heavy)", &pythons);
     let base = pythons.last().unwrap();

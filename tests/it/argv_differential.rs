@@ -10,7 +10,7 @@
 //! that version, including that CPython fails exactly when `parse()` says
 //! `NotUnderstood` and runs nothing exactly when it says `NoRun`.
 
-mod common;
+use crate::common;
 
 use common::Python;
 use kolosal::argv::{parse, LaunchSpec, NotUnderstood, Target};

@@ -13,7 +13,7 @@
 //! no output). Interpreters: the oldest and newest CPython >= 3.7 found;
 //! every one under `KOLOSAL_TEST_HEAVY=1`.
 
-mod common;
+use crate::common;
 
 use common::Python;
 use kolosal::compile::{compile_all, CompileJob, Outcome, PoolConfig};

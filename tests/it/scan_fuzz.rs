@@ -4,7 +4,7 @@
 //!
 //! Case counts are moderate by default and larger under `KOLOSAL_TEST_HEAVY=1`.
 
-mod common;
+use crate::common;
 
 use kolosal::closure::scan::scan;
 use proptest::prelude::*;

@@ -4,7 +4,7 @@
 //! `python3` shim resolves like the shell would. Real interpreters, real
 //! processes, each compared with plain `python`.
 
-mod common;
+use crate::common;
 
 use common::Python;
 use std::ffi::OsStr;
