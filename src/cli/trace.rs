@@ -136,7 +136,7 @@ pub fn run(args: &CompileArgs) -> anyhow::Result<i32> {
             "kolosal: the command loaded no source module kolosal could see (Python 3.7, -E, -I, -B and -X pycache_prefix hide them)"
         );
     }
-    if !args.quiet {
+    if args.quiet == 0 {
         eprintln!(
             "trace: {} interpreter(s), {:.2}s in all",
             compiled_for,
@@ -496,7 +496,7 @@ fn compile_for(
             eprintln!("{}", o.describe());
         }
     }
-    if !args.quiet {
+    if args.quiet == 0 {
         let v = facts.version;
         eprintln!(
             "trace: {} ({}.{}.{}, -o {}): {} source modules loaded, {} beyond the static closure, {} not importable by name; compiled {}, fresh {}, failed {failed}",
