@@ -42,8 +42,11 @@ pub struct CleanArgs {
     #[arg(long, short = 'n')]
     pub dry_run: bool,
     /// List every removed file.
-    #[arg(long, short)]
+    #[arg(long, short, conflicts_with = "quiet")]
     pub verbose: bool,
+    /// No summary lines; errors are still listed on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
     /// Print one JSON object on stdout (keys: [`json_report`]); errors are
     /// in it instead of on stderr.
     #[arg(long)]
@@ -233,10 +236,20 @@ pub fn run(args: CleanArgs) -> anyhow::Result<i32> {
     } else {
         "removed"
     };
-    if args.dry_run || args.verbose {
-        for p in report.removed.iter().chain(&report.removed_dirs) {
+    // The dry run's list is its result (stdout); -v lines go to stderr, as
+    // every subcommand's.
+    for p in report.removed.iter().chain(&report.removed_dirs) {
+        if args.dry_run {
             writeln!(out, "{verb} {}", p.display())?;
+        } else if args.verbose {
+            eprintln!("{verb} {}", p.display());
         }
+    }
+    for e in &report.errors {
+        super::error_line(e);
+    }
+    if args.quiet {
+        return Ok(if report.errors.is_empty() { 0 } else { 1 });
     }
     writeln!(
         out,
@@ -251,9 +264,6 @@ pub fn run(args: CleanArgs) -> anyhow::Result<i32> {
             "kept {} orphaned pycs (--orphans removes them)",
             report.kept_orphans
         )?;
-    }
-    for e in &report.errors {
-        eprintln!("kolosal: {e}");
     }
     Ok(if report.errors.is_empty() { 0 } else { 1 })
 }

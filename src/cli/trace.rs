@@ -84,7 +84,10 @@ pub fn run(args: &CompileArgs) -> anyhow::Result<i32> {
             } else {
                 126
             };
-            eprintln!("kolosal: cannot run {}: {e}", program.to_string_lossy());
+            super::error_line(format_args!(
+                "cannot run {}: {e}",
+                program.to_string_lossy()
+            ));
             return Ok(code);
         }
     };
@@ -128,12 +131,12 @@ pub fn run(args: &CompileArgs) -> anyhow::Result<i32> {
     }
     for (tag, n) in &unknown_tags {
         eprintln!(
-            "kolosal: {n} module(s) loaded by a {tag} interpreter not compiled: no known interpreter has that cache tag (give --python)"
+            "kolosal: warning: {n} module(s) loaded by a {tag} interpreter not compiled: no known interpreter has that cache tag (give --python)"
         );
     }
     if loaded.is_empty() {
         eprintln!(
-            "kolosal: the command loaded no source module kolosal could see (Python 3.7, -E, -I, -B and -X pycache_prefix hide them)"
+            "kolosal: warning: the command loaded no source module kolosal could see (Python 3.7, -E, -I, -B and -X pycache_prefix hide them)"
         );
     }
     if args.quiet == 0 {
@@ -493,7 +496,7 @@ fn compile_for(
             }
         } else {
             failed += 1;
-            eprintln!("{}", o.describe());
+            super::error_line(o.describe());
         }
     }
     if args.quiet == 0 {
