@@ -571,8 +571,9 @@ fn symlink_stays_in(source: &Path, limit: &Path) -> bool {
 /// be written (or created): one line per directory, not one per file.
 #[derive(Default)]
 struct UnwritableDirs {
-    /// directory → (first error, number of pycs not written), in order.
-    dirs: Vec<(PathBuf, String, usize)>,
+    /// directory → (first error, first source, number of pycs not
+    /// written), in order.
+    dirs: Vec<(PathBuf, String, PathBuf, usize)>,
 }
 
 impl UnwritableDirs {
@@ -599,14 +600,15 @@ impl UnwritableDirs {
         if !errno_of_write || !names_dir {
             return false;
         }
-        match self.dirs.iter_mut().find(|(d, _, _)| d == dir) {
-            Some((_, _, n)) => *n += 1,
+        match self.dirs.iter_mut().find(|(d, _, _, _)| d == dir) {
+            Some((_, _, _, n)) => *n += 1,
             None => {
                 let why = message
                     .split_once(": ")
                     .map_or(message.as_str(), |(_, rest)| rest)
                     .to_string();
-                self.dirs.push((dir.to_path_buf(), why, 1));
+                self.dirs
+                    .push((dir.to_path_buf(), why, t.source.clone(), 1));
             }
         }
         true
@@ -615,10 +617,11 @@ impl UnwritableDirs {
     fn lines(&self) -> Vec<String> {
         self.dirs
             .iter()
-            .map(|(dir, why, n)| {
+            .map(|(dir, why, first, n)| {
                 format!(
-                    "{}: cannot write pycs there ({why}); {n} pyc(s) not written",
-                    dir.display()
+                    "{}: cannot write pycs there ({why}); {n} pyc(s) not written, the first for {}",
+                    dir.display(),
+                    first.display()
                 )
             })
             .collect()
