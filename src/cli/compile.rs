@@ -690,14 +690,15 @@ impl RecordedNames<'_> {
     }
 
     /// compileall's stripdir: `None` when it does not apply.
-    // mirrors compileall.compile_file: 3.11+ strips a leading run of whole
-    // components (and ignores a stripdir that is not one); 3.9 and 3.10
+    // mirrors compileall.compile_file: 3.13+ strips a leading run of whole
+    // components (and ignores a stripdir that is not one); 3.9 to 3.12
     // remove, for each position where the two paths agree, the first equal
-    // component
+    // component (3.12.1 and Debian's 3.11.2 checked: a later 3.12 patch
+    // release that took the new rule would differ on odd stripdirs)
     fn strip(&self, full: &[u8], stripdir: &[u8]) -> Option<Vec<u8>> {
         let fp: Vec<&[u8]> = full.split(|&b| b == b'/').collect();
         let sp: Vec<&[u8]> = stripdir.split(|&b| b == b'/').collect();
-        let parts: Vec<&[u8]> = if self.version >= (3, 11) || self.version < (3, 9) {
+        let parts: Vec<&[u8]> = if self.version >= (3, 13) || self.version < (3, 9) {
             if sp.len() > fp.len() || fp[..sp.len()] != sp[..] {
                 return None;
             }
