@@ -223,6 +223,7 @@ fn error_lines_have_one_prefix_on_stderr() {
         vec!["compile", "--python", "/nonexistent/python", "."],
         vec!["status", "--python", pyarg, "/nonexistent/tree"],
         vec!["status", "--bogus"],
+        vec!["status", "-o", "3", "."],
         vec!["clean", "/nonexistent/tree"],
         vec!["closure", "--python", pyarg, "/nonexistent/app.py"],
         vec!["info", "--python", "/nonexistent/python"],

@@ -60,13 +60,17 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Trees or `.py` files to inspect (default: the current directory).
+    /// Each is inspected for the interpreter that owns it (the venv or
+    /// installed prefix it is in) unless --python is given.
     pub paths: Vec<PathBuf>,
-    /// The interpreter whose pycs are inspected (else discovery, as
-    /// kolosal-python).
+    /// The interpreter whose pycs are inspected (else the one owning each
+    /// path, else discovery, as kolosal-python).
     #[arg(long, value_name = "PATH")]
     pub python: Option<PathBuf>,
     /// Optimisation level; repeatable (default: 0).
-    #[arg(short = 'o', long = "optimize", value_name = "LEVEL")]
+    // the same range as `kolosal compile -o` (builtin compile()'s levels)
+    #[arg(short = 'o', long = "optimize", value_name = "LEVEL",
+          value_parser = clap::value_parser!(u32).range(0..=2))]
     pub optimize: Vec<u32>,
     /// Judge hash-based pycs as `python --check-hash-based-pycs MODE` would.
     #[arg(long, value_name = "MODE", default_value = "default", value_parser = parse_check)]

@@ -131,12 +131,12 @@ pub fn run(args: &CompileArgs) -> anyhow::Result<i32> {
     }
     for (tag, n) in &unknown_tags {
         eprintln!(
-            "kolosal: warning: {n} module(s) loaded by a {tag} interpreter not compiled: no known interpreter has that cache tag (give --python)"
+            "kolosal: {n} module(s) loaded by a {tag} interpreter not compiled: no known interpreter has that cache tag (give --python)"
         );
     }
     if loaded.is_empty() {
         eprintln!(
-            "kolosal: warning: the command loaded no source module kolosal could see (Python 3.7, -E, -I, -B and -X pycache_prefix hide them)"
+            "kolosal: the command loaded no source module kolosal could see (Python 3.7, -E, -I, -B and -X pycache_prefix hide them)"
         );
     }
     if args.quiet == 0 {
