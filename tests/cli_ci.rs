@@ -224,6 +224,7 @@ fn error_lines_have_one_prefix_on_stderr() {
         vec!["status", "--python", pyarg, "/nonexistent/tree"],
         vec!["status", "--bogus"],
         vec!["status", "-o", "3", "."],
+        vec!["compile", "-x", "(?<!a)b", "."],
         vec!["clean", "/nonexistent/tree"],
         vec!["closure", "--python", pyarg, "/nonexistent/app.py"],
         vec!["info", "--python", "/nonexistent/python"],

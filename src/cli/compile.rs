@@ -250,7 +250,11 @@ pub fn exclude_regex(patterns: &[String]) -> anyhow::Result<Option<regex::bytes:
                 .last()
                 .unwrap_or("invalid")
                 .trim_start_matches("error: ");
-            bail!("bad --exclude regex {p:?}: {why}");
+            // Python's re has lookaround and backreferences; Rust regex
+            // refuses them rather than matching something else.
+            bail!(
+                "bad --exclude regex {p:?}: {why} (kolosal -x is Rust regex syntax: Python's re without lookaround or backreferences)"
+            );
         }
     }
     let joined: Vec<String> = patterns.iter().map(|r| format!("(?:{r})")).collect();
