@@ -331,3 +331,72 @@ fn an_unwritable_directory_is_reported_once() {
         let _ = fs::remove_dir_all(tmp.path().join("t/__pycache__"));
     }
 }
+
+/// As another user (root drops to uid 65534 with setpriv): a directory
+/// that user cannot write, for compile (no `__pycache__` yet, or one it
+/// cannot write) and for clean. One line each. Debian's python3.11 (pyenv's
+/// live under /root, which that user cannot enter).
+#[test]
+fn permission_denied_is_one_line_per_directory() {
+    let py = Path::new("/usr/bin/python3.11");
+    let root_user = unsafe { libc::geteuid() } == 0;
+    if !root_user || !Path::new("/usr/bin/setpriv").is_file() || !py.is_file() {
+        common::note(
+            "[cli_ci] not root, or no setpriv / /usr/bin/python3.11: permission test skipped",
+        );
+        return;
+    }
+    common::note("[cli_ci] permission denied as uid 65534, /usr/bin/python3.11");
+    let tmp = tempfile::tempdir().unwrap();
+    let w = tmp.path();
+    fs::set_permissions(w, fs::Permissions::from_mode(0o755)).unwrap();
+    let t = w.join("t");
+    fs::create_dir_all(t.join("ro")).unwrap();
+    fs::create_dir(w.join("kc")).unwrap();
+    for i in 0..4 {
+        fs::write(t.join(format!("ro/m{i}.py")), "X = 1\n").unwrap();
+    }
+    fs::write(t.join("ok.py"), "Y = 1\n").unwrap();
+    for p in [&t, &t.join("ok.py"), &w.join("kc")] {
+        std::os::unix::fs::chown(p, Some(65534), Some(65534)).unwrap();
+    }
+    let as_nobody = |args: &[&str]| {
+        clean_command("/usr/bin/setpriv")
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", "/nonexistent")
+            .env("KOLOSAL_CACHE_DIR", w.join("kc"))
+            .current_dir(w)
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(kolosal_bin())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let one_line = |o: &Output, needle: &str| {
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        let errors: Vec<&str> = err
+            .lines()
+            .filter(|l| l.starts_with("kolosal: error: "))
+            .collect();
+        assert_eq!(errors.len(), 1, "{err}");
+        assert!(
+            errors[0].contains(needle) && errors[0].contains("Permission denied"),
+            "{err}"
+        );
+    };
+    let compile = ["compile", "-f", "--python", "/usr/bin/python3.11", "t"];
+    one_line(
+        &as_nobody(&compile),
+        "t/ro/__pycache__: cannot write pycs there",
+    );
+    fs::create_dir(t.join("ro/__pycache__")).unwrap();
+    one_line(&as_nobody(&compile), "4 pyc(s) not written");
+    // Root compiles them; the other user cannot remove them.
+    let r = kolosal(w, &["compile", "--python", "/usr/bin/python3.11", "t"]);
+    assert!(r.status.success(), "{}", common::describe(&r));
+    one_line(
+        &as_nobody(&["clean", "t"]),
+        "t/ro/__pycache__: cannot remove pycs there",
+    );
+}

@@ -142,6 +142,7 @@ fn clean_pycache(dir: &Path, opts: &CleanOptions, report: &mut CleanReport) {
     let mut names: Vec<_> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
     names.sort();
     let mut kept_any = false;
+    let mut refused: Option<(std::io::Error, usize)> = None;
     for pyc in &names {
         let meta = match std::fs::symlink_metadata(pyc) {
             Ok(m) => m,
@@ -161,9 +162,30 @@ fn clean_pycache(dir: &Path, opts: &CleanOptions, report: &mut CleanReport) {
             kept_any = true;
             continue;
         }
-        if remove(pyc, meta.len(), opts, report).is_err() {
+        // Once the directory refuses one removal it refuses them all:
+        // one line for it, not one per pyc.
+        if let Some((_, n)) = &mut refused {
+            *n += 1;
             kept_any = true;
+            continue;
         }
+        if let Err(e) = remove(pyc, meta.len(), opts, report) {
+            kept_any = true;
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EACCES | libc::EPERM | libc::EROFS)
+            ) {
+                refused = Some((e, 1));
+            } else {
+                report.errors.push(format!("{}: {e}", pyc.display()));
+            }
+        }
+    }
+    if let Some((e, n)) = refused {
+        report.errors.push(format!(
+            "{}: cannot remove pycs there ({e}); {n} pyc(s) kept",
+            dir.display()
+        ));
     }
     if !kept_any {
         if opts.dry_run {
@@ -193,16 +215,22 @@ fn clean_legacy(path: &Path, opts: &CleanOptions, report: &mut CleanReport) {
         return; // a sourceless module: never removed
     }
     if let Ok(meta) = std::fs::symlink_metadata(path) {
-        let _ = remove(path, meta.len(), opts, report);
+        if let Err(e) = remove(path, meta.len(), opts, report) {
+            report.errors.push(format!("{}: {e}", path.display()));
+        }
     }
 }
 
-fn remove(path: &Path, len: u64, opts: &CleanOptions, report: &mut CleanReport) -> Result<(), ()> {
+/// Removes one pyc (unless a dry run) and records it; the caller reports
+/// a failure.
+fn remove(
+    path: &Path,
+    len: u64,
+    opts: &CleanOptions,
+    report: &mut CleanReport,
+) -> std::io::Result<()> {
     if !opts.dry_run {
-        if let Err(e) = std::fs::remove_file(path) {
-            report.errors.push(format!("{}: {e}", path.display()));
-            return Err(());
-        }
+        std::fs::remove_file(path)?;
     }
     report.removed.push(path.to_path_buf());
     report.removed_bytes += len;
