@@ -128,6 +128,12 @@ const CASES: &[Case] = &[
         stdin: None,
     },
     Case {
+        name: "-d -i FILE",
+        since: (3, 7),
+        args: &["-d", "/b", "-i", "list.txt"],
+        stdin: None,
+    },
+    Case {
         name: "-i FILE",
         since: (3, 7),
         args: &["-i", "list.txt"],
