@@ -444,6 +444,7 @@ fn compile_group(
         stripdir: args.stripdir.as_deref(),
         prependdir: args.prependdir.as_deref(),
         version: rules.version,
+        not_stripped: std::cell::Cell::new(0),
     };
     let jobs: Vec<CompileJob> = planned
         .stale
@@ -461,6 +462,15 @@ fn compile_group(
             .iter()
             .map(|j| names.recorded(&j.source, &roots_walked))
             .collect();
+        let missed = names.not_stripped.get();
+        if missed > 0 && args.quiet < 2 {
+            if let Some(s) = names.stripdir {
+                eprintln!(
+                    "kolosal: warning: -s {} is not a leading part of {missed} source path(s); their pycs record the path unchanged",
+                    s.display()
+                );
+            }
+        }
         let outcomes = compile_recorded(&target.path, &jobs, &recorded)?;
         bar.inc(jobs.len() as u64);
         outcomes
@@ -639,6 +649,9 @@ struct RecordedNames<'a> {
     prependdir: Option<&'a Path>,
     /// The target interpreter's (major, minor): compileall's rules changed.
     version: (u32, u32),
+    /// Sources `stripdir` did not prefix (compileall prints a line for
+    /// each; kolosal one for all).
+    not_stripped: std::cell::Cell<usize>,
 }
 
 impl RecordedNames<'_> {
@@ -680,6 +693,9 @@ impl RecordedNames<'_> {
         let mut dfile: Option<Vec<u8>> = None;
         if let Some(s) = self.stripdir {
             dfile = self.strip(full, s.as_os_str().as_bytes());
+            if dfile.is_none() {
+                self.not_stripped.set(self.not_stripped.get() + 1);
+            }
         }
         if let Some(p) = self.prependdir {
             let p = p.as_os_str().as_bytes();
