@@ -471,8 +471,40 @@ fn compile_group(
                 );
             }
         }
-        let outcomes = compile_recorded(&target.path, &jobs, &recorded)?;
-        bar.inc(jobs.len() as u64);
+        // One py_compile process per share of the work, as many as the
+        // pool would start.
+        let bytes: u64 = jobs
+            .iter()
+            .map(|j| std::fs::metadata(&j.source).map_or(0, |m| m.len()))
+            .sum();
+        let n = compile::worker_count(args.workers, jobs.len(), bytes).max(1);
+        let share = jobs.len().div_ceil(n).max(1);
+        let parts: Vec<anyhow::Result<Vec<Outcome>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = jobs
+                .chunks(share)
+                .zip(recorded.chunks(share))
+                .map(|(j, r)| {
+                    let bar = &bar;
+                    let python = &target.path;
+                    scope.spawn(move || {
+                        let o = compile_recorded(python, j, r);
+                        bar.inc(j.len() as u64);
+                        o
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow!("a compile thread panicked")))
+                })
+                .collect()
+        });
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        for part in parts {
+            outcomes.extend(part?);
+        }
         outcomes
     } else {
         let mut config = PoolConfig::new(&target.path);
