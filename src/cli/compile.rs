@@ -12,12 +12,24 @@
 //! it was written in another invalidation mode) → [`compile::compile_all`]
 //! → optional `--hardlink-dupes` and `--remove-source` steps.
 //!
-//! Output: failures on stderr, one line each (`path:line: message` for
-//! syntax errors); then, unless `-q`, the summary line
-//! `compiled N, fresh N, failed N in X.XXs` on stderr, where N counts pycs
-//! (a source compiled at three levels counts three), and `failed` also
-//! counts trees that could not be read. `-v` lists each written pyc with
-//! the reason it was stale. stdout is not used. A progress bar is drawn
+//! Interpreter: `--python`, else for each PATH the interpreter that owns
+//! it ([`super::owner_python`]: a venv above it, or the installed prefix
+//! holding it), else discovery as `kolosal-python`. Paths of several
+//! interpreters are compiled one interpreter after the other, each with
+//! its own summary line.
+//!
+//! compileall's `-d`/`-s`/`-p` change the name recorded in the pycs; those
+//! jobs go through `py_compile.compile(dfile=...)` ([`compile_recorded`])
+//! instead of the pool, whose workers record the source path.
+//!
+//! Output: failures on stderr, one line each, `kolosal: error: ` then
+//! `path:line: message` for syntax errors; a directory where no pyc can be
+//! written is one line for all its files ([`UnwritableDirs`]). Then, unless
+//! `-q`, the summary line `compiled N, fresh N, failed N in X.XXs (TAG,
+//! PYTHON)` on stderr, where N counts pycs (a source compiled at three
+//! levels counts three), and `failed` also counts trees that could not be
+//! read. `-qq` prints nothing. `-v` lists each written pyc with the reason
+//! it was stale. stdout is only used by `--json`. A progress bar is drawn
 //! when stderr is a terminal and `-q`/`-v` are not given.
 //!
 //! Exit code: 0; 1 when anything failed; 2 when nothing could be done at all
