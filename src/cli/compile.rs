@@ -19,12 +19,12 @@
 //! its own summary line.
 //!
 //! compileall's `-d`/`-s`/`-p` change the name recorded in the pycs; those
-//! jobs go through `py_compile.compile(dfile=...)` ([`compile_recorded`])
+//! jobs go through `py_compile.compile(dfile=...)` (`compile_recorded`)
 //! instead of the pool, whose workers record the source path.
 //!
 //! Output: failures on stderr, one line each, `kolosal: error: ` then
 //! `path:line: message` for syntax errors; a directory where no pyc can be
-//! written is one line for all its files ([`UnwritableDirs`]). Then, unless
+//! written is one line for all its files (`UnwritableDirs`). Then, unless
 //! `-q`, the summary line `compiled N, fresh N, failed N in X.XXs (TAG,
 //! PYTHON)` on stderr, where N counts pycs (a source compiled at three
 //! levels counts three), and `failed` also counts trees that could not be
