@@ -33,7 +33,25 @@ enum Command {
 
 fn main() {
     kolosal::exec::restore_default_sigpipe();
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        use clap::error::ErrorKind;
+        if matches!(
+            e.kind(),
+            ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        ) {
+            e.exit();
+        }
+        // One line, with the prefix every kolosal error has.
+        let text = e.render().to_string();
+        let first = text.lines().next().unwrap_or("bad arguments");
+        cli::error_line(format_args!(
+            "{} (see --help)",
+            first.trim_start_matches("error: ")
+        ));
+        std::process::exit(2);
+    });
     let result = match cli.command {
         Command::Compile(a) => cli::compile::run(a),
         Command::Clean(a) => cli::clean::run(a),
@@ -53,7 +71,7 @@ fn main() {
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("kolosal: error: {e:#}");
+            cli::error_line(format_args!("{e:#}"));
             std::process::exit(2);
         }
     }

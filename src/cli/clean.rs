@@ -42,8 +42,11 @@ pub struct CleanArgs {
     #[arg(long, short = 'n')]
     pub dry_run: bool,
     /// List every removed file.
-    #[arg(long, short)]
+    #[arg(long, short, conflicts_with = "quiet")]
     pub verbose: bool,
+    /// No summary lines; errors are still listed on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
     /// Print one JSON object on stdout (keys: [`json_report`]); errors are
     /// in it instead of on stderr.
     #[arg(long)]
@@ -139,6 +142,7 @@ fn clean_pycache(dir: &Path, opts: &CleanOptions, report: &mut CleanReport) {
     let mut names: Vec<_> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
     names.sort();
     let mut kept_any = false;
+    let mut refused: Option<(std::io::Error, usize)> = None;
     for pyc in &names {
         let meta = match std::fs::symlink_metadata(pyc) {
             Ok(m) => m,
@@ -158,9 +162,30 @@ fn clean_pycache(dir: &Path, opts: &CleanOptions, report: &mut CleanReport) {
             kept_any = true;
             continue;
         }
-        if remove(pyc, meta.len(), opts, report).is_err() {
+        // Once the directory refuses one removal it refuses them all:
+        // one line for it, not one per pyc.
+        if let Some((_, n)) = &mut refused {
+            *n += 1;
             kept_any = true;
+            continue;
         }
+        if let Err(e) = remove(pyc, meta.len(), opts, report) {
+            kept_any = true;
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EACCES | libc::EPERM | libc::EROFS)
+            ) {
+                refused = Some((e, 1));
+            } else {
+                report.errors.push(format!("{}: {e}", pyc.display()));
+            }
+        }
+    }
+    if let Some((e, n)) = refused {
+        report.errors.push(format!(
+            "{}: cannot remove pycs there ({e}); {n} pyc(s) kept",
+            dir.display()
+        ));
     }
     if !kept_any {
         if opts.dry_run {
@@ -190,16 +215,22 @@ fn clean_legacy(path: &Path, opts: &CleanOptions, report: &mut CleanReport) {
         return; // a sourceless module: never removed
     }
     if let Ok(meta) = std::fs::symlink_metadata(path) {
-        let _ = remove(path, meta.len(), opts, report);
+        if let Err(e) = remove(path, meta.len(), opts, report) {
+            report.errors.push(format!("{}: {e}", path.display()));
+        }
     }
 }
 
-fn remove(path: &Path, len: u64, opts: &CleanOptions, report: &mut CleanReport) -> Result<(), ()> {
+/// Removes one pyc (unless a dry run) and records it; the caller reports
+/// a failure.
+fn remove(
+    path: &Path,
+    len: u64,
+    opts: &CleanOptions,
+    report: &mut CleanReport,
+) -> std::io::Result<()> {
     if !opts.dry_run {
-        if let Err(e) = std::fs::remove_file(path) {
-            report.errors.push(format!("{}: {e}", path.display()));
-            return Err(());
-        }
+        std::fs::remove_file(path)?;
     }
     report.removed.push(path.to_path_buf());
     report.removed_bytes += len;
@@ -233,10 +264,20 @@ pub fn run(args: CleanArgs) -> anyhow::Result<i32> {
     } else {
         "removed"
     };
-    if args.dry_run || args.verbose {
-        for p in report.removed.iter().chain(&report.removed_dirs) {
+    // The dry run's list is its result (stdout); -v lines go to stderr, as
+    // every subcommand's.
+    for p in report.removed.iter().chain(&report.removed_dirs) {
+        if args.dry_run {
             writeln!(out, "{verb} {}", p.display())?;
+        } else if args.verbose {
+            eprintln!("{verb} {}", p.display());
         }
+    }
+    for e in &report.errors {
+        super::error_line(e);
+    }
+    if args.quiet {
+        return Ok(if report.errors.is_empty() { 0 } else { 1 });
     }
     writeln!(
         out,
@@ -251,9 +292,6 @@ pub fn run(args: CleanArgs) -> anyhow::Result<i32> {
             "kept {} orphaned pycs (--orphans removes them)",
             report.kept_orphans
         )?;
-    }
-    for e in &report.errors {
-        eprintln!("kolosal: {e}");
     }
     Ok(if report.errors.is_empty() { 0 } else { 1 })
 }

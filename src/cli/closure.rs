@@ -146,7 +146,7 @@ pub fn run(args: ClosureArgs) -> anyhow::Result<i32> {
             Some(c) => Some(c),
             None if args.json => None,
             None => {
-                eprintln!("kolosal: {name} is not in the closure of this entry");
+                super::error_line(format_args!("{name} is not in the closure of this entry"));
                 return Ok(1);
             }
         },
@@ -217,7 +217,7 @@ pub fn run(args: ClosureArgs) -> anyhow::Result<i32> {
                 closure.cached
             );
             for (p, e) in &closure.unreadable {
-                eprintln!("kolosal: could not read {}: {e}", p.display());
+                super::error_line(format_args!("could not read {}: {e}", p.display()));
             }
         }
     }

@@ -12,12 +12,24 @@
 //! it was written in another invalidation mode) → [`compile::compile_all`]
 //! → optional `--hardlink-dupes` and `--remove-source` steps.
 //!
-//! Output: failures on stderr, one line each (`path:line: message` for
-//! syntax errors); then, unless `-q`, the summary line
-//! `compiled N, fresh N, failed N in X.XXs` on stderr, where N counts pycs
-//! (a source compiled at three levels counts three), and `failed` also
-//! counts trees that could not be read. `-v` lists each written pyc with
-//! the reason it was stale. stdout is not used. A progress bar is drawn
+//! Interpreter: `--python`, else for each PATH the interpreter that owns
+//! it ([`super::owner_python`]: a venv above it, or the installed prefix
+//! holding it), else discovery as `kolosal-python`. Paths of several
+//! interpreters are compiled one interpreter after the other, each with
+//! its own summary line.
+//!
+//! compileall's `-d`/`-s`/`-p` change the name recorded in the pycs; those
+//! jobs go through `py_compile.compile(dfile=...)` (`compile_recorded`)
+//! instead of the pool, whose workers record the source path.
+//!
+//! Output: failures on stderr, one line each, `kolosal: error: ` then
+//! `path:line: message` for syntax errors; a directory where no pyc can be
+//! written is one line for all its files (`UnwritableDirs`). Then, unless
+//! `-q`, the summary line `compiled N, fresh N, failed N in X.XXs (TAG,
+//! PYTHON)` on stderr, where N counts pycs (a source compiled at three
+//! levels counts three), and `failed` also counts trees that could not be
+//! read. `-qq` prints nothing. `-v` lists each written pyc with the reason
+//! it was stale. stdout is only used by `--json`. A progress bar is drawn
 //! when stderr is a terminal and `-q`/`-v` are not given.
 //!
 //! Exit code: 0; 1 when anything failed; 2 when nothing could be done at all
@@ -36,7 +48,7 @@ use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use std::collections::{BTreeMap, HashSet};
 use std::io::IsTerminal;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -44,7 +56,11 @@ use std::time::Instant;
 #[derive(Debug, Args)]
 pub struct CompileArgs {
     /// Trees or `.py` files to compile (default: the current directory,
-    /// unless --stdlib or --site-packages is given).
+    /// unless --stdlib, --site-packages or -i is given; compileall's default
+    /// is every sys.path entry, which --stdlib --site-packages covers
+    /// without the working directory). Each path is compiled for the
+    /// interpreter that owns it (the venv or installed prefix it is in)
+    /// unless --python is given.
     pub paths: Vec<PathBuf>,
     /// Compile every file, fresh or not.
     #[arg(short, long)]
@@ -52,14 +68,17 @@ pub struct CompileArgs {
     /// Worker processes (0: chosen from the amount of work and the cores).
     #[arg(short = 'j', long, value_name = "N", default_value_t = 0)]
     pub workers: usize,
-    /// No summary line, no progress bar; failures are still listed.
-    #[arg(short, long, conflicts_with = "verbose")]
-    pub quiet: bool,
+    /// No summary line, no progress bar; failures are still listed. Twice
+    /// (`-qq`, as compileall): nothing at all, only the exit code.
+    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "verbose")]
+    pub quiet: u8,
     /// List every pyc written, with the reason it was stale.
     #[arg(short, long)]
     pub verbose: bool,
-    /// Skip files whose path contains a match of REGEX (compileall -x;
-    /// Rust regex syntax). Repeatable: any match excludes.
+    /// Skip files whose path contains a match of REGEX (compileall -x).
+    /// Repeatable: any match excludes. Rust regex syntax, which is Python
+    /// `re` syntax without lookaround and backreferences: such a pattern
+    /// is refused with an error, never silently read another way.
     #[arg(short = 'x', long, value_name = "REGEX")]
     pub exclude: Vec<String>,
     /// Directory levels to enter below each path (compileall -r; 0: only
@@ -84,6 +103,28 @@ pub struct CompileArgs {
     /// With --legacy: delete each .py once its pyc is written and verified.
     #[arg(long, requires = "legacy")]
     pub remove_source: bool,
+    /// compileall -d: the directory recorded in the pycs (their
+    /// `co_filename`, shown in tracebacks) instead of each tree given: a
+    /// source at TREE/a/b.py is recorded as DESTDIR/a/b.py.
+    #[arg(short = 'd', value_name = "DESTDIR", conflicts_with_all = ["stripdir", "prependdir", "entry", "module"])]
+    pub ddir: Option<PathBuf>,
+    /// compileall -s: the leading part of each source path to leave out of
+    /// the name recorded in its pyc (ignored for a source it does not
+    /// prefix).
+    #[arg(short = 's', value_name = "STRIPDIR", conflicts_with_all = ["entry", "module"])]
+    pub stripdir: Option<PathBuf>,
+    /// compileall -p: a directory put in front of the name recorded in each
+    /// pyc (after -s).
+    #[arg(short = 'p', value_name = "PREPENDDIR", conflicts_with_all = ["entry", "module"])]
+    pub prependdir: Option<PathBuf>,
+    /// compileall -i: also compile the files and trees listed in FILE, one
+    /// per line ("-": standard input).
+    #[arg(short = 'i', value_name = "FILE", conflicts_with_all = ["entry", "module"])]
+    pub file_list: Option<PathBuf>,
+    /// compileall -e: skip source files that are symlinks pointing outside
+    /// DIR.
+    #[arg(short = 'e', value_name = "DIR")]
+    pub limit_sl_dest: Option<PathBuf>,
     /// Hard-link pycs that are identical across consecutive -o levels.
     #[arg(long)]
     pub hardlink_dupes: bool,
@@ -221,7 +262,11 @@ pub fn exclude_regex(patterns: &[String]) -> anyhow::Result<Option<regex::bytes:
                 .last()
                 .unwrap_or("invalid")
                 .trim_start_matches("error: ");
-            bail!("bad --exclude regex {p:?}: {why}");
+            // Python's re has lookaround and backreferences; Rust regex
+            // refuses them rather than matching something else.
+            bail!(
+                "bad --exclude regex {p:?}: {why} (kolosal -x is Rust regex syntax: Python's re without lookaround or backreferences)"
+            );
         }
     }
     let joined: Vec<String> = patterns.iter().map(|r| format!("(?:{r})")).collect();
@@ -256,7 +301,90 @@ pub fn run(args: CompileArgs) -> anyhow::Result<i32> {
         bail!("--hardlink-dupes needs at least two -o levels (e.g. -o 1 -o 2)");
     }
     let exclude = exclude_regex(&args.exclude)?;
-    let target = target_python(args.python.clone(), args.entry.as_deref())?;
+    let mut paths = args.paths.clone();
+    if let Some(list) = &args.file_list {
+        paths.extend(read_file_list(list)?);
+    }
+    let groups = if args.entry.is_some() || args.module.is_some() {
+        vec![super::OwnedPaths {
+            python: args.python.clone(),
+            why: None,
+            paths: Vec::new(),
+        }]
+    } else {
+        super::group_by_owner(&paths, args.python.as_deref())
+    };
+    if groups.len() > 1 && args.quiet < 2 {
+        let names: Vec<String> = groups
+            .iter()
+            .map(|g| match &g.python {
+                Some(p) => format!("{} ({} path(s))", p.display(), g.paths.len()),
+                None => format!("the default interpreter ({} path(s))", g.paths.len()),
+            })
+            .collect();
+        eprintln!(
+            "kolosal: the paths belong to {} interpreters, each compiled for its own: {}",
+            groups.len(),
+            names.join(", ")
+        );
+    }
+    let mut code = 0;
+    let mut docs = Vec::new();
+    for g in &groups {
+        let (c, doc) = compile_group(&args, g, exclude.clone(), &levels)?;
+        code = code.max(c);
+        docs.extend(doc);
+    }
+    if args.json {
+        let doc = if docs.len() == 1 {
+            docs.remove(0)
+        } else {
+            serde_json::json!({
+                "schema": 1,
+                "interpreters": docs,
+                "elapsed_s": started.elapsed().as_secs_f64(),
+            })
+        };
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    }
+    Ok(code)
+}
+
+/// compileall -i: the paths listed in `list` ("-": stdin), one per line,
+/// surrounding whitespace removed (compileall's `line.strip()`); empty
+/// lines are skipped.
+fn read_file_list(list: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    if list.as_os_str() == "-" {
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .context("cannot read the file list from standard input")?;
+    } else {
+        bytes = std::fs::read(list)
+            .with_context(|| format!("cannot read the file list {}", list.display()))?;
+    }
+    Ok(bytes
+        .split(|&b| b == b'\n')
+        .map(|l| l.trim_ascii())
+        .filter(|l| !l.is_empty())
+        .map(|l| PathBuf::from(std::ffi::OsStr::from_bytes(l)))
+        .collect())
+}
+
+/// Compiles the trees of one interpreter; returns the exit code and, with
+/// `--json`, its document.
+fn compile_group(
+    args: &CompileArgs,
+    group: &super::OwnedPaths,
+    exclude: Option<regex::bytes::Regex>,
+    levels: &[u32],
+) -> anyhow::Result<(i32, Option<serde_json::Value>)> {
+    let started = Instant::now();
+    let mut target = target_python(group.python.clone(), args.entry.as_deref())?;
+    if let Some(why) = &group.why {
+        target.why = why.clone();
+    }
     let cwd = std::env::current_dir().context("cannot read the working directory")?;
     let rules = &target.rules;
     let mode = args
@@ -270,7 +398,8 @@ pub fn run(args: CompileArgs) -> anyhow::Result<i32> {
             rules.version.1
         );
     }
-    let walk = match (&args.entry, &args.module) {
+    let mut roots_walked = Vec::new();
+    let mut walk = match (&args.entry, &args.module) {
         (Some(script), _) => {
             closure_sources(
                 &target.facts,
@@ -289,18 +418,27 @@ pub fn run(args: CompileArgs) -> anyhow::Result<i32> {
             )?
             .0
         }
+        (None, None) if group.paths.is_empty() && args.file_list.is_some() => Walk::default(),
         (None, None) => {
-            let (roots, prune) = roots(&args.paths, &target.facts, args.stdlib, args.site_packages);
-            plan::find_sources(
+            let (roots, prune) =
+                roots(&group.paths, &target.facts, args.stdlib, args.site_packages);
+            let walk = plan::find_sources(
                 &roots,
                 &WalkOptions {
                     exclude,
                     max_depth: args.max_depth,
                     prune,
                 },
-            )
+            );
+            roots_walked = roots;
+            walk
         }
     };
+    if let Some(limit) = &args.limit_sl_dest {
+        let limit = std::fs::canonicalize(limit)
+            .with_context(|| format!("-e {}: cannot resolve it", limit.display()))?;
+        walk.sources.retain(|s| symlink_stays_in(s, &limit));
+    }
     let layout = if args.legacy {
         Layout::Legacy
     } else {
@@ -309,10 +447,17 @@ pub fn run(args: CompileArgs) -> anyhow::Result<i32> {
             cwd: cwd.clone(),
         }
     };
-    let targets = plan::targets(&walk.sources, rules, &levels, &layout)
+    let targets = plan::targets(&walk.sources, rules, levels, &layout)
         .ok_or_else(|| anyhow!("the interpreter has no cache tag"))?;
     let planned = plan::plan(targets, rules, mode, args.force);
 
+    let names = RecordedNames {
+        ddir: args.ddir.as_deref(),
+        stripdir: args.stripdir.as_deref(),
+        prependdir: args.prependdir.as_deref(),
+        version: rules.version,
+        not_stripped: std::cell::Cell::new(0),
+    };
     let jobs: Vec<CompileJob> = planned
         .stale
         .iter()
@@ -323,22 +468,76 @@ pub fn run(args: CompileArgs) -> anyhow::Result<i32> {
             invalidation: mode,
         })
         .collect();
-    let bar = progress_bar(jobs.len(), args.quiet || args.verbose || args.json);
-    let mut config = PoolConfig::new(&target.path);
-    config.workers = args.workers;
-    // As compileall: a module that warns still gets its pyc; the warning is printed.
-    config.on_warning = compile::OnWarning::WriteAndReport;
-    let outcomes = compile::compile_all(&jobs, &config, &|_, _| bar.inc(1))?;
+    let bar = progress_bar(jobs.len(), args.quiet > 0 || args.verbose || args.json);
+    let outcomes = if names.is_active() {
+        let recorded: Vec<PathBuf> = jobs
+            .iter()
+            .map(|j| names.recorded(&j.source, &roots_walked))
+            .collect();
+        let missed = names.not_stripped.get();
+        if missed > 0 && args.quiet < 2 {
+            if let Some(s) = names.stripdir {
+                eprintln!(
+                    "kolosal: warning: -s {} is not a leading part of {missed} source path(s); their pycs record the path unchanged",
+                    s.display()
+                );
+            }
+        }
+        // One py_compile process per share of the work, as many as the
+        // pool would start.
+        let bytes: u64 = jobs
+            .iter()
+            .map(|j| std::fs::metadata(&j.source).map_or(0, |m| m.len()))
+            .sum();
+        let n = compile::worker_count(args.workers, jobs.len(), bytes).max(1);
+        let share = jobs.len().div_ceil(n).max(1);
+        let parts: Vec<anyhow::Result<Vec<Outcome>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = jobs
+                .chunks(share)
+                .zip(recorded.chunks(share))
+                .map(|(j, r)| {
+                    let bar = &bar;
+                    let python = &target.path;
+                    scope.spawn(move || {
+                        let o = compile_recorded(python, j, r);
+                        bar.inc(j.len() as u64);
+                        o
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow!("a compile thread panicked")))
+                })
+                .collect()
+        });
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        for part in parts {
+            outcomes.extend(part?);
+        }
+        outcomes
+    } else {
+        let mut config = PoolConfig::new(&target.path);
+        config.workers = args.workers;
+        // As compileall: a module that warns still gets its pyc; the warning is printed.
+        config.on_warning = compile::OnWarning::WriteAndReport;
+        compile::compile_all(&jobs, &config, &|_, _| bar.inc(1))?
+    };
     bar.finish_and_clear();
     for outcome in &outcomes {
         if let Outcome::WrittenWarned { warnings } = outcome {
-            eprint!("{warnings}");
+            if args.quiet < 2 {
+                eprint!("{warnings}");
+            }
         }
     }
 
     let mut failures: Vec<String> = walk.problems.iter().map(|p| p.to_string()).collect();
     let mut failed = walk.problems.len();
     let mut compiled = 0usize;
+    let mut unwritable = UnwritableDirs::default();
     for ((t, why), outcome) in planned.stale.iter().zip(&outcomes) {
         if outcome.is_written() {
             compiled += 1;
@@ -352,9 +551,12 @@ pub fn run(args: CompileArgs) -> anyhow::Result<i32> {
             }
         } else {
             failed += 1;
-            failures.push(outcome.describe());
+            if !unwritable.absorb(t, outcome) {
+                failures.push(outcome.describe());
+            }
         }
     }
+    failures.extend(unwritable.lines());
     if args.hardlink_dupes {
         for e in hardlink_dupes(&planned.stale, &outcomes, &planned.fresh) {
             failed += 1;
@@ -373,10 +575,11 @@ pub fn run(args: CompileArgs) -> anyhow::Result<i32> {
             failures.push(e);
         }
     }
+    let code = if failed > 0 { 1 } else { 0 };
     if args.json {
         let doc = json_report(
             &target,
-            &levels,
+            levels,
             mode,
             &planned.stale,
             &outcomes,
@@ -384,23 +587,318 @@ pub fn run(args: CompileArgs) -> anyhow::Result<i32> {
             &failures,
             started,
         );
-        println!("{}", serde_json::to_string_pretty(&doc)?);
-        return Ok(if failed > 0 { 1 } else { 0 });
+        return Ok((code, Some(doc)));
     }
-    let mut shown = HashSet::new();
-    for f in &failures {
-        if shown.insert(f.as_str()) {
-            eprintln!("{f}");
+    if args.quiet < 2 {
+        let mut shown = HashSet::new();
+        for f in &failures {
+            if shown.insert(f.as_str()) {
+                super::error_line(f);
+            }
         }
     }
-    if !args.quiet {
+    if args.quiet == 0 {
         eprintln!(
-            "compiled {compiled}, fresh {}, failed {failed} in {:.2}s",
+            "compiled {compiled}, fresh {}, failed {failed} in {:.2}s ({}, {})",
             planned.fresh.len(),
-            started.elapsed().as_secs_f64()
+            started.elapsed().as_secs_f64(),
+            rules.cache_tag.as_deref().unwrap_or("no cache tag"),
+            target.path.display(),
         );
     }
-    Ok(if failed > 0 { 1 } else { 0 })
+    Ok((code, None))
+}
+
+/// compileall -e: false for a source that is a symlink whose target is not
+/// below `limit` (already resolved).
+// mirrors compileall.compile_file: `if limit_sl_dest is not None and
+// os.path.islink(fullname): if Path(limit_sl_dest).resolve() not in
+// Path(fullname).resolve().parents: return success`
+fn symlink_stays_in(source: &Path, limit: &Path) -> bool {
+    let is_link = std::fs::symlink_metadata(source).is_ok_and(|m| m.file_type().is_symlink());
+    if !is_link {
+        return true;
+    }
+    match std::fs::canonicalize(source) {
+        Ok(real) => real != limit && real.starts_with(limit),
+        Err(_) => false,
+    }
+}
+
+/// Sources that could not be compiled because their pyc's directory cannot
+/// be written (or created): one line per directory, not one per file.
+#[derive(Default)]
+struct UnwritableDirs {
+    /// directory → (first error, first source, number of pycs not
+    /// written), in order.
+    dirs: Vec<(PathBuf, String, PathBuf, usize)>,
+}
+
+impl UnwritableDirs {
+    /// Takes `outcome` when it is a write failure naming the pyc's
+    /// directory (or a file in it); false otherwise.
+    fn absorb(&mut self, t: &Target, outcome: &Outcome) -> bool {
+        let Outcome::Failed { message } = outcome else {
+            return false;
+        };
+        let Some(dir) = t.cfile.parent() else {
+            return false;
+        };
+        // The worker's OSError text: "PermissionError: [Errno 13] ...: '<dir>'".
+        let errno_of_write = [
+            "[Errno 13]",
+            "[Errno 30]",
+            "[Errno 20]",
+            "[Errno 17]",
+            "[Errno 1]",
+        ]
+        .iter()
+        .any(|e| message.contains(e));
+        let names_dir = message.contains(&format!("'{}", dir.display()));
+        if !errno_of_write || !names_dir {
+            return false;
+        }
+        match self.dirs.iter_mut().find(|(d, _, _, _)| d == dir) {
+            Some((_, _, _, n)) => *n += 1,
+            None => {
+                let why = message
+                    .split_once(": ")
+                    .map_or(message.as_str(), |(_, rest)| rest)
+                    .to_string();
+                self.dirs
+                    .push((dir.to_path_buf(), why, t.source.clone(), 1));
+            }
+        }
+        true
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.dirs
+            .iter()
+            .map(|(dir, why, first, n)| {
+                format!(
+                    "{}: cannot write pycs there ({why}); {n} pyc(s) not written, the first for {}",
+                    dir.display(),
+                    first.display()
+                )
+            })
+            .collect()
+    }
+}
+
+/// The name compileall records in a pyc (`co_filename`) under -d, -s, -p.
+struct RecordedNames<'a> {
+    ddir: Option<&'a Path>,
+    stripdir: Option<&'a Path>,
+    prependdir: Option<&'a Path>,
+    /// The target interpreter's (major, minor): compileall's rules changed.
+    version: (u32, u32),
+    /// Sources `stripdir` did not prefix (compileall prints a line for
+    /// each; kolosal one for all).
+    not_stripped: std::cell::Cell<usize>,
+}
+
+impl RecordedNames<'_> {
+    fn is_active(&self) -> bool {
+        self.ddir.is_some() || self.stripdir.is_some() || self.prependdir.is_some()
+    }
+
+    /// The name recorded for `source`, found under one of `roots`.
+    // mirrors compileall.compile_dir and compile_file (3.9+: -d on a tree
+    // is stripdir=dir, prependdir=ddir; before 3.9 each level below the
+    // tree is joined to ddir, which gives the same name)
+    fn recorded(&self, source: &Path, roots: &[PathBuf]) -> PathBuf {
+        let full = source.as_os_str().as_bytes();
+        if let Some(ddir) = self.ddir {
+            let ddir = ddir.as_os_str().as_bytes();
+            let root = roots
+                .iter()
+                .find(|r| r.as_path() != source && source.starts_with(r));
+            let named = match root {
+                // compile_dir: the tree's own path is replaced by ddir.
+                Some(root) if self.version >= (3, 9) => {
+                    let strip = self.strip(full, root.as_os_str().as_bytes());
+                    strip.map(|rel| posix_join(ddir, &rel))
+                }
+                Some(root) => {
+                    let rel = source.strip_prefix(root).unwrap_or(source);
+                    Some(posix_join(ddir, rel.as_os_str().as_bytes()))
+                }
+                None => None,
+            };
+            // compile_file on a file given itself: ddir + its name; a
+            // stripdir that does not prefix: prependdir + the full path.
+            let named = named.unwrap_or_else(|| match root {
+                Some(_) => posix_join(ddir, full),
+                None => posix_join(ddir, source.file_name().map_or(full, |n| n.as_bytes())),
+            });
+            return PathBuf::from(std::ffi::OsString::from_vec(named));
+        }
+        let mut dfile: Option<Vec<u8>> = None;
+        if let Some(s) = self.stripdir {
+            dfile = self.strip(full, s.as_os_str().as_bytes());
+            if dfile.is_none() {
+                self.not_stripped.set(self.not_stripped.get() + 1);
+            }
+        }
+        if let Some(p) = self.prependdir {
+            let p = p.as_os_str().as_bytes();
+            dfile = Some(match dfile {
+                None => posix_join(p, full),
+                Some(d) => posix_join(p, &d),
+            });
+        }
+        PathBuf::from(std::ffi::OsString::from_vec(
+            dfile.unwrap_or_else(|| full.to_vec()),
+        ))
+    }
+
+    /// compileall's stripdir: `None` when it does not apply.
+    // mirrors compileall.compile_file: 3.13+ strips a leading run of whole
+    // components (and ignores a stripdir that is not one); 3.9 to 3.12
+    // remove, for each position where the two paths agree, the first equal
+    // component (3.12.1 and Debian's 3.11.2 checked: a later 3.12 patch
+    // release that took the new rule would differ on odd stripdirs)
+    fn strip(&self, full: &[u8], stripdir: &[u8]) -> Option<Vec<u8>> {
+        let fp: Vec<&[u8]> = full.split(|&b| b == b'/').collect();
+        let sp: Vec<&[u8]> = stripdir.split(|&b| b == b'/').collect();
+        let parts: Vec<&[u8]> = if self.version >= (3, 13) || self.version < (3, 9) {
+            if sp.len() > fp.len() || fp[..sp.len()] != sp[..] {
+                return None;
+            }
+            fp[sp.len()..].to_vec()
+        } else {
+            let mut parts = fp.clone();
+            for (s, o) in sp.iter().zip(&fp) {
+                if s == o {
+                    if let Some(i) = parts.iter().position(|p| p == s) {
+                        parts.remove(i);
+                    }
+                }
+            }
+            parts
+        };
+        // os.path.join(*parts) of no part raises in compileall; keep the path.
+        let (first, rest) = parts.split_first()?;
+        let mut out = first.to_vec();
+        for p in rest {
+            out = posix_join(&out, p);
+        }
+        Some(out)
+    }
+}
+
+/// `posixpath.join(a, b)`.
+fn posix_join(a: &[u8], b: &[u8]) -> Vec<u8> {
+    if b.starts_with(b"/") {
+        return b.to_vec();
+    }
+    let mut out = a.to_vec();
+    if !out.is_empty() && !out.ends_with(b"/") {
+        out.push(b'/');
+    }
+    out.extend_from_slice(b);
+    out
+}
+
+/// Compiles `jobs` with their names recorded as `recorded` (compileall -d,
+/// -s, -p), with `py_compile.compile(source, cfile, dfile)` in one process
+/// of the target interpreter: the pool's workers record the source path.
+fn compile_recorded(
+    python: &Path,
+    jobs: &[CompileJob],
+    recorded: &[PathBuf],
+) -> anyhow::Result<Vec<Outcome>> {
+    use std::io::{BufRead, Write};
+    const SCRIPT: &str = r#"
+import os, sys, py_compile
+modes = {}
+M = getattr(py_compile, "PycInvalidationMode", None)
+if M is not None:
+    modes = {b"0": M.TIMESTAMP, b"1": M.CHECKED_HASH, b"2": M.UNCHECKED_HASH}
+data = sys.stdin.buffer.read().split(b"\0")
+out = sys.stdout.buffer
+def line(text):
+    return " ".join(str(text).split())
+for i in range(0, len(data) - 1, 5):
+    src, cfile, dfile, opt, mode = data[i:i + 5]
+    kw = {}
+    if mode in modes:
+        kw["invalidation_mode"] = modes[mode]
+    try:
+        py_compile.compile(os.fsdecode(src), os.fsdecode(cfile), os.fsdecode(dfile),
+                           doraise=True, optimize=int(opt), **kw)
+        out.write(b"ok\n")
+    except py_compile.PyCompileError as e:
+        v = e.exc_value
+        if isinstance(v, SyntaxError):
+            n = v.lineno if isinstance(v.lineno, int) else 0
+            msg = "%s: %s" % (type(v).__name__, line(v.msg or v))
+            out.write(("syntax\t%d\t%s\n" % (n, msg)).encode("utf-8", "replace"))
+        else:
+            msg = "%s: %s" % (type(v).__name__, line(v))
+            out.write(("fail\t%s\n" % msg).encode("utf-8", "replace"))
+    except Exception as e:
+        msg = "%s: %s" % (type(e).__name__, line(e))
+        out.write(("fail\t%s\n" % msg).encode("utf-8", "replace"))
+    out.flush()
+"#;
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut input = Vec::new();
+    for (j, d) in jobs.iter().zip(recorded) {
+        for part in [j.source.as_os_str(), j.cfile.as_os_str(), d.as_os_str()] {
+            input.extend_from_slice(part.as_bytes());
+            input.push(0);
+        }
+        let mode = match j.invalidation {
+            InvalidationMode::Timestamp => b'0',
+            InvalidationMode::CheckedHash => b'1',
+            InvalidationMode::UncheckedHash => b'2',
+        };
+        input.extend_from_slice(format!("{}\0", j.optimize).as_bytes());
+        input.push(mode);
+        input.push(0);
+    }
+    let mut child = std::process::Command::new(python)
+        .args(["-I", "-S", "-c", SCRIPT])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {}", python.display()))?;
+    let mut stdin = child.stdin.take().context("no stdin")?;
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    for (l, job) in std::io::BufReader::new(stdout).split(b'\n').zip(jobs) {
+        let l = String::from_utf8_lossy(&l?).into_owned();
+        let mut f = l.splitn(3, '\t');
+        outcomes.push(match (f.next(), f.next(), f.next()) {
+            (Some("ok"), _, _) => Outcome::Written,
+            (Some("syntax"), Some(n), Some(msg)) => Outcome::SyntaxError {
+                path: job.source.clone(),
+                line: n.parse().ok().filter(|&n| n > 0),
+                message: msg.to_string(),
+            },
+            (_, msg, _) => Outcome::Failed {
+                message: format!("{}: {}", job.source.display(), msg.unwrap_or("?")),
+            },
+        });
+    }
+    let _ = writer.join();
+    let status = child.wait()?;
+    while outcomes.len() < jobs.len() {
+        let job = &jobs[outcomes.len()];
+        outcomes.push(Outcome::Failed {
+            message: format!(
+                "{}: not compiled: {} exited ({status})",
+                job.source.display(),
+                python.display()
+            ),
+        });
+    }
+    Ok(outcomes)
 }
 
 /// `kolosal compile --json`: one object, `"schema": 1` (keys are only ever

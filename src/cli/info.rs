@@ -89,6 +89,9 @@ pub fn run(args: InfoArgs) -> anyhow::Result<i32> {
     } else {
         print_human(&doc);
     }
+    if let Some(e) = &error {
+        super::error_line(format_args!("{}: {e}", found.path.display()));
+    }
     Ok(if error.is_some() { 1 } else { 0 })
 }
 

@@ -29,3 +29,114 @@ pub fn discover_python(
     }
     Ok(discover(&req)?)
 }
+
+/// The prefix of every error line the `kolosal` CLI prints (on stderr).
+pub const ERROR: &str = "kolosal: error: ";
+
+/// Prints one error line on stderr, with the one prefix.
+pub fn error_line(message: impl std::fmt::Display) {
+    eprintln!("{ERROR}{message}");
+}
+
+/// The interpreter that owns `path`: the venv whose `pyvenv.cfg` is in
+/// `path` or a directory above it (its `bin/python`), else the prefix whose
+/// `lib/pythonX.Y` holds it (its `bin/pythonX.Y`: the stdlib and
+/// site-packages of an installed interpreter). `None` when neither is
+/// found, or `Some(Err)` (one line) when one is found in a place another
+/// user controls ([`crate::interpreter::discover::dotvenv_trust`], the rule
+/// for `.venv`): such an interpreter is not run.
+pub fn owner_python(path: &Path) -> Option<Result<(PathBuf, String), String>> {
+    let real = std::fs::canonicalize(path).ok()?;
+    let trusted = |dir: &Path, python: PathBuf, why: String| {
+        Some(
+            crate::interpreter::discover::dotvenv_trust(dir)
+                .map(|()| (python, why))
+                .map_err(|e| format!("{} is not used for {}: {e}", dir.display(), path.display())),
+        )
+    };
+    // A venv first: its own lib/pythonX.Y must not be taken for a prefix.
+    for dir in real.ancestors() {
+        let cfg = dir.join("pyvenv.cfg");
+        let is_cfg = std::fs::symlink_metadata(&cfg).is_ok_and(|m| m.is_file());
+        let python = dir.join("bin/python");
+        if is_cfg && crate::interpreter::pyenv::is_executable_file(&python) {
+            let why = format!("the venv {} holds {}", dir.display(), path.display());
+            return trusted(dir, python, why);
+        }
+    }
+    for dir in real.ancestors() {
+        let (Some(name), Some(lib)) = (dir.file_name(), dir.parent()) else {
+            continue;
+        };
+        let name = name.to_string_lossy();
+        let is_version = name
+            .strip_prefix("python")
+            .and_then(|v| v.split_once('.'))
+            .is_some_and(|(a, b)| {
+                !a.is_empty()
+                    && !b.is_empty()
+                    && a.bytes().all(|c| c.is_ascii_digit())
+                    && b.trim_end_matches('t').bytes().all(|c| c.is_ascii_digit())
+            });
+        if !is_version
+            || !matches!(
+                lib.file_name().and_then(|n| n.to_str()),
+                Some("lib" | "lib64")
+            )
+        {
+            continue;
+        }
+        let Some(prefix) = lib.parent() else { continue };
+        let python = prefix.join("bin").join(&*name);
+        if crate::interpreter::pyenv::is_executable_file(&python) && dir.join("os.py").is_file() {
+            let why = format!("{} is in the prefix {}", path.display(), prefix.display());
+            return trusted(prefix, python, why);
+        }
+    }
+    None
+}
+
+/// The paths given to `compile`/`status`, grouped by the interpreter that
+/// owns them ([`owner_python`]); `python: None` is discovery's choice.
+#[derive(Debug, Clone)]
+pub struct OwnedPaths {
+    /// The owner (`None`: discovery, or `--python` when given).
+    pub python: Option<PathBuf>,
+    /// Why it owns them (`None` for discovery).
+    pub why: Option<String>,
+    /// The paths, in the order given.
+    pub paths: Vec<PathBuf>,
+}
+
+/// Groups `paths` by owner, in order of first appearance. With `explicit`
+/// (`--python`) or no paths, one group. A distrusted owner is reported
+/// once on stderr and its paths go to discovery.
+pub fn group_by_owner(paths: &[PathBuf], explicit: Option<&Path>) -> Vec<OwnedPaths> {
+    if explicit.is_some() || paths.is_empty() {
+        return vec![OwnedPaths {
+            python: explicit.map(Path::to_path_buf),
+            why: None,
+            paths: paths.to_vec(),
+        }];
+    }
+    let mut groups: Vec<OwnedPaths> = Vec::new();
+    for p in paths {
+        let (python, why) = match owner_python(p) {
+            Some(Ok((python, why))) => (Some(python), Some(why)),
+            Some(Err(e)) => {
+                eprintln!("kolosal: warning: {e}");
+                (None, None)
+            }
+            None => (None, None),
+        };
+        match groups.iter_mut().find(|g| g.python == python) {
+            Some(g) => g.paths.push(p.clone()),
+            None => groups.push(OwnedPaths {
+                python,
+                why,
+                paths: vec![p.clone()],
+            }),
+        }
+    }
+    groups
+}

@@ -35,7 +35,13 @@
 //! (`by origin: static 120/130 fresh, lazy 40/50 fresh`); `--modules` lists
 //! every module as `ORIGIN STATE NAME SOURCE` (one line per level).
 //!
-//! Exit code: 0, or 1 when some path could not be read.
+//! Each PATH is inspected for the interpreter that owns it (the venv or
+//! installed prefix it is in, as `kolosal compile`) unless `--python` is
+//! given; trees of several interpreters are reported one after the other
+//! (with `--json`: `{"schema": 1, "interpreters": [...]}`).
+//!
+//! Exit code: 0, or 1 when some path could not be read, or with `--check`
+//! when some pyc is stale or missing (each listed on stderr).
 
 use crate::cli::compile::{
     closure_sources, exclude_regex, levels, roots, target_python, ClosureSource,
@@ -54,13 +60,17 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Trees or `.py` files to inspect (default: the current directory).
+    /// Each is inspected for the interpreter that owns it (the venv or
+    /// installed prefix it is in) unless --python is given.
     pub paths: Vec<PathBuf>,
-    /// The interpreter whose pycs are inspected (else discovery, as
-    /// kolosal-python).
+    /// The interpreter whose pycs are inspected (else the one owning each
+    /// path, else discovery, as kolosal-python).
     #[arg(long, value_name = "PATH")]
     pub python: Option<PathBuf>,
     /// Optimisation level; repeatable (default: 0).
-    #[arg(short = 'o', long = "optimize", value_name = "LEVEL")]
+    // the same range as `kolosal compile -o` (builtin compile()'s levels)
+    #[arg(short = 'o', long = "optimize", value_name = "LEVEL",
+          value_parser = clap::value_parser!(u32).range(0..=2))]
     pub optimize: Vec<u32>,
     /// Judge hash-based pycs as `python --check-hash-based-pycs MODE` would.
     #[arg(long, value_name = "MODE", default_value = "default", value_parser = parse_check)]
@@ -71,6 +81,11 @@ pub struct StatusArgs {
     /// Directory levels to enter below each path (as compile -r).
     #[arg(short = 'r', long, value_name = "N")]
     pub max_depth: Option<usize>,
+    /// For CI: exit 1 when any pyc is stale or missing, after listing each
+    /// one on stderr (`kolosal: error: stale (mtime): PYC`, `kolosal:
+    /// error: missing: PYC (for SOURCE)`).
+    #[arg(long)]
+    pub check: bool,
     /// Print one JSON object (keys in the documentation).
     #[arg(long)]
     pub json: bool,
@@ -122,6 +137,9 @@ pub struct Stats {
     pub levels: Vec<LevelStats>,
     /// Paths that could not be read.
     pub problems: Vec<String>,
+    /// One line per pyc that is stale or missing (`--check` lists them).
+    #[serde(skip)]
+    pub not_fresh: Vec<String>,
 }
 
 /// Collects the statistics for `sources` (found by [`plan::find_sources`]
@@ -169,8 +187,17 @@ pub fn stats(
                 s.fresh += 1;
                 s.fresh_bytes += size;
             }
-            Verdict::Stale(StaleReason::Missing) => s.missing += 1,
+            Verdict::Stale(StaleReason::Missing) => {
+                s.missing += 1;
+                out.not_fresh.push(format!(
+                    "missing: {} (for {})",
+                    t.cfile.display(),
+                    t.source.display()
+                ));
+            }
             Verdict::Stale(r) => {
+                out.not_fresh
+                    .push(format!("stale ({}): {}", r.as_str(), t.cfile.display()));
                 s.stale += 1;
                 s.stale_bytes += size;
                 *s.stale_reasons.entry(r.as_str().to_string()).or_default() += 1;
@@ -243,7 +270,40 @@ pub(crate) fn pyc_level(path: &Path, tag: &str) -> Option<u32> {
 
 /// Runs `kolosal status`; returns the process exit code.
 pub fn run(args: StatusArgs) -> anyhow::Result<i32> {
-    let target = target_python(args.python.clone(), args.entry.as_deref())?;
+    let groups = if args.entry.is_some() || args.module.is_some() {
+        vec![super::OwnedPaths {
+            python: args.python.clone(),
+            why: None,
+            paths: Vec::new(),
+        }]
+    } else {
+        super::group_by_owner(&args.paths, args.python.as_deref())
+    };
+    let mut code = 0;
+    let mut docs = Vec::new();
+    for g in &groups {
+        let (c, doc) = run_group(&args, g)?;
+        code = code.max(c);
+        docs.extend(doc);
+    }
+    if args.json {
+        let doc = if docs.len() == 1 {
+            docs.remove(0)
+        } else {
+            serde_json::json!({ "schema": 1, "interpreters": docs })
+        };
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    }
+    Ok(code)
+}
+
+/// `kolosal status` for the paths of one interpreter: the exit code and,
+/// with `--json`, its document.
+fn run_group(
+    args: &StatusArgs,
+    group: &super::OwnedPaths,
+) -> anyhow::Result<(i32, Option<serde_json::Value>)> {
+    let target = target_python(group.python.clone(), args.entry.as_deref())?;
     let levels = levels(&args.optimize);
     let exclude = exclude_regex(&args.exclude)?;
     let cwd = std::env::current_dir()?;
@@ -261,7 +321,7 @@ pub fn run(args: StatusArgs) -> anyhow::Result<i32> {
             (walk, Vec::new())
         }
         None => {
-            let (roots, prune) = roots(&args.paths, &target.facts, false, false);
+            let (roots, prune) = roots(&group.paths, &target.facts, false, false);
             let opts = WalkOptions {
                 exclude,
                 max_depth: args.max_depth,
@@ -327,7 +387,10 @@ pub fn run(args: StatusArgs) -> anyhow::Result<i32> {
                 })
                 .collect();
         }
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        if args.check {
+            doc["not_fresh"] = s.not_fresh.clone().into();
+        }
+        return Ok((exit_code(args, &s), Some(doc)));
     } else {
         println!(
             "python: {} ({version}, {})",
@@ -379,10 +442,21 @@ pub fn run(args: StatusArgs) -> anyhow::Result<i32> {
             }
         }
         for p in &s.problems {
-            eprintln!("kolosal: {p}");
+            super::error_line(p);
         }
     }
-    Ok(if s.problems.is_empty() { 0 } else { 1 })
+    if args.check {
+        for line in &s.not_fresh {
+            super::error_line(line);
+        }
+    }
+    Ok((exit_code(args, &s), None))
+}
+
+/// 1 when a path could not be read or, with `--check`, a pyc is not fresh.
+fn exit_code(args: &StatusArgs, s: &Stats) -> i32 {
+    let not_fresh = args.check && !s.not_fresh.is_empty();
+    i32::from(!s.problems.is_empty() || not_fresh)
 }
 
 /// One closure module's pyc verdict at each level.

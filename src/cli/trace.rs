@@ -84,7 +84,10 @@ pub fn run(args: &CompileArgs) -> anyhow::Result<i32> {
             } else {
                 126
             };
-            eprintln!("kolosal: cannot run {}: {e}", program.to_string_lossy());
+            super::error_line(format_args!(
+                "cannot run {}: {e}",
+                program.to_string_lossy()
+            ));
             return Ok(code);
         }
     };
@@ -136,7 +139,7 @@ pub fn run(args: &CompileArgs) -> anyhow::Result<i32> {
             "kolosal: the command loaded no source module kolosal could see (Python 3.7, -E, -I, -B and -X pycache_prefix hide them)"
         );
     }
-    if !args.quiet {
+    if args.quiet == 0 {
         eprintln!(
             "trace: {} interpreter(s), {:.2}s in all",
             compiled_for,
@@ -493,10 +496,10 @@ fn compile_for(
             }
         } else {
             failed += 1;
-            eprintln!("{}", o.describe());
+            super::error_line(o.describe());
         }
     }
-    if !args.quiet {
+    if args.quiet == 0 {
         let v = facts.version;
         eprintln!(
             "trace: {} ({}.{}.{}, -o {}): {} source modules loaded, {} beyond the static closure, {} not importable by name; compiled {}, fresh {}, failed {failed}",

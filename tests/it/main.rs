@@ -8,10 +8,12 @@ mod common;
 
 mod argv_differential;
 mod cache_trust;
+mod cli_ci;
 mod closure_runtime;
 mod compile_cli;
 mod compile_pool;
 mod compile_safety;
+mod compileall_parity;
 mod dropin;
 mod install_shims;
 mod interpreter_discovery;
