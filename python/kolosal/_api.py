@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 # the calls that use them.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Dict, Iterable, List, Optional, Sequence, TypeVar, Union
+    from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, TypeVar, Union
 
     T = TypeVar("T")
 
@@ -105,6 +105,10 @@ class CompileResult:
     #: One line per failure (``path:line: message`` for syntax errors).
     failures: List[str]
     elapsed_s: float
+    #: When the paths belonged to several interpreters (each compiled with
+    #: its own), one result per interpreter; the fields above then add them
+    #: up and name the first interpreter.
+    parts: Tuple["CompileResult", ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -138,6 +142,10 @@ class StatusResult:
     check_hash_based_pycs: str
     levels: List[LevelStatus]
     problems: List[str]
+    #: When the paths belonged to several interpreters, one result per
+    #: interpreter; the fields above then gather them (levels of every
+    #: interpreter, first interpreter named).
+    parts: Tuple["StatusResult", ...] = ()
 
     @property
     def needs_compilation(self) -> bool:
@@ -425,6 +433,22 @@ def _entry(entry: Optional[PathLike], module: Optional[str], paths: List[str], c
 
 
 def _compile_result(doc: Dict[str, Any]) -> CompileResult:
+    if "interpreters" in doc:
+        parts = tuple(_compile_result(d) for d in doc["interpreters"])
+        first = parts[0]
+        return CompileResult(
+            python=first.python,
+            version=first.version,
+            cache_tag=first.cache_tag,
+            levels=first.levels,
+            invalidation_mode=first.invalidation_mode,
+            compiled=[c for p in parts for c in p.compiled],
+            fresh=sum(p.fresh for p in parts),
+            failed=sum(p.failed for p in parts),
+            failures=[f for p in parts for f in p.failures],
+            elapsed_s=max(p.elapsed_s for p in parts),
+            parts=parts,
+        )
     return CompileResult(
         python=doc["python"],
         version=doc["version"],
@@ -440,6 +464,20 @@ def _compile_result(doc: Dict[str, Any]) -> CompileResult:
 
 
 def _status_result(doc: Dict[str, Any]) -> StatusResult:
+    if "interpreters" in doc:
+        parts = tuple(_status_result(d) for d in doc["interpreters"])
+        first = parts[0]
+        return StatusResult(
+            python=first.python,
+            version=first.version,
+            cache_tag=first.cache_tag,
+            roots=[r for p in parts for r in p.roots],
+            sources=sum(p.sources for p in parts),
+            check_hash_based_pycs=first.check_hash_based_pycs,
+            levels=[lv for p in parts for lv in p.levels],
+            problems=[x for p in parts for x in p.problems],
+            parts=parts,
+        )
     return StatusResult(
         python=doc["python"],
         version=doc["version"],

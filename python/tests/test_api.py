@@ -274,3 +274,23 @@ def test_every_subcommand_speaks_schema_1(tmp_path):
         out = subprocess.run([exe] + args + ["--json"], stdout=subprocess.PIPE, cwd=str(root),
                              env=clean_env(), check=True)
         assert json.loads(out.stdout)["schema"] == 1, args
+
+
+def test_trees_of_two_venvs_give_one_result_per_interpreter(tmp_path):
+    """Paths owned by two venvs are each compiled with their own
+    interpreter; the result adds them up and keeps each part."""
+    trees = []
+    for name in ("one", "two"):
+        venv = tmp_path / name
+        subprocess.run([PY, "-m", "venv", "--without-pip", str(venv)], check=True, env=clean_env())
+        trees.append(make_project(venv / "src"))
+    result = kolosal.compile(trees)
+    assert len(result.parts) == 2
+    assert sorted(p.python for p in result.parts) == sorted(
+        str(tmp_path / n / "bin" / "python") for n in ("one", "two")
+    )
+    assert len(result.compiled) == sum(len(p.compiled) for p in result.parts) > 0
+    assert result.ok
+    status = kolosal.status(trees)
+    assert len(status.parts) == 2
+    assert not status.needs_compilation

@@ -153,8 +153,9 @@ pub struct CompileArgs {
     /// Exits with the command's status when it failed.
     #[arg(long, requires = "command", conflicts_with_all = ["entry", "module", "paths", "stdlib", "site_packages", "legacy", "remove_source", "hardlink_dupes"])]
     pub trace: bool,
-    /// The command line to trace (after `--`).
-    #[arg(last = true, value_name = "COMMAND", requires = "trace")]
+    /// With --trace, the command line to trace; without it, what follows
+    /// `--` is more paths (`kolosal compile -- -odd-name/`, as compileall).
+    #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<std::ffi::OsString>,
     /// Print one JSON object on stdout instead of the stderr summary and
     /// failure lines (keys: [`json_report`]).
@@ -287,10 +288,17 @@ pub fn levels(given: &[u32]) -> Vec<u32> {
 }
 
 /// Runs `kolosal compile`; returns the process exit code.
-pub fn run(args: CompileArgs) -> anyhow::Result<i32> {
+pub fn run(mut args: CompileArgs) -> anyhow::Result<i32> {
     if args.trace {
         return super::trace::run(&args);
     }
+    // Without --trace, `--` only ends the options: the rest are paths.
+    let after_dashes = std::mem::take(&mut args.command);
+    if !after_dashes.is_empty() && (args.entry.is_some() || args.module.is_some()) {
+        bail!("--entry and -m select the sources themselves: give no paths with them");
+    }
+    args.paths
+        .extend(after_dashes.into_iter().map(PathBuf::from));
     let started = Instant::now();
     let levels = levels(&args.optimize);
     if args.legacy && levels.len() > 1 {

@@ -199,3 +199,28 @@ fn info_log_says_what_happened_in_one_line() {
         "{third}"
     );
 }
+
+/// `--` ends the options, as for compileall: what follows is paths (even
+/// one that starts with `-`), unless `--trace` asks for a command.
+#[test]
+fn compile_paths_after_double_dash() {
+    let py = common::pythons().pop().expect("a CPython");
+    let t = tempfile::tempdir().unwrap();
+    let odd = t.path().join("-odd");
+    fs::create_dir(&odd).unwrap();
+    fs::write(odd.join("m.py"), "X = 1\n").unwrap();
+    let o = clean_command(kolosal_bin())
+        .args(["compile", "-q", "--python"])
+        .arg(&py.path)
+        .args(["--", "-odd"])
+        .current_dir(t.path())
+        .env("KOLOSAL_CACHE_DIR", t.path().join("cache"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", common::describe(&o));
+    assert_eq!(
+        fs::read_dir(odd.join("__pycache__")).unwrap().count(),
+        1,
+        "one pyc written"
+    );
+}
