@@ -57,6 +57,10 @@ pub enum Stage {
     Detach,
     /// Step 4: compile what the launch left, then exit.
     Run,
+    /// The learner's step 3: start the learner and exit (`launch::learn`).
+    LearnDetach,
+    /// The learner: watch the program, record what it loaded, exit.
+    Learn,
 }
 
 impl Stage {
@@ -68,6 +72,8 @@ impl Stage {
         {
             Some("detach") => Stage::Detach,
             Some("run") => Stage::Run,
+            Some("learn-detach") => Stage::LearnDetach,
+            Some("learn") => Stage::Learn,
             _ => Stage::Launch,
         }
     }
@@ -134,14 +140,15 @@ pub fn start(key: &LaunchKey, argv0: Option<&OsStr>, args: &[OsString]) -> Resul
 }
 
 /// Step 3: starts the background run (inheriting the lock) and returns.
-pub fn detach() -> std::io::Result<()> {
+/// `next` is the stage it runs as (`run`, or `learn` for a learner).
+pub fn detach(next: &str) -> std::io::Result<()> {
     let exe = std::env::current_exe()?;
     let mut argv = std::env::args_os();
     let argv0 = argv.next().unwrap_or_else(|| exe.clone().into_os_string());
     Command::new(&exe)
         .arg0(argv0)
         .args(argv)
-        .env(STAGE_VAR, "run")
+        .env(STAGE_VAR, next)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

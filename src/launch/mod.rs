@@ -22,6 +22,7 @@
 
 pub mod background;
 mod key;
+pub mod learn;
 mod lock;
 pub mod prepare;
 pub mod repair;
@@ -49,18 +50,20 @@ pub fn run() -> ! {
     let stage = background::Stage::from_env();
     match stage {
         background::Stage::Launch => {}
-        background::Stage::Detach => std::process::exit(i32::from(background::detach().is_err())),
-        background::Stage::Run => background::enter_run(),
+        background::Stage::Detach => {
+            std::process::exit(i32::from(background::detach("run").is_err()))
+        }
+        background::Stage::LearnDetach => {
+            std::process::exit(i32::from(background::detach("learn").is_err()))
+        }
+        background::Stage::Run | background::Stage::Learn => background::enter_run(),
     }
     // The background run's stderr is /dev/null.
     let log = Log::from_env();
     let mut argv = std::env::args_os();
     let argv0 = argv.next();
     let args: Vec<OsString> = argv.collect();
-    let in_background = stage == background::Stage::Run;
-    let code = match catch_unwind(AssertUnwindSafe(|| {
-        launch(&log, argv0, &args, in_background)
-    })) {
+    let code = match catch_unwind(AssertUnwindSafe(|| launch(&log, argv0, &args, stage))) {
         Ok(code) => code,
         Err(_) => {
             eprintln!("kolosal-python: internal error before python started; set KOLOSAL_PYTHON, or KOLOSAL_AUTO_COMPILE=0, and report this bug");
@@ -72,8 +75,9 @@ pub fn run() -> ! {
 
 /// Finds the interpreter, makes the closure's pycs fresh if it can, and execs.
 /// Returns an exit code only when the exec itself failed. The background
-/// run (`in_background`) stops before the exec and returns 0.
-fn launch(log: &Log, argv0: Option<OsString>, args: &[OsString], in_background: bool) -> i32 {
+/// run and the learner stop before the exec and return 0.
+fn launch(log: &Log, argv0: Option<OsString>, args: &[OsString], stage: background::Stage) -> i32 {
+    let in_background = stage == background::Stage::Run;
     let knobs = Knobs::from_env();
     let cwd = match std::env::current_dir() {
         Ok(c) => c,
@@ -119,10 +123,15 @@ fn launch(log: &Log, argv0: Option<OsString>, args: &[OsString], in_background: 
         dont_write_bytecode: false,
         set: found.exec_env.clone(),
     };
+    if stage == background::Stage::Learn {
+        if let Some(spec) = spec.as_ref() {
+            learn_stage(log, &knobs, &found, (req.invoked_as.as_deref(), args), spec, &cwd);
+        }
+        return 0;
+    }
     if knobs.auto_compile {
         if let Some(spec) = spec.as_ref().filter(|s| s.target != Target::NoRun) {
-            exec_env.dont_write_bytecode = !knobs.write_bytecode;
-            exec_env.set.extend(make_fresh(
+            let (set, keep_writing) = make_fresh(
                 log,
                 &knobs,
                 &found,
@@ -130,7 +139,9 @@ fn launch(log: &Log, argv0: Option<OsString>, args: &[OsString], in_background: 
                 spec,
                 &cwd,
                 in_background,
-            ));
+            );
+            exec_env.dont_write_bytecode = !knobs.write_bytecode && !keep_writing;
+            exec_env.set.extend(set);
         }
     }
     if in_background {
@@ -139,8 +150,36 @@ fn launch(log: &Log, argv0: Option<OsString>, args: &[OsString], in_background: 
     exec(log, &found, args, &exec_env)
 }
 
+/// The learner (`learn`): the same launch key and context as the launch
+/// that started it, then watch.
+fn learn_stage(
+    log: &Log,
+    knobs: &Knobs,
+    found: &Discovered,
+    (argv0, args): (Option<&std::ffi::OsStr>, &[OsString]),
+    spec: &LaunchSpec,
+    cwd: &Path,
+) {
+    let key = launch_key(&found.path, args, spec.script_args_start, cwd);
+    let ctx = prepare::Context {
+        log,
+        knobs,
+        python: found,
+        argv0,
+        args,
+        cwd,
+        key: &key,
+        first_spec: spec,
+        in_background: true,
+        recorded: None,
+    };
+    let _ = catch_unwind(AssertUnwindSafe(|| learn::run(&ctx)));
+}
+
 /// The warm check, then (on a miss) the cold path. Returns the variables the
-/// exec must set. Never fails: a failure is logged and precompilation skipped.
+/// exec must set, and whether the program keeps Python's own pyc writing
+/// (the manifest's `write_bytecode`, see `learn`). Never fails: a failure
+/// is logged and precompilation skipped.
 fn make_fresh(
     log: &Log,
     knobs: &Knobs,
@@ -149,17 +188,22 @@ fn make_fresh(
     spec: &LaunchSpec,
     cwd: &Path,
     in_background: bool,
-) -> Vec<(OsString, OsString)> {
+) -> (Vec<(OsString, OsString)>, bool) {
     let key = launch_key(&found.path, args, spec.script_args_start, cwd);
     let mut recorded = None;
     if let Some(path) = manifest::manifest_path_no_create(&key) {
         if let Ok(bytes) = std::fs::read(&path) {
-            if let Some(env) = manifest::check_encoded(&bytes, key.as_bytes()) {
+            if let Some(warm) = manifest::check_encoded(&bytes, key.as_bytes()) {
                 log.debug(format_args!("warm: manifest holds, exec"));
-                return env
+                if warm.learning && knobs.learn && !in_background {
+                    start_learner(log, &key, argv0, args);
+                }
+                let env = warm
+                    .env
                     .into_iter()
                     .map(|(k, v)| (k.to_owned(), v.to_owned()))
                     .collect();
+                return (env, warm.write_bytecode);
             }
             recorded = manifest::Manifest::decode(&bytes).filter(|m| m.key == key.as_bytes());
         }
@@ -174,7 +218,9 @@ fn make_fresh(
         key: &key,
         first_spec: spec,
         in_background,
+        recorded: recorded.as_ref(),
     };
+    let keep_writing = recorded.as_ref().is_some_and(|m| m.write_bytecode);
     let cold = || {
         if let Some(recorded) = &recorded {
             log.debug(format_args!("a stamp changed: trying to repair"));
@@ -194,7 +240,7 @@ fn make_fresh(
         ));
         prepare::prepare(&ctx)
     };
-    match catch_unwind(AssertUnwindSafe(cold)) {
+    let env = match catch_unwind(AssertUnwindSafe(cold)) {
         Ok(Ok(env)) => env,
         Ok(Err(e)) => {
             log.warn(format_args!("precompiling skipped: {e}"));
@@ -206,6 +252,22 @@ fn make_fresh(
             ));
             Vec::new()
         }
+    };
+    (env, keep_writing)
+}
+
+/// Starts a learner for this launch (see `learn`); a failure only costs
+/// the learning.
+pub(crate) fn start_learner(
+    log: &Log,
+    key: &manifest::LaunchKey,
+    argv0: Option<&std::ffi::OsStr>,
+    args: &[OsString],
+) {
+    match learn::start(key, argv0, args) {
+        Ok(true) => log.debug(format_args!("learn: learner started")),
+        Ok(false) => log.debug(format_args!("learn: a learner is already watching")),
+        Err(e) => log.debug(format_args!("learn: no learner ({e})")),
     }
 }
 

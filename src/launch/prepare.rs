@@ -53,6 +53,9 @@ pub struct Context<'a> {
     /// This is the background run (`launch::background`): compile
     /// everything, defer nothing.
     pub in_background: bool,
+    /// This launch key's manifest whose warm check failed, if any: the cold
+    /// path keeps its learned modules and its `write_bytecode` decision.
+    pub recorded: Option<&'a Manifest>,
 }
 
 impl Context<'_> {
@@ -109,9 +112,12 @@ pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
 
     // Stages 4-5: freshness and compile, in place or under a fallback prefix.
     let user_prefix = spec.pycache_prefix_resolved(ctx.cwd);
+    // Modules earlier runs learned (`learn`) stay compiled and stamped.
+    let carried = super::learn::carried(ctx.recorded, &closure, ctx.knobs.learn_max);
     let sources: Vec<PathBuf> = closure
         .pyc_modules()
         .filter_map(|m| m.module.origin.clone())
+        .chain(carried.iter().map(|r| r.source.clone()))
         .collect();
     let mut prefix = user_prefix.clone();
     let mut targets = pyc_targets(&sources, &rules, &spec, prefix.as_deref(), ctx.cwd);
@@ -165,7 +171,7 @@ pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
     // under -I) are left out of that check: their source stamps send the
     // next launch cold once they change, and retrying them on every launch
     // would spawn a worker each time for nothing.
-    let m = build_manifest(ctx, &facts, &spec, &closure, &targets, &exec_env);
+    let m = build_manifest(ctx, &facts, &spec, (&closure, &carried), &targets, &exec_env);
     record_and_defer(ctx, m, &targets, &failed, &deferred, &rules, &spec);
     Ok(exec_env)
 }
@@ -193,8 +199,20 @@ pub(super) fn record_and_defer(
         ctx.log.debug(format_args!(
             "manifest not stored: {still_stale} pycs stale after compiling"
         ));
-    } else if let Err(e) = manifest::store(ctx.key, &m) {
-        ctx.log.debug(format_args!("manifest not stored: {e}"));
+    } else {
+        // A new or repaired closure may load new modules at run time.
+        let learn = ctx.knobs.learn && !ctx.in_background;
+        if learn {
+            m.learning = true;
+            m.quiet_runs = 0;
+        }
+        match manifest::store(ctx.key, &m) {
+            Err(e) => ctx.log.debug(format_args!("manifest not stored: {e}")),
+            Ok(()) if learn => {
+                super::start_learner(ctx.log, ctx.key, ctx.argv0, ctx.args);
+            }
+            Ok(()) => {}
+        }
     }
     defer(ctx, deferred);
 }
@@ -479,7 +497,7 @@ fn build_manifest(
     ctx: &Context<'_>,
     facts: &PythonFacts,
     spec: &LaunchSpec,
-    closure: &graph::Closure,
+    (closure, carried): (&graph::Closure, &[ModuleRecord]),
     targets: &[PycTarget],
     env: &[(OsString, OsString)],
 ) -> Manifest {
@@ -515,6 +533,7 @@ fn build_manifest(
             }
         }
     }
+    files.extend(carried.iter().map(|r| r.source.clone()));
     for t in targets {
         if let Some(d) = t.cfile.parent() {
             dirs.insert(d.to_path_buf());
@@ -551,6 +570,10 @@ fn build_manifest(
         .iter()
         .map(|t| (t.source.as_path(), t.cfile.as_path()))
         .collect();
+    let carried = carried.iter().map(|r| ModuleRecord {
+        cfile: cfiles.get(r.source.as_path()).map(|c| c.to_path_buf()),
+        ..r.clone()
+    });
     let modules = closure
         .modules
         .iter()
@@ -568,14 +591,20 @@ fn build_manifest(
                     .flatten(),
                 imports: graph::imports_digest(imports),
                 lazy: m.lazy,
+                learned: false,
             })
         })
+        .chain(carried)
         .collect();
+    let recorded = ctx.recorded;
     Manifest {
         key: ctx.key.as_bytes().to_vec(),
         env: env.to_vec(),
         entries,
         modules,
         listings,
+        learning: recorded.is_some_and(|r| r.learning),
+        write_bytecode: recorded.is_some_and(|r| r.write_bytecode),
+        quiet_runs: recorded.map_or(0, |r| r.quiet_runs),
     }
 }
