@@ -57,9 +57,7 @@ pub enum Stage {
     Detach,
     /// Step 4: compile what the launch left, then exit.
     Run,
-    /// The learner's step 3: start the learner and exit (`launch::learn`).
-    LearnDetach,
-    /// The learner: watch the program, record what it loaded, exit.
+    /// The learner (`launch::learn`): watch the program, record what it loaded, exit.
     Learn,
 }
 
@@ -72,7 +70,6 @@ impl Stage {
         {
             Some("detach") => Stage::Detach,
             Some("run") => Stage::Run,
-            Some("learn-detach") => Stage::LearnDetach,
             Some("learn") => Stage::Learn,
             _ => Stage::Launch,
         }
@@ -140,15 +137,14 @@ pub fn start(key: &LaunchKey, argv0: Option<&OsStr>, args: &[OsString]) -> Resul
 }
 
 /// Step 3: starts the background run (inheriting the lock) and returns.
-/// `next` is the stage it runs as (`run`, or `learn` for a learner).
-pub fn detach(next: &str) -> std::io::Result<()> {
+pub fn detach() -> std::io::Result<()> {
     let exe = std::env::current_exe()?;
     let mut argv = std::env::args_os();
     let argv0 = argv.next().unwrap_or_else(|| exe.clone().into_os_string());
     Command::new(&exe)
         .arg0(argv0)
         .args(argv)
-        .env(STAGE_VAR, next)
+        .env(STAGE_VAR, "run")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

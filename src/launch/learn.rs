@@ -13,9 +13,10 @@
 //!    held means a learner is already watching: nothing is started), opens a
 //!    pidfd of its own process (the program: `execv` keeps the pid) and
 //!    starts `kolosal-python` with the same argv, directory and environment
-//!    as a learner, through the same detach step as the background run
-//!    (`launch::background`): nobody's child, its own process group, stdio
-//!    on `/dev/null`, `nice` 10. The lock and the pidfd are handed down.
+//!    as a learner ([`spawn_detached`]: fork, fork, exec; like the
+//!    background run it is nobody's child, in its own process group, with
+//!    stdio on `/dev/null`; it lowers itself to `nice` 10 once its watches
+//!    are in place). The lock and the pidfd are handed down.
 //! 2. The learner puts one inotify watch (`IN_OPEN`) on every directory of
 //!    the program's `sys.path` and, breadth first, on their package
 //!    subdirectories, up to `KOLOSAL_LEARN_WATCHES` and the kernel's limit.
@@ -81,9 +82,8 @@ use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::os::unix::process::CommandExt;
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Hands the program's pid, its pidfd and the learner lock's descriptor to
@@ -136,38 +136,91 @@ pub fn start(key: &LaunchKey, argv0: Option<&OsStr>, args: &[OsString]) -> Resul
     let pidfd_raw = pidfd.as_ref().map_or(-1, |f| f.as_raw_fd());
     let lock_fd = lock.as_raw_fd();
     let exe = std::env::current_exe().map_err(|e| format!("cannot find kolosal-python: {e}"))?;
-    let mut cmd = Command::new(&exe);
-    cmd.arg0(argv0.unwrap_or(exe.as_os_str()))
-        .args(args)
-        .env(super::background::STAGE_VAR, "learn-detach")
-        .env(HANDOFF_VAR, format!("{pid}:{pidfd_raw}:{lock_fd}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0);
-    // SAFETY: only fcntl(2), async-signal-safe, between fork and exec: the
-    // lock and the pidfd pass to the learner, never to the program.
-    unsafe {
-        cmd.pre_exec(move || {
-            for fd in [lock_fd, pidfd_raw] {
-                if fd >= 0 && libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
-    let status = cmd
-        .status()
-        .map_err(|e| format!("cannot start the learner: {e}"))?;
+    let handoff = format!("{pid}:{pidfd_raw}:{lock_fd}");
+    let spawned = spawn_detached(&exe, argv0.unwrap_or(exe.as_os_str()), args, &handoff, &[lock_fd, pidfd_raw]);
     drop(pidfd);
-    if !status.success() {
-        return Err(format!("the learner did not start ({status})"));
-    }
+    spawned?;
     // As for the background lock: the learner holds the shared open file
     // description; ours closes with the exec.
     std::mem::forget(lock);
     Ok(true)
+}
+
+/// Starts the learner as a grandchild: fork, fork again, exec. The middle
+/// process exits at once and is reaped here, so the learner is nobody's
+/// child (not the program's, which this process becomes) and the launch
+/// waits for two `fork`s, not for an `exec` (a `Command` through the
+/// background run's detach step costs a few milliseconds more). The
+/// learner runs in its own process group with stdio on `/dev/null`; `keep`
+/// are the descriptors it inherits (close-on-exec cleared in it alone).
+fn spawn_detached(
+    exe: &Path,
+    argv0: &OsStr,
+    args: &[OsString],
+    handoff: &str,
+    keep: &[RawFd],
+) -> Result<(), String> {
+    use std::ffi::CString;
+    let c = |b: &[u8]| CString::new(b).map_err(|_| "a NUL byte in argv or the environment".to_string());
+    // Everything the child needs is allocated before fork.
+    let path = c(exe.as_os_str().as_bytes())?;
+    let mut argv = vec![c(argv0.as_bytes())?];
+    for a in args {
+        argv.push(c(a.as_bytes())?);
+    }
+    let mut envp = Vec::new();
+    for (k, v) in std::env::vars_os() {
+        if k == super::background::STAGE_VAR || k == HANDOFF_VAR {
+            continue;
+        }
+        let mut kv = k.into_vec();
+        kv.push(b'=');
+        kv.extend_from_slice(v.as_bytes());
+        envp.push(c(&kv)?);
+    }
+    envp.push(c(format!("{}=learn", super::background::STAGE_VAR).as_bytes())?);
+    envp.push(c(format!("{HANDOFF_VAR}={handoff}").as_bytes())?);
+    let argv_p: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();
+    let envp_p: Vec<*const libc::c_char> = envp.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();
+    let null = File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| format!("/dev/null: {e}"))?;
+    let null_fd = null.as_raw_fd();
+    let keep: [RawFd; 2] = [keep.first().copied().unwrap_or(-1), keep.get(1).copied().unwrap_or(-1)];
+    // SAFETY: between fork and exec/_exit the children call only
+    // async-signal-safe functions (fork, setpgid, dup2, fcntl, execve,
+    // _exit) on memory prepared above.
+    unsafe {
+        let child = libc::fork();
+        if child < 0 {
+            return Err(format!("fork: {}", std::io::Error::last_os_error()));
+        }
+        if child == 0 {
+            if libc::fork() == 0 {
+                libc::setpgid(0, 0);
+                for fd in 0..3 {
+                    libc::dup2(null_fd, fd);
+                }
+                for fd in keep {
+                    if fd >= 0 {
+                        libc::fcntl(fd, libc::F_SETFD, 0);
+                    }
+                }
+                libc::execve(path.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr());
+                libc::_exit(127);
+            }
+            libc::_exit(0);
+        }
+        let mut status = 0;
+        while libc::waitpid(child, &mut status, 0) < 0 {
+            if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                break;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What the launch handed down.
@@ -442,6 +495,13 @@ pub fn run(ctx: &Context<'_>) {
         return;
     };
     watcher.watch_trees(&sys_path, ctx.knobs.learn_watches);
+    // Until now the program raced the watches; from here on the kernel
+    // queues its opens, and the rest can wait (the compile workers inherit
+    // the priority).
+    // SAFETY: setpriority(2) on this process; no memory is involved.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+    }
     ctx.log.debug(format_args!(
         "learn: {} directories watched",
         watcher.dirs.len()

@@ -50,13 +50,10 @@ pub fn run() -> ! {
     let stage = background::Stage::from_env();
     match stage {
         background::Stage::Launch => {}
-        background::Stage::Detach => {
-            std::process::exit(i32::from(background::detach("run").is_err()))
-        }
-        background::Stage::LearnDetach => {
-            std::process::exit(i32::from(background::detach("learn").is_err()))
-        }
-        background::Stage::Run | background::Stage::Learn => background::enter_run(),
+        background::Stage::Detach => std::process::exit(i32::from(background::detach().is_err())),
+        background::Stage::Run => background::enter_run(),
+        // The learner lowers its priority once its watches are in place.
+        background::Stage::Learn => std::env::remove_var(background::STAGE_VAR),
     }
     // The background run's stderr is /dev/null.
     let log = Log::from_env();
