@@ -620,7 +620,10 @@ impl Learner<'_> {
             self.spec.check_hash_based_pycs,
         );
         match verdict.first() {
-            Some(Verdict::Fresh) => self.fresh_opened += 1,
+            // The standard library has no loader of its own; its sources
+            // are also read by every other Python process on the machine.
+            Some(Verdict::Fresh) if !self.facts.in_stdlib(&path) => self.fresh_opened += 1,
+            Some(Verdict::Fresh) => {}
             _ => self.pending.push(path),
         }
     }
