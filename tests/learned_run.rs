@@ -63,6 +63,16 @@ impl Project {
         }
     }
 
+    /// An existing project directory `root` run with `python`.
+    fn at(tmp: tempfile::TempDir, root: PathBuf, python: PathBuf, cache: &str) -> Project {
+        Project {
+            cache: root.parent().unwrap().join(cache),
+            root,
+            _tmp: tmp,
+            python,
+        }
+    }
+
     fn kolosal(&self, args: &[&str]) -> Command {
         let mut c = common::clean_command(common::launcher_bin());
         c.current_dir(&self.root)
@@ -90,15 +100,31 @@ impl Project {
     }
 
     fn same_as_python_with(&self, args: &[&str], what: &str, env: &[(&str, &str)]) -> Output {
+        self.compared(args, what, env, &|b| b.to_vec())
+    }
+
+    /// [`Self::same_as_python_with`], both outputs passed through `norm`
+    /// first (pytest prints its own run time).
+    fn compared(
+        &self,
+        args: &[&str],
+        what: &str,
+        env: &[(&str, &str)],
+        norm: &dyn Fn(&[u8]) -> Vec<u8>,
+    ) -> Output {
         let mut k = self.kolosal(args);
         let mut p = self.plain(args);
         for (n, v) in env {
             k.env(n, v);
             p.env(n, v);
         }
-        let ko = k.output().unwrap();
+        let mut ko = k.output().unwrap();
         wait_learners(&self.cache);
-        let po = p.output().unwrap();
+        let mut po = p.output().unwrap();
+        for o in [&mut ko, &mut po] {
+            o.stdout = norm(&o.stdout);
+            o.stderr = norm(&o.stderr);
+        }
         assert_same(&ko, &po, what);
         ko
     }
@@ -345,4 +371,126 @@ fn a_program_that_exits_at_once_and_one_that_forks() {
         assert_eq!(String::from_utf8_lossy(&o.stdout), "p0 0\np1 2\nparent done\n");
     }
     assert_eq!(p.compiled_from_source(&["app.py"]), Vec::<String>::new());
+}
+
+/// A venv of `py` with `packages` installed from PyPI without pycs.
+fn venv_with(py: &Python, root: &Path, packages: &[&str]) -> PathBuf {
+    let venv = root.join("venv");
+    let st = py.cmd().args(["-m", "venv"]).arg(&venv).status().unwrap();
+    assert!(st.success(), "venv");
+    let vpy = venv.join("bin/python");
+    let st = common::network_command(&vpy)
+        .args(["-m", "pip", "install", "-q", "--no-compile", "--disable-pip-version-check"])
+        .args(packages)
+        .status()
+        .unwrap();
+    assert!(st.success(), "pip install {packages:?} (network?)");
+    vpy
+}
+
+fn heavy_python(min: (u32, u32)) -> Option<Python> {
+    if !common::heavy() {
+        common::note("[learned_run] heavy part skipped (set KOLOSAL_TEST_HEAVY=1)");
+        return None;
+    }
+    common::pythons_at_least(min).into_iter().last()
+}
+
+const DJANGO_REQUEST: &str = r#"import os
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
+import django
+django.setup()
+from django.test.utils import setup_test_environment
+setup_test_environment()
+from django.test import Client
+r = Client().get("/admin/login/")
+print(r.status_code, r["Content-Type"], b"csrfmiddlewaretoken" in r.content)
+"#;
+
+#[test]
+fn heavy_django_check_and_admin_login() {
+    let Some(py) = heavy_python((3, 10)) else {
+        return;
+    };
+    common::report("learned_run django", std::slice::from_ref(&py));
+    let tmp = tempfile::tempdir().unwrap();
+    let root = fs::canonicalize(tmp.path()).unwrap();
+    let vpy = venv_with(&py, &root, &["django"]);
+    let site = root.join("site");
+    fs::create_dir(&site).unwrap();
+    let st = common::clean_command(&vpy)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .args(["-m", "django", "startproject", "mysite"])
+        .arg(&site)
+        .status()
+        .unwrap();
+    assert!(st.success(), "startproject");
+    fs::write(site.join("req.py"), DJANGO_REQUEST).unwrap();
+    let commands: [&[&str]; 2] = [&["manage.py", "check"], &["req.py"]];
+    // Without learning: the settings-string modules stay source compiles.
+    let off = Project::at(tempfile::tempdir().unwrap(), site.clone(), vpy.clone(), "cache-off");
+    for cmd in commands {
+        for i in 0..2 {
+            off.same_as_python_with(cmd, &format!("{cmd:?} learning off, run {i}"), &[("KOLOSAL_LEARN", "0")]);
+        }
+    }
+    let left: Vec<usize> = commands.iter().map(|c| off.compiled_from_source(c).len()).collect();
+    common::note(&format!("[learned_run] django, KOLOSAL_LEARN=0: {left:?} modules still compiled from source"));
+    assert!(left.iter().all(|&n| n > 20), "{left:?}");
+    let p = Project::at(tmp, site.clone(), vpy, "cache");
+    for cmd in commands {
+        for i in 0..2 {
+            p.same_as_python(cmd, &format!("{cmd:?} run {i}"));
+        }
+        assert_eq!(p.compiled_from_source(cmd), Vec::<String>::new(), "{cmd:?}");
+    }
+    let o = p.kolosal(commands[1]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "200 text/html; charset=utf-8 True\n");
+}
+
+/// pytest prints its own run time (`in 0.03s`).
+fn without_durations(b: &[u8]) -> Vec<u8> {
+    let re = regex::bytes::Regex::new(r"in [0-9]+\.[0-9]+s").unwrap();
+    re.replace_all(b, &b"in <t>s"[..]).into_owned()
+}
+
+#[test]
+fn heavy_pytest_with_an_entry_point_plugin() {
+    let Some(py) = heavy_python((3, 9)) else {
+        return;
+    };
+    common::report("learned_run pytest", std::slice::from_ref(&py));
+    let tmp = tempfile::tempdir().unwrap();
+    let root = fs::canonicalize(tmp.path()).unwrap();
+    let vpy = venv_with(&py, &root, &["pytest", "pytest-timeout"]);
+    let proj = root.join("proj");
+    fs::create_dir_all(proj.join("tests")).unwrap();
+    fs::write(proj.join("tests/conftest.py"), "import pytest\n").unwrap();
+    for name in ["test_a.py", "test_b.py"] {
+        fs::write(
+            proj.join("tests").join(name),
+            "import pytest\n\ndef twice(x):\n    return 2 * x\n\n\
+             @pytest.mark.timeout(30)\ndef test_twice():\n    assert twice(2) == 4\n",
+        )
+        .unwrap();
+    }
+    let cmd = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"];
+    let p = Project::at(tmp, proj.clone(), vpy, "cache");
+    for i in 0..2 {
+        let o = p.compared(&cmd, &format!("pytest run {i}"), &[], &without_durations);
+        assert!(String::from_utf8_lossy(&o.stdout).contains("2 passed"), "{}", common::describe(&o));
+    }
+    assert_eq!(p.compiled_from_source(&cmd), Vec::<String>::new());
+    // pytest re-read its test modules although their pycs were fresh: its
+    // assertion rewriting keeps its own cache, which it writes only when
+    // bytecode writing is on. Kolosal leaves it on from then on.
+    for i in 2..4 {
+        p.compared(&cmd, &format!("pytest run {i}"), &[], &without_durations);
+    }
+    let rewritten: Vec<String> = fs::read_dir(proj.join("tests/__pycache__"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.contains("-pytest-"))
+        .collect();
+    assert_eq!(rewritten.len(), 3, "pytest's own cache: {rewritten:?}");
 }
