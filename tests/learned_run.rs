@@ -289,8 +289,8 @@ fn a_removed_package_directory_is_not_learned() {
         open(os.path.join(here, 'tmp_pkg', '__init__.py'), 'w').close()\n\
         open(os.path.join(here, 'tmp_pkg', 'mod.py'), 'w').write('VALUE = 7\\n')\n\
         importlib.invalidate_caches()\n\
-        m = importlib.import_module('plugins.p0')\n\
-        t = importlib.import_module('tmp_pkg.mod')\n\
+        m = importlib.import_module('plugins.' + 'p0')\n\
+        t = importlib.import_module('tmp_pkg.' + 'mod')\n\
         shutil.rmtree(os.path.join(here, 'tmp_pkg'))\n\
         print(m.VALUE, t.VALUE)\n";
     let p = Project::new(&py, script, 1);
