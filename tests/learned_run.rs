@@ -494,3 +494,19 @@ fn heavy_pytest_with_an_entry_point_plugin() {
         .collect();
     assert_eq!(rewritten.len(), 3, "pytest's own cache: {rewritten:?}");
 }
+
+#[test]
+fn a_directory_others_can_write_is_never_watched() {
+    use std::os::unix::fs::PermissionsExt;
+    let py = newest();
+    common::report("learned_run untrusted dir", std::slice::from_ref(&py));
+    let p = Project::new(&py, APP, 2);
+    let plugins = p.root.join("plugins");
+    fs::set_permissions(&plugins, fs::Permissions::from_mode(0o777)).unwrap();
+    for i in 0..3 {
+        p.same_as_python(&["app.py"], &format!("world-writable plugins/, run {i}"));
+    }
+    // Nothing below it was compiled on anyone's behalf.
+    assert!(!plugins.join("__pycache__").exists());
+    assert_eq!(p.compiled_from_source(&["app.py"]).len(), 4);
+}
