@@ -304,8 +304,8 @@ impl Manifest {
         out.extend_from_slice(&(self.modules.len() as u32).to_le_bytes());
         for m in &self.modules {
             put_bytes(&mut out, m.source.as_os_str().as_bytes());
-            let lazy = if m.lazy { RECORD_LAZY } else { 0 }
-                | if m.learned { RECORD_LEARNED } else { 0 };
+            let lazy =
+                if m.lazy { RECORD_LAZY } else { 0 } | if m.learned { RECORD_LEARNED } else { 0 };
             match &m.cfile {
                 Some(c) => {
                     out.push(RECORD_HAS_CFILE | lazy);

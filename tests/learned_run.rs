@@ -197,7 +197,11 @@ fn computed_names_are_learned_on_every_python() {
         );
         p.same_as_python(&["app.py"], &label);
         let left = p.compiled_from_source(&["app.py"]);
-        assert_eq!(left, Vec::<String>::new(), "{label}: still compiled from source");
+        assert_eq!(
+            left,
+            Vec::<String>::new(),
+            "{label}: still compiled from source"
+        );
     }
 }
 
@@ -236,9 +240,15 @@ fn warm_launches_stop_spawning_once_nothing_is_new() {
     // none. Under load the cold run's learner may miss the plugins (the
     // program imports them before the watches are in place): then the
     // first warm run learns them and stopping takes one run more.
-    let stop = started.iter().position(|s| !s).expect("learning never stopped");
+    let stop = started
+        .iter()
+        .position(|s| !s)
+        .expect("learning never stopped");
     assert!((3..=4).contains(&stop), "{started:?}");
-    assert!(started[..stop].iter().all(|s| *s) && started[stop..].iter().all(|s| !s), "{started:?}");
+    assert!(
+        started[..stop].iter().all(|s| *s) && started[stop..].iter().all(|s| !s),
+        "{started:?}"
+    );
     // An edit restarts learning (the repair path), and a new plugin is learned.
     fs::write(
         p.root.join("plugins/p9.py"),
@@ -368,7 +378,10 @@ fn a_program_that_exits_at_once_and_one_that_forks() {
     let p = Project::new(&py, forks, 2);
     for i in 0..2 {
         let o = p.same_as_python(&["app.py"], &format!("forks, run {i}"));
-        assert_eq!(String::from_utf8_lossy(&o.stdout), "p0 0\np1 2\nparent done\n");
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout),
+            "p0 0\np1 2\nparent done\n"
+        );
     }
     assert_eq!(p.compiled_from_source(&["app.py"]), Vec::<String>::new());
 }
@@ -380,7 +393,14 @@ fn venv_with(py: &Python, root: &Path, packages: &[&str]) -> PathBuf {
     assert!(st.success(), "venv");
     let vpy = venv.join("bin/python");
     let st = common::network_command(&vpy)
-        .args(["-m", "pip", "install", "-q", "--no-compile", "--disable-pip-version-check"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-compile",
+            "--disable-pip-version-check",
+        ])
         .args(packages)
         .status()
         .unwrap();
@@ -428,14 +448,28 @@ fn heavy_django_check_and_admin_login() {
     fs::write(site.join("req.py"), DJANGO_REQUEST).unwrap();
     let commands: [&[&str]; 2] = [&["manage.py", "check"], &["req.py"]];
     // Without learning: the settings-string modules stay source compiles.
-    let off = Project::at(tempfile::tempdir().unwrap(), site.clone(), vpy.clone(), "cache-off");
+    let off = Project::at(
+        tempfile::tempdir().unwrap(),
+        site.clone(),
+        vpy.clone(),
+        "cache-off",
+    );
     for cmd in commands {
         for i in 0..2 {
-            off.same_as_python_with(cmd, &format!("{cmd:?} learning off, run {i}"), &[("KOLOSAL_LEARN", "0")]);
+            off.same_as_python_with(
+                cmd,
+                &format!("{cmd:?} learning off, run {i}"),
+                &[("KOLOSAL_LEARN", "0")],
+            );
         }
     }
-    let left: Vec<usize> = commands.iter().map(|c| off.compiled_from_source(c).len()).collect();
-    common::note(&format!("[learned_run] django, KOLOSAL_LEARN=0: {left:?} modules still compiled from source"));
+    let left: Vec<usize> = commands
+        .iter()
+        .map(|c| off.compiled_from_source(c).len())
+        .collect();
+    common::note(&format!(
+        "[learned_run] django, KOLOSAL_LEARN=0: {left:?} modules still compiled from source"
+    ));
     assert!(left.iter().all(|&n| n > 20), "{left:?}");
     let p = Project::at(tmp, site.clone(), vpy, "cache");
     for cmd in commands {
@@ -445,7 +479,10 @@ fn heavy_django_check_and_admin_login() {
         assert_eq!(p.compiled_from_source(cmd), Vec::<String>::new(), "{cmd:?}");
     }
     let o = p.kolosal(commands[1]).output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&o.stdout), "200 text/html; charset=utf-8 True\n");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "200 text/html; charset=utf-8 True\n"
+    );
 }
 
 /// pytest prints its own run time (`in 0.03s`).
@@ -478,7 +515,11 @@ fn heavy_pytest_with_an_entry_point_plugin() {
     let p = Project::at(tmp, proj.clone(), vpy, "cache");
     for i in 0..2 {
         let o = p.compared(&cmd, &format!("pytest run {i}"), &[], &without_durations);
-        assert!(String::from_utf8_lossy(&o.stdout).contains("2 passed"), "{}", common::describe(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("2 passed"),
+            "{}",
+            common::describe(&o)
+        );
     }
     assert_eq!(p.compiled_from_source(&cmd), Vec::<String>::new());
     // pytest re-read its test modules although their pycs were fresh: its

@@ -84,8 +84,8 @@ use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -140,7 +140,13 @@ pub fn start(key: &LaunchKey, argv0: Option<&OsStr>, args: &[OsString]) -> Resul
     let lock_fd = lock.as_raw_fd();
     let exe = std::env::current_exe().map_err(|e| format!("cannot find kolosal-python: {e}"))?;
     let handoff = format!("{pid}:{pidfd_raw}:{lock_fd}");
-    let spawned = spawn_detached(&exe, argv0.unwrap_or(exe.as_os_str()), args, &handoff, &[lock_fd, pidfd_raw]);
+    let spawned = spawn_detached(
+        &exe,
+        argv0.unwrap_or(exe.as_os_str()),
+        args,
+        &handoff,
+        &[lock_fd, pidfd_raw],
+    );
     drop(pidfd);
     spawned?;
     // As for the background lock: the learner holds the shared open file
@@ -164,7 +170,8 @@ fn spawn_detached(
     keep: &[RawFd],
 ) -> Result<(), String> {
     use std::ffi::CString;
-    let c = |b: &[u8]| CString::new(b).map_err(|_| "a NUL byte in argv or the environment".to_string());
+    let c =
+        |b: &[u8]| CString::new(b).map_err(|_| "a NUL byte in argv or the environment".to_string());
     // Everything the child needs is allocated before fork.
     let path = c(exe.as_os_str().as_bytes())?;
     let mut argv = vec![c(argv0.as_bytes())?];
@@ -181,17 +188,30 @@ fn spawn_detached(
         kv.extend_from_slice(v.as_bytes());
         envp.push(c(&kv)?);
     }
-    envp.push(c(format!("{}=learn", super::background::STAGE_VAR).as_bytes())?);
+    envp.push(c(
+        format!("{}=learn", super::background::STAGE_VAR).as_bytes()
+    )?);
     envp.push(c(format!("{HANDOFF_VAR}={handoff}").as_bytes())?);
-    let argv_p: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();
-    let envp_p: Vec<*const libc::c_char> = envp.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();
+    let argv_p: Vec<*const libc::c_char> = argv
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain([std::ptr::null()])
+        .collect();
+    let envp_p: Vec<*const libc::c_char> = envp
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain([std::ptr::null()])
+        .collect();
     let null = File::options()
         .read(true)
         .write(true)
         .open("/dev/null")
         .map_err(|e| format!("/dev/null: {e}"))?;
     let null_fd = null.as_raw_fd();
-    let keep: [RawFd; 2] = [keep.first().copied().unwrap_or(-1), keep.get(1).copied().unwrap_or(-1)];
+    let keep: [RawFd; 2] = [
+        keep.first().copied().unwrap_or(-1),
+        keep.get(1).copied().unwrap_or(-1),
+    ];
     // SAFETY: between fork and exec/_exit the children call only
     // async-signal-safe functions (fork, setpgid, dup2, fcntl, execve,
     // _exit) on memory prepared above.
@@ -356,9 +376,7 @@ impl Watcher {
         let mut any = false;
         loop {
             // SAFETY: reads into a buffer we own, at most its length.
-            let n = unsafe {
-                libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())
-            };
+            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
             if n <= 0 {
                 return any;
             }
@@ -423,10 +441,7 @@ fn module_name(path: &Path, sys_path: &[PathBuf]) -> Option<String> {
         .filter(|d| path.starts_with(d))
         .max_by_key(|d| d.as_os_str().len())?;
     let rel = path.strip_prefix(root).ok()?;
-    let mut parts: Vec<&str> = rel
-        .iter()
-        .map(|c| c.to_str())
-        .collect::<Option<Vec<_>>>()?;
+    let mut parts: Vec<&str> = rel.iter().map(|c| c.to_str()).collect::<Option<Vec<_>>>()?;
     let last = parts.pop()?.strip_suffix(".py")?;
     if last != "__init__" {
         parts.push(last);
@@ -751,7 +766,12 @@ impl Learner<'_> {
     /// lock), stamps their `__pycache__` directories and the directories
     /// their resolution listed; on the `last` round also settles the
     /// learning flags. Returns the sources added.
-    fn merge(&self, adds: Vec<(ModuleRecord, Expect)>, probed: &[PathBuf], last: bool) -> Vec<PathBuf> {
+    fn merge(
+        &self,
+        adds: Vec<(ModuleRecord, Expect)>,
+        probed: &[PathBuf],
+        last: bool,
+    ) -> Vec<PathBuf> {
         let key = self.ctx.key;
         if adds.is_empty() && !last {
             return Vec::new();
@@ -816,13 +836,22 @@ impl Learner<'_> {
                 })
                 .collect();
             let fresh = stale_with_reasons(&check, &self.rules, &self.spec).is_empty();
-            set_entry(&mut m, &mut index, d.clone(), if fresh { now } else { Expect::Pending });
+            set_entry(
+                &mut m,
+                &mut index,
+                d.clone(),
+                if fresh { now } else { Expect::Pending },
+            );
         }
         // Package directories: a new `__pycache__` changed them; directories
         // the learned modules' resolution listed are stamped with their
         // listing, as the cold path does.
         let listings: HashMap<PathBuf, u64> = m.listings.iter().cloned().collect();
-        let parents: BTreeSet<PathBuf> = dirs.iter().filter_map(|d| d.parent()).map(Path::to_path_buf).collect();
+        let parents: BTreeSet<PathBuf> = dirs
+            .iter()
+            .filter_map(|d| d.parent())
+            .map(Path::to_path_buf)
+            .collect();
         for d in parents.iter().chain(probed) {
             let now = manifest::observe(d);
             let Expect::Dir(_) = now else { continue };
@@ -882,7 +911,10 @@ mod tests {
         let n = |p: &str| module_name(Path::new(p), &sp);
         assert_eq!(n("/app/plugins/alpha.py").as_deref(), Some("plugins.alpha"));
         assert_eq!(n("/app/plugins/__init__.py").as_deref(), Some("plugins"));
-        assert_eq!(n("/venv/site/django/contrib/admin/apps.py").as_deref(), Some("django.contrib.admin.apps"));
+        assert_eq!(
+            n("/venv/site/django/contrib/admin/apps.py").as_deref(),
+            Some("django.contrib.admin.apps")
+        );
         assert_eq!(n("/app/my-dir/x.py"), None);
         assert_eq!(n("/app/x.txt"), None);
         assert_eq!(n("/elsewhere/x.py"), None);

@@ -122,7 +122,14 @@ fn launch(log: &Log, argv0: Option<OsString>, args: &[OsString], stage: backgrou
     };
     if stage == background::Stage::Learn {
         if let Some(spec) = spec.as_ref() {
-            learn_stage(log, &knobs, &found, (req.invoked_as.as_deref(), args), spec, &cwd);
+            learn_stage(
+                log,
+                &knobs,
+                &found,
+                (req.invoked_as.as_deref(), args),
+                spec,
+                &cwd,
+            );
         }
         return 0;
     }

@@ -171,7 +171,14 @@ pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
     // under -I) are left out of that check: their source stamps send the
     // next launch cold once they change, and retrying them on every launch
     // would spawn a worker each time for nothing.
-    let m = build_manifest(ctx, &facts, &spec, (&closure, &carried), &targets, &exec_env);
+    let m = build_manifest(
+        ctx,
+        &facts,
+        &spec,
+        (&closure, &carried),
+        &targets,
+        &exec_env,
+    );
     record_and_defer(ctx, m, &targets, &failed, &deferred, &rules, &spec);
     Ok(exec_env)
 }
