@@ -249,7 +249,17 @@ fn warm_launches_stop_spawning_once_nothing_is_new() {
         started[..stop].iter().all(|s| *s) && started[stop..].iter().all(|s| !s),
         "{started:?}"
     );
-    // An edit restarts learning (the repair path), and a new plugin is learned.
+    // A file that changes no import (a log written beside the script)
+    // sends the launch to the repair path, which does not restart learning.
+    fs::write(p.root.join("run.log"), "x").unwrap();
+    let mut k = p.kolosal(&["app.py"]);
+    k.env("KOLOSAL_LOG", "debug");
+    let o = k.output().unwrap();
+    wait_learners(&p.cache);
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(log.contains("repair: closure unchanged"), "{log}");
+    assert!(!log.contains("learn: learner started"), "{log}");
+    // A new module restarts learning (the cold path), and it is learned.
     fs::write(
         p.root.join("plugins/p9.py"),
         "from plugins import _common\nVALUE = 9\n",

@@ -179,14 +179,17 @@ pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
         &targets,
         &exec_env,
     );
-    record_and_defer(ctx, m, &targets, &failed, &deferred, &rules, &spec);
+    record_and_defer(ctx, m, &targets, &failed, &deferred, &rules, &spec, true);
     Ok(exec_env)
 }
 
 /// The end of a cold or repaired launch, once `m` holds its stamps: marks
 /// the `deferred` pycs pending, stores `m` only if every pyc of `check` is
 /// fresh (apart from those that `failed` to compile and the deferred ones),
-/// then leaves the deferred ones to the background run.
+/// then leaves the deferred ones to the background run. `learn_again`: the
+/// closure was recomputed or a source edited, so run-time learning starts
+/// over (`learn`); otherwise a learner starts only while it has not settled.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn record_and_defer(
     ctx: &Context<'_>,
     mut m: Manifest,
@@ -195,6 +198,7 @@ pub(super) fn record_and_defer(
     deferred: &[PycTarget],
     rules: &PycRules,
     spec: &LaunchSpec,
+    learn_again: bool,
 ) {
     mark_pending(&mut m, deferred);
     let deferred_cfiles: HashSet<&Path> = deferred.iter().map(|t| t.cfile.as_path()).collect();
@@ -207,12 +211,13 @@ pub(super) fn record_and_defer(
             "manifest not stored: {still_stale} pycs stale after compiling"
         ));
     } else {
-        // A new or repaired closure may load new modules at run time.
+        // A new closure or an edited module may load new modules at run time.
         let learn = ctx.knobs.learn && !ctx.in_background;
-        if learn {
+        if learn && learn_again {
             m.learning = true;
             m.quiet_runs = 0;
         }
+        let learn = learn && m.learning;
         match manifest::store(ctx.key, &m) {
             Err(e) => ctx.log.debug(format_args!("manifest not stored: {e}")),
             Ok(()) if learn => {

@@ -191,7 +191,18 @@ pub fn repair(
             check.extend(recs.copied().filter_map(pyc_target));
         }
     }
-    record_and_defer(ctx, m, &check, &failed, &deferred, &rules, &spec);
+    // Only an edited source can have added an import under a computed name.
+    let learn_again = !edited.is_empty();
+    record_and_defer(
+        ctx,
+        m,
+        &check,
+        &failed,
+        &deferred,
+        &rules,
+        &spec,
+        learn_again,
+    );
     Ok(Some(recorded.env.clone()))
 }
 
