@@ -36,8 +36,8 @@
 //!    cache lock, and the manifest gains one learned [`ModuleRecord`] per
 //!    module, with its source and `__pycache__` stamped like the closure's:
 //!    an edit to a learned module sends the next launch to the repair path.
-//!    The merge holds the background lock (`<digest>.bg`), so it never
-//!    interleaves with a background run's re-stamp.
+//!    The merge re-reads the manifest and stores only if nobody stored
+//!    another one meanwhile (compare and rename; else it merges again).
 //!
 //! Nothing of this touches the program: no code injected, `sys.path`,
 //! `sys.modules`, `sys.flags`, its stdio and its exit status are those of a
@@ -762,8 +762,7 @@ impl Learner<'_> {
         }
     }
 
-    /// Adds `adds` to the manifest on disk (re-read under the background
-    /// lock), stamps their `__pycache__` directories and the directories
+    /// Adds `adds` to the manifest on disk, stamps their `__pycache__` directories and the directories
     /// their resolution listed; on the `last` round also settles the
     /// learning flags. Returns the sources added.
     fn merge(
@@ -776,20 +775,50 @@ impl Learner<'_> {
         if adds.is_empty() && !last {
             return Vec::new();
         }
-        let _bg = super::background::lock_path(key).and_then(|p| {
-            let f = File::options()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(p)
-                .ok()?;
-            Flock::lock(f, FlockArg::LockExclusive).ok()
-        });
-        let Some(mut m) = read_manifest(key) else {
+        // Launches and background runs store their manifest without a lock
+        // (the background lock `.bg` must not be taken here: a launch that
+        // finds it held starts no background run). Merge into what is on
+        // disk, and store only if it is still what was read, else merge
+        // again into the newer one (the check and the rename are
+        // microseconds apart). A store that overtakes ours from an older
+        // read only costs learning: the next learning run adds it again.
+        let Some(path) = manifest::manifest_path_no_create(key) else {
             return Vec::new();
         };
+        for _ in 0..3 {
+            let Ok(before) = std::fs::read(&path) else {
+                return Vec::new();
+            };
+            let Some(m) = Manifest::decode(&before).filter(|m| m.key == key.as_bytes()) else {
+                return Vec::new();
+            };
+            let (m, added) = self.merged(m, adds.clone(), probed, last);
+            let after = m.encode();
+            if after == before {
+                return added;
+            }
+            if std::fs::read(&path).ok().as_deref() != Some(&before[..]) {
+                continue;
+            }
+            if let Err(e) = crate::cache::write_atomic(&path, &after) {
+                self.ctx
+                    .log
+                    .debug(format_args!("learn: manifest not stored: {e}"));
+                return Vec::new();
+            }
+            return added;
+        }
+        Vec::new()
+    }
+
+    /// `m` with `adds` merged in (see [`Self::merge`]), and the sources added.
+    fn merged(
+        &self,
+        mut m: Manifest,
+        adds: Vec<(ModuleRecord, Expect)>,
+        probed: &[PathBuf],
+        last: bool,
+    ) -> (Manifest, Vec<PathBuf>) {
         let mut index: HashMap<PathBuf, usize> = m
             .entries
             .iter()
@@ -881,13 +910,7 @@ impl Learner<'_> {
                 m.write_bytecode = true;
             }
         }
-        if let Err(e) = manifest::store(key, &m) {
-            self.ctx
-                .log
-                .debug(format_args!("learn: manifest not stored: {e}"));
-            return Vec::new();
-        }
-        added
+        (m, added)
     }
 }
 
