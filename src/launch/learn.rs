@@ -703,6 +703,11 @@ impl Learner<'_> {
                 {
                     continue;
                 }
+                // What its imports reach lies in directories nobody watched.
+                let trusted_here = |p: &Path| std::fs::metadata(p).is_ok_and(|m| trusted(&m));
+                if !trusted_here(source) || !source.parent().is_some_and(trusted_here) {
+                    continue;
+                }
                 // Stamped before the compile reads it.
                 let stamp = manifest::observe(source);
                 if !matches!(stamp, Expect::File(_)) {
@@ -762,9 +767,10 @@ impl Learner<'_> {
         }
     }
 
-    /// Adds `adds` to the manifest on disk, stamps their `__pycache__` directories and the directories
-    /// their resolution listed; on the `last` round also settles the
-    /// learning flags. Returns the sources added.
+    /// Adds `adds` to the manifest on disk, stamps their `__pycache__`
+    /// directories and the directories their resolution listed; on the
+    /// `last` round also settles the learning flags. Returns the sources
+    /// added.
     fn merge(
         &self,
         adds: Vec<(ModuleRecord, Expect)>,
