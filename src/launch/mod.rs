@@ -11,7 +11,10 @@
 //! no probe, no scan, no process spawned. When only closure sources (or
 //! `__pycache__` directories) changed, [`repair`] rescans just those and,
 //! if the closure is unchanged, recompiles their pycs. Otherwise [`prepare`]
-//! does the cold work. Whatever fails inside kolosal, the program still starts: at
+//! does the cold work. Cold and repaired launches, and warm ones until run-time
+//! learning has settled, also start a detached [`learn`]er that records the
+//! modules the program loads from source (computed-name imports).
+//! Whatever fails inside kolosal, the program still starts: at
 //! most one line goes to stderr (`KOLOSAL_LOG=off` silences it), and nothing
 //! is ever written to stdout.
 //!
