@@ -13,7 +13,7 @@
 //!    held means a learner is already watching: nothing is started), opens a
 //!    pidfd of its own process (the program: `execv` keeps the pid) and
 //!    starts `kolosal-python` with the same argv, directory and environment
-//!    as a learner ([`spawn_detached`]: fork, fork, exec; like the
+//!    as a learner (`spawn_detached`: fork, fork, exec; like the
 //!    background run it is nobody's child, in its own process group, with
 //!    stdio on `/dev/null`; it lowers itself to `nice` 10 once its watches
 //!    are in place). The lock and the pidfd are handed down.
@@ -62,7 +62,7 @@
 //! variable unset (sticky; a new manifest from a cold launch keeps it).
 //!
 //! Trust: only directories and sources owned by this user or root and
-//! writable by nobody else are watched and compiled ([`trusted`]).
+//! writable by nobody else are watched and compiled (`trusted`).
 //!
 //! Degrading: a directory removed while watched, a watch refused (the
 //! kernel's `max_user_watches`, `KOLOSAL_LEARN_WATCHES`), a learned module
