@@ -9,6 +9,9 @@
 //! | `KOLOSAL_CACHE_DIR=DIR` | kolosal's cache (probe results, import scans, manifests, fallback pycache) |
 //! | `KOLOSAL_WRITE_BYTECODE=1` | do not set `PYTHONDONTWRITEBYTECODE=1` for the program |
 //! | `KOLOSAL_BACKGROUND=0` | compile the whole closure before exec (default: modules only imported inside functions are compiled by a background run after exec) |
+//! | `KOLOSAL_LEARN=0` | no run-time learning (default: a detached learner records the modules the program loaded from source, see `launch::learn`) |
+//! | `KOLOSAL_LEARN_MAX=N` | at most N learned modules per manifest (default 4000) |
+//! | `KOLOSAL_LEARN_WATCHES=N` | at most N directories watched by one learner (default 8192; the kernel's `max_user_watches` also caps it) |
 
 use std::ffi::OsString;
 
@@ -21,7 +24,15 @@ pub const NAMES: &[&str] = &[
     "KOLOSAL_CACHE_DIR",
     "KOLOSAL_WRITE_BYTECODE",
     "KOLOSAL_BACKGROUND",
+    "KOLOSAL_LEARN",
+    "KOLOSAL_LEARN_MAX",
+    "KOLOSAL_LEARN_WATCHES",
 ];
+
+/// Default of [`Knobs::learn_max`].
+pub const DEFAULT_LEARN_MAX: usize = 4000;
+/// Default of [`Knobs::learn_watches`].
+pub const DEFAULT_LEARN_WATCHES: usize = 8192;
 
 /// The knobs in force for one launch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +46,13 @@ pub struct Knobs {
     /// `KOLOSAL_BACKGROUND` is not `0`/`false`/`off`/`no`: lazy modules are
     /// compiled after exec (see `launch::background`).
     pub background: bool,
+    /// `KOLOSAL_LEARN` is not `0`/`false`/`off`/`no`: a learner records the
+    /// modules the program loads from source (see `launch::learn`).
+    pub learn: bool,
+    /// `KOLOSAL_LEARN_MAX`: learned modules kept per manifest.
+    pub learn_max: usize,
+    /// `KOLOSAL_LEARN_WATCHES`: directories one learner watches at most.
+    pub learn_watches: usize,
 }
 
 fn falsy(v: &OsString) -> bool {
@@ -51,6 +69,11 @@ fn truthy(v: &OsString) -> bool {
     )
 }
 
+/// A non-negative integer knob.
+fn count(v: Option<OsString>) -> Option<usize> {
+    v?.to_str()?.trim().parse().ok()
+}
+
 impl Knobs {
     /// Reads the knobs from a variable lookup.
     pub fn from_lookup(get: &dyn Fn(&str) -> Option<OsString>) -> Knobs {
@@ -61,6 +84,9 @@ impl Knobs {
                 .filter(|&n: &usize| n > 0),
             write_bytecode: get("KOLOSAL_WRITE_BYTECODE").is_some_and(|v| truthy(&v)),
             background: !get("KOLOSAL_BACKGROUND").is_some_and(|v| falsy(&v)),
+            learn: !get("KOLOSAL_LEARN").is_some_and(|v| falsy(&v)),
+            learn_max: count(get("KOLOSAL_LEARN_MAX")).unwrap_or(DEFAULT_LEARN_MAX),
+            learn_watches: count(get("KOLOSAL_LEARN_WATCHES")).unwrap_or(DEFAULT_LEARN_WATCHES),
         }
     }
 
@@ -84,6 +110,9 @@ mod tests {
                 workers: None,
                 write_bytecode: false,
                 background: true,
+                learn: true,
+                learn_max: DEFAULT_LEARN_MAX,
+                learn_watches: DEFAULT_LEARN_WATCHES,
             }
         );
         let k = Knobs::from_lookup(&|n| match n {
@@ -91,6 +120,9 @@ mod tests {
             "KOLOSAL_WORKERS" => Some("3".into()),
             "KOLOSAL_WRITE_BYTECODE" => Some("1".into()),
             "KOLOSAL_BACKGROUND" => Some("off".into()),
+            "KOLOSAL_LEARN" => Some("0".into()),
+            "KOLOSAL_LEARN_MAX" => Some("12".into()),
+            "KOLOSAL_LEARN_WATCHES" => Some("3".into()),
             _ => None,
         });
         assert_eq!(
@@ -100,6 +132,9 @@ mod tests {
                 workers: Some(3),
                 write_bytecode: true,
                 background: false,
+                learn: false,
+                learn_max: 12,
+                learn_watches: 3,
             }
         );
         let k = Knobs::from_lookup(&|n| (n == "KOLOSAL_WORKERS").then(|| "zero".into()));

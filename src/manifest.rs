@@ -26,6 +26,11 @@
 //! to tell an edit that leaves the closure as it was (only pycs to
 //! rewrite) from one that changes it.
 //!
+//! Two flags ride in the header, beside the key, because the warm path acts
+//! on them: whether run-time learning is still going on for this launch key
+//! ([`Manifest::learning`], see `launch::learn`), and whether the program
+//! keeps Python's own pyc writing ([`Manifest::write_bytecode`]).
+//!
 //! The file format is a private binary layout (see [`Manifest::encode`]),
 //! versioned by `FORMAT`; anything that does not decode is treated as no
 //! manifest at all.
@@ -35,7 +40,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// Magic and format version at the start of every manifest file.
-const FORMAT: &[u8; 8] = b"KOLMAN02";
+const FORMAT: &[u8; 8] = b"KOLMAN03";
 
 /// Entries above which the check splits the stats over two threads; below
 /// it a thread costs more than it saves (measured: ~1.5 µs per stat here,
@@ -97,6 +102,32 @@ pub struct Manifest {
     /// stamped directories whose listing the closure depends on (the repair
     /// path's view; the warm check ignores it).
     pub listings: Vec<(PathBuf, u64)>,
+    /// Run-time learning is not over: a warm launch starts a learner
+    /// (`launch::learn`) until one finds nothing new.
+    pub learning: bool,
+    /// The program keeps Python's own pyc writing: the launch does not set
+    /// `PYTHONDONTWRITEBYTECODE` (a loader with its own cache was seen).
+    pub write_bytecode: bool,
+    /// Learning runs in a row that found nothing new (0-3; learning stops
+    /// at two, see `launch::learn`).
+    pub quiet_runs: u8,
+}
+
+const FLAG_LEARNING: u8 = 1;
+const FLAG_WRITE_BYTECODE: u8 = 2;
+/// Bits 2-3 of the flags byte: [`Manifest::quiet_runs`].
+const QUIET_SHIFT: u8 = 2;
+const QUIET_MASK: u8 = 0b1100;
+
+/// What a warm check that holds hands to the launch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warm<'a> {
+    /// The variables the exec must set.
+    pub env: Vec<(&'a OsStr, &'a OsStr)>,
+    /// [`Manifest::learning`].
+    pub learning: bool,
+    /// [`Manifest::write_bytecode`].
+    pub write_bytecode: bool,
 }
 
 /// One closure module whose source is stamped in [`Manifest::entries`].
@@ -113,10 +144,15 @@ pub struct ModuleRecord {
     /// Only imported from function bodies (`ClosureModule::lazy`): its pyc
     /// may be left to a background run.
     pub lazy: bool,
+    /// Not in the static closure: a learner saw the program load it from
+    /// source at run time (`launch::learn`), or it is statically imported
+    /// by such a module.
+    pub learned: bool,
 }
 
 const RECORD_HAS_CFILE: u8 = 1;
 const RECORD_LAZY: u8 = 2;
+const RECORD_LEARNED: u8 = 4;
 
 /// Builds a launch key: the bytes that decide which manifest applies. Every
 /// part is length-prefixed, so no two different part lists collide.
@@ -222,16 +258,25 @@ fn holds(path: &[u8], kind: u8, want: &Stamp) -> bool {
 }
 
 impl Manifest {
-    /// Serialises: `FORMAT`, key, env pairs, then entries as
+    /// Serialises: `FORMAT`, key, flags u8 (1: learning, 2: write bytecode,
+    /// bits 2-3: quiet runs),
+    /// env pairs, then entries as
     /// `kind u8, path (u32 len + bytes), stamp (7 × 8 bytes, files and dirs only)`,
     /// then module records as `source (u32 len + bytes), flags u8 (1: has a
-    /// cfile, 2: lazy), [cfile (u32 len + bytes)], imports u64`, then listings as
+    /// cfile, 2: lazy, 4: learned), [cfile (u32 len + bytes)], imports u64`, then listings as
     /// `dir (u32 len + bytes), digest u64`; each list is preceded by its u32
     /// count. All integers little-endian.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64 + self.entries.len() * 120);
         out.extend_from_slice(FORMAT);
         put_bytes(&mut out, &self.key);
+        let learning = if self.learning { FLAG_LEARNING } else { 0 };
+        let write = if self.write_bytecode {
+            FLAG_WRITE_BYTECODE
+        } else {
+            0
+        };
+        out.push(learning | write | ((self.quiet_runs.min(3) << QUIET_SHIFT) & QUIET_MASK));
         out.extend_from_slice(&(self.env.len() as u32).to_le_bytes());
         for (k, v) in &self.env {
             put_bytes(&mut out, k.as_bytes());
@@ -259,7 +304,8 @@ impl Manifest {
         out.extend_from_slice(&(self.modules.len() as u32).to_le_bytes());
         for m in &self.modules {
             put_bytes(&mut out, m.source.as_os_str().as_bytes());
-            let lazy = if m.lazy { RECORD_LAZY } else { 0 };
+            let lazy =
+                if m.lazy { RECORD_LAZY } else { 0 } | if m.learned { RECORD_LEARNED } else { 0 };
             match &m.cfile {
                 Some(c) => {
                     out.push(RECORD_HAS_CFILE | lazy);
@@ -282,6 +328,9 @@ impl Manifest {
         let view = View::parse(bytes)?;
         let mut m = Manifest {
             key: view.key.to_vec(),
+            learning: view.flags & FLAG_LEARNING != 0,
+            write_bytecode: view.flags & FLAG_WRITE_BYTECODE != 0,
+            quiet_runs: (view.flags & QUIET_MASK) >> QUIET_SHIFT,
             ..Default::default()
         };
         m.env = view
@@ -305,7 +354,7 @@ impl Manifest {
         for _ in 0..r.u32()? {
             let source = path(r.bytes_field()?);
             let flags = *r.take(1)?.first()?;
-            if flags & !(RECORD_HAS_CFILE | RECORD_LAZY) != 0 {
+            if flags & !(RECORD_HAS_CFILE | RECORD_LAZY | RECORD_LEARNED) != 0 {
                 return None;
             }
             let cfile = match flags & RECORD_HAS_CFILE {
@@ -317,6 +366,7 @@ impl Manifest {
                 cfile,
                 imports: r.u64()?,
                 lazy: flags & RECORD_LAZY != 0,
+                learned: flags & RECORD_LEARNED != 0,
             });
         }
         for _ in 0..r.u32()? {
@@ -328,12 +378,13 @@ impl Manifest {
 }
 
 /// Checks the encoded manifest `bytes` against the file system without
-/// decoding it into owned data. Returns the environment pairs to set when
-/// the manifest belongs to `key` and every entry still holds, else `None`.
+/// decoding it into owned data. Returns the environment pairs to set and the
+/// header's flags when the manifest belongs to `key` and every entry still
+/// holds, else `None`.
 ///
 /// This is the launcher's warm path: one pass over the buffer, one `stat`
 /// per entry, no allocation per entry; split over two threads when large.
-pub fn check_encoded<'a>(bytes: &'a [u8], key: &[u8]) -> Option<Vec<(&'a OsStr, &'a OsStr)>> {
+pub fn check_encoded<'a>(bytes: &'a [u8], key: &[u8]) -> Option<Warm<'a>> {
     let view = View::parse(bytes)?;
     if view.key != key {
         return None;
@@ -357,7 +408,11 @@ pub fn check_encoded<'a>(bytes: &'a [u8], key: &[u8]) -> Option<Vec<(&'a OsStr, 
             other.join().unwrap_or(false) && mine
         })
     };
-    all_hold.then_some(env)
+    all_hold.then_some(Warm {
+        env,
+        learning: view.flags & FLAG_LEARNING != 0,
+        write_bytecode: view.flags & FLAG_WRITE_BYTECODE != 0,
+    })
 }
 
 fn check_entries(bytes: &[u8], count: usize) -> bool {
@@ -374,6 +429,7 @@ fn check_entries(bytes: &[u8], count: usize) -> bool {
 /// The sections of an encoded manifest, borrowed from its buffer.
 struct View<'a> {
     key: &'a [u8],
+    flags: u8,
     env_count: u32,
     env: &'a [u8],
     entry_count: u32,
@@ -397,6 +453,10 @@ impl<'a> View<'a> {
         let rest = bytes.strip_prefix(FORMAT)?;
         let mut r = Reader::new(rest);
         let key = r.bytes_field()?;
+        let flags = *r.take(1)?.first()?;
+        if flags & !(FLAG_LEARNING | FLAG_WRITE_BYTECODE | QUIET_MASK) != 0 {
+            return None;
+        }
         let env_count = r.u32()?;
         let env_start = r.pos;
         for _ in 0..env_count {
@@ -408,6 +468,7 @@ impl<'a> View<'a> {
         let entries = &rest[r.pos..];
         Some(View {
             key,
+            flags,
             env_count,
             env,
             entry_count,
@@ -532,15 +593,27 @@ mod tests {
                     cfile: Some(cache.join("a.cpython-312.pyc")),
                     imports: 0x0123_4567_89ab_cdef,
                     lazy: true,
+                    learned: false,
                 },
                 ModuleRecord {
                     source: dir.join("main.py"),
                     cfile: None,
                     imports: 7,
                     lazy: false,
+                    learned: false,
+                },
+                ModuleRecord {
+                    source: dir.join("plugin.py"),
+                    cfile: Some(cache.join("plugin.cpython-312.pyc")),
+                    imports: 9,
+                    lazy: false,
+                    learned: true,
                 },
             ],
             listings: vec![(dir.to_path_buf(), 42)],
+            learning: true,
+            write_bytecode: false,
+            quiet_runs: 1,
         }
     }
 
@@ -550,9 +623,19 @@ mod tests {
         let m = sample(t.path());
         let bytes = m.encode();
         assert_eq!(Manifest::decode(&bytes).as_ref(), Some(&m));
-        let env = check_encoded(&bytes, b"key").expect("fresh manifest holds");
+        let warm = check_encoded(&bytes, b"key").expect("fresh manifest holds");
+        assert!(warm.learning && !warm.write_bytecode);
+        let flipped = Manifest {
+            learning: false,
+            write_bytecode: true,
+            ..m.clone()
+        };
+        let fb = flipped.encode();
+        assert_eq!(Manifest::decode(&fb).as_ref(), Some(&flipped));
+        let w = check_encoded(&fb, b"key").unwrap();
+        assert!(!w.learning && w.write_bytecode);
         assert_eq!(
-            env,
+            warm.env,
             vec![(OsStr::new("PYTHONPYCACHEPREFIX"), OsStr::new("/tmp/x"))]
         );
         assert!(check_encoded(&bytes, b"other key").is_none());

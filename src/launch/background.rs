@@ -55,6 +55,8 @@ pub enum Stage {
     Detach,
     /// Step 4: compile what the launch left, then exit.
     Run,
+    /// The learner (`launch::learn`): watch the program, record what it loaded, exit.
+    Learn,
 }
 
 impl Stage {
@@ -66,6 +68,7 @@ impl Stage {
         {
             Some("detach") => Stage::Detach,
             Some("run") => Stage::Run,
+            Some("learn") => Stage::Learn,
             _ => Stage::Launch,
         }
     }

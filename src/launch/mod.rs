@@ -11,7 +11,10 @@
 //! no probe, no scan, no process spawned. When only closure sources (or
 //! `__pycache__` directories) changed, [`repair`] rescans just those and,
 //! if the closure is unchanged, recompiles their pycs. Otherwise [`prepare`]
-//! does the cold work. Whatever fails inside kolosal, the program still starts: at
+//! does the cold work. Cold and repaired launches, and warm ones until run-time
+//! learning has settled, also start a detached [`learn`]er that records the
+//! modules the program loads from source (computed-name imports).
+//! Whatever fails inside kolosal, the program still starts: at
 //! most one line goes to stderr (`KOLOSAL_LOG=off` silences it), and nothing
 //! is ever written to stdout.
 //!
@@ -22,6 +25,7 @@
 
 pub mod background;
 mod key;
+pub mod learn;
 mod lock;
 pub mod prepare;
 pub mod repair;
@@ -51,6 +55,8 @@ pub fn run() -> ! {
         background::Stage::Launch => {}
         background::Stage::Detach => std::process::exit(i32::from(background::detach().is_err())),
         background::Stage::Run => background::enter_run(),
+        // The learner lowers its priority once its watches are in place.
+        background::Stage::Learn => std::env::remove_var(background::STAGE_VAR),
     }
     // The background run's stderr is /dev/null.
     let log = Log::from_env();
@@ -63,10 +69,8 @@ pub fn run() -> ! {
         println!("kolosal-python {}", env!("CARGO_PKG_VERSION"));
         std::process::exit(0);
     }
-    let in_background = stage == background::Stage::Run;
-    let code = match catch_unwind(AssertUnwindSafe(|| {
-        launch(&log, argv0, &args, in_background)
-    })) {
+    let in_background = stage != background::Stage::Launch;
+    let code = match catch_unwind(AssertUnwindSafe(|| launch(&log, argv0, &args, stage))) {
         Ok(code) => code,
         // A panic after the interpreter was found still runs the program,
         // untouched (no variable set): kolosal's failure never blocks it.
@@ -92,8 +96,9 @@ static FOUND: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new
 
 /// Finds the interpreter, makes the closure's pycs fresh if it can, and execs.
 /// Returns an exit code only when the exec itself failed. The background
-/// run (`in_background`) stops before the exec and returns 0.
-fn launch(log: &Log, argv0: Option<OsString>, args: &[OsString], in_background: bool) -> i32 {
+/// run and the learner stop before the exec and return 0.
+fn launch(log: &Log, argv0: Option<OsString>, args: &[OsString], stage: background::Stage) -> i32 {
+    let in_background = stage == background::Stage::Run;
     let knobs = Knobs::from_env();
     let cwd = match std::env::current_dir() {
         Ok(c) => c,
@@ -143,11 +148,24 @@ fn launch(log: &Log, argv0: Option<OsString>, args: &[OsString], in_background: 
         dont_write_bytecode: false,
         set: found.exec_env.clone(),
     };
+    if stage == background::Stage::Learn {
+        if let Some(spec) = spec.as_ref() {
+            learn_stage(
+                log,
+                &knobs,
+                &found,
+                (req.invoked_as.as_deref(), args),
+                spec,
+                &cwd,
+            );
+        }
+        return 0;
+    }
     if knobs.auto_compile {
         if let Some(spec) = spec.as_ref().filter(|s| s.target != Target::NoRun) {
             // Only when kolosal keeps the pycs fresh does it stop python
             // from writing its own; otherwise python behaves as plain python.
-            if let Some(set) = make_fresh(
+            if let Some((set, keep_writing)) = make_fresh(
                 log,
                 &knobs,
                 &found,
@@ -156,7 +174,7 @@ fn launch(log: &Log, argv0: Option<OsString>, args: &[OsString], in_background: 
                 &cwd,
                 in_background,
             ) {
-                exec_env.dont_write_bytecode = !knobs.write_bytecode;
+                exec_env.dont_write_bytecode = !knobs.write_bytecode && !keep_writing;
                 exec_env.set.extend(set);
             }
         }
@@ -167,11 +185,39 @@ fn launch(log: &Log, argv0: Option<OsString>, args: &[OsString], in_background: 
     exec(log, &found, args, &exec_env)
 }
 
+/// The learner (`learn`): the same launch key and context as the launch
+/// that started it, then watch.
+fn learn_stage(
+    log: &Log,
+    knobs: &Knobs,
+    found: &Discovered,
+    (argv0, args): (Option<&std::ffi::OsStr>, &[OsString]),
+    spec: &LaunchSpec,
+    cwd: &Path,
+) {
+    let key = launch_key(&found.path, args, spec.script_args_start, cwd);
+    let ctx = prepare::Context {
+        log,
+        knobs,
+        python: found,
+        argv0,
+        args,
+        cwd,
+        key: &key,
+        first_spec: spec,
+        in_background: true,
+        recorded: None,
+    };
+    let _ = catch_unwind(AssertUnwindSafe(|| learn::run(&ctx)));
+}
+
 /// The warm check, then (on a miss) the cold path. Returns the variables the
-/// exec must set, or `None` when kolosal could not make the closure's pycs
-/// fresh (no usable cache, an interpreter it cannot serve, an internal
-/// failure): then python's own pyc writing stays on, as with plain python.
-/// Never fails the launch: a failure is logged and precompilation skipped.
+/// exec must set and whether the program keeps Python's own pyc writing
+/// (the manifest's `write_bytecode`, see `learn`); `None` when kolosal could
+/// not make the closure's pycs fresh (no usable cache, an interpreter it
+/// cannot serve, an internal failure): then python's own pyc writing stays
+/// on, as with plain python. Never fails the launch: a failure is logged
+/// and precompilation skipped.
 fn make_fresh(
     log: &Log,
     knobs: &Knobs,
@@ -180,22 +226,26 @@ fn make_fresh(
     spec: &LaunchSpec,
     cwd: &Path,
     in_background: bool,
-) -> Option<Vec<(OsString, OsString)>> {
+) -> Option<(Vec<(OsString, OsString)>, bool)> {
     let key = launch_key(&found.path, args, spec.script_args_start, cwd);
     let mut recorded = None;
     if let Some(bytes) = manifest::read_recorded(&key) {
-        if let Some(env) = manifest::check_encoded(&bytes, key.as_bytes()) {
-            if prepare::env_is_ours(env.iter().copied()) {
+        if let Some(warm) = manifest::check_encoded(&bytes, key.as_bytes()) {
+            if prepare::env_is_ours(warm.env.iter().copied()) {
                 log.debug(format_args!("warm: manifest holds, exec"));
+                if warm.learning && knobs.learn && !in_background {
+                    start_learner(log, &key, argv0, args);
+                }
                 log.info(format_args!(
                     "warm: every recorded stamp holds, nothing to compile ({:.1} ms)",
                     log.elapsed_ms()
                 ));
-                return Some(
-                    env.into_iter()
-                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                        .collect(),
-                );
+                let env = warm
+                    .env
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect();
+                return Some((env, warm.write_bytecode));
             }
         }
         recorded = manifest::Manifest::decode(&bytes).filter(|m| {
@@ -226,7 +276,9 @@ fn make_fresh(
         key: &key,
         first_spec: spec,
         in_background,
+        recorded: recorded.as_ref(),
     };
+    let keep_writing = recorded.as_ref().is_some_and(|m| m.write_bytecode);
     let cold = || {
         if let Some(recorded) = &recorded {
             log.debug(format_args!("a stamp changed: trying to repair"));
@@ -246,19 +298,42 @@ fn make_fresh(
         ));
         prepare::prepare(&ctx)
     };
-    match catch_unwind(AssertUnwindSafe(cold)) {
-        Ok(Ok(env)) => Some(env),
-        Ok(Err(_)) if crate::interpreter::known_unsupported(&found.path) => None,
+    let env = match catch_unwind(AssertUnwindSafe(cold)) {
+        Ok(Ok(env)) => env,
+        Ok(Err(_)) if crate::interpreter::known_unsupported(&found.path) => return None,
         Ok(Err(e)) => {
             log.warn(format_args!("precompiling skipped: {e}"));
-            None
+            return None;
         }
         Err(_) => {
             log.error(format_args!(
                 "precompiling skipped after an internal error; please report it"
             ));
-            None
+            return None;
         }
+    };
+    Some((env, keep_writing))
+}
+
+/// Starts a learner for this launch (see `learn`); a failure only costs
+/// the learning.
+pub(crate) fn start_learner(
+    log: &Log,
+    key: &manifest::LaunchKey,
+    argv0: Option<&std::ffi::OsStr>,
+    args: &[OsString],
+) {
+    // A learner outlives the exec: it must not become the program's child.
+    if background::orphans_reach_program() {
+        log.debug(format_args!(
+            "learn: the program would inherit a learner; none started"
+        ));
+        return;
+    }
+    match learn::start(key, argv0, args) {
+        Ok(true) => log.debug(format_args!("learn: learner started")),
+        Ok(false) => log.debug(format_args!("learn: a learner is already watching")),
+        Err(e) => log.debug(format_args!("learn: no learner ({e})")),
     }
 }
 

@@ -52,6 +52,9 @@ pub struct Context<'a> {
     /// This is the background run (`launch::background`): compile
     /// everything, defer nothing.
     pub in_background: bool,
+    /// This launch key's manifest whose warm check failed, if any: the cold
+    /// path keeps its learned modules and its `write_bytecode` decision.
+    pub recorded: Option<&'a Manifest>,
 }
 
 impl Context<'_> {
@@ -120,9 +123,12 @@ pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
 
     // Stages 4-5: freshness and compile, in place or under a fallback prefix.
     let user_prefix = spec.pycache_prefix_resolved(ctx.cwd);
+    // Modules earlier runs learned (`learn`) stay compiled and stamped.
+    let carried = super::learn::carried(ctx.recorded, &closure, ctx.knobs.learn_max);
     let sources: Vec<PathBuf> = closure
         .pyc_modules()
         .filter_map(|m| m.module.origin.clone())
+        .chain(carried.iter().map(|r| r.source.clone()))
         .collect();
     let mut prefix = user_prefix.clone();
     let mut targets = pyc_targets(&sources, &rules, &spec, prefix.as_deref(), ctx.cwd);
@@ -184,8 +190,15 @@ pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
     // under -I) are left out of that check: their source stamps send the
     // next launch cold once they change, and retrying them on every launch
     // would spawn a worker each time for nothing.
-    let m = build_manifest(ctx, &facts, &spec, &closure, &targets, &exec_env);
-    record_and_defer(ctx, m, &targets, &failed, &deferred, &rules, &spec);
+    let m = build_manifest(
+        ctx,
+        &facts,
+        &spec,
+        (&closure, &carried),
+        &targets,
+        &exec_env,
+    );
+    record_and_defer(ctx, m, &targets, &failed, &deferred, &rules, &spec, true);
     log.info(format_args!(
         "cold: {} modules in the closure, {} pycs compiled, {} left to a background run ({:.1} ms)",
         closure.modules.len(),
@@ -199,7 +212,10 @@ pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
 /// The end of a cold or repaired launch, once `m` holds its stamps: marks
 /// the `deferred` pycs pending, stores `m` only if every pyc of `check` is
 /// fresh (apart from those that `failed` to compile and the deferred ones),
-/// then leaves the deferred ones to the background run.
+/// then leaves the deferred ones to the background run. `learn_again`: the
+/// closure was recomputed or a source edited, so run-time learning starts
+/// over (`learn`); otherwise a learner starts only while it has not settled.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn record_and_defer(
     ctx: &Context<'_>,
     mut m: Manifest,
@@ -208,6 +224,7 @@ pub(super) fn record_and_defer(
     deferred: &[PycTarget],
     rules: &PycRules,
     spec: &LaunchSpec,
+    learn_again: bool,
 ) {
     mark_pending(&mut m, deferred);
     let deferred_cfiles: HashSet<&Path> = deferred.iter().map(|t| t.cfile.as_path()).collect();
@@ -219,8 +236,21 @@ pub(super) fn record_and_defer(
         ctx.log.debug(format_args!(
             "manifest not stored: {still_stale} pycs stale after compiling"
         ));
-    } else if let Err(e) = manifest::store(ctx.key, &m) {
-        ctx.log.debug(format_args!("manifest not stored: {e}"));
+    } else {
+        // A new closure or an edited module may load new modules at run time.
+        let learn = ctx.knobs.learn && !ctx.in_background;
+        if learn && learn_again {
+            m.learning = true;
+            m.quiet_runs = 0;
+        }
+        let learn = learn && m.learning;
+        match manifest::store(ctx.key, &m) {
+            Err(e) => ctx.log.debug(format_args!("manifest not stored: {e}")),
+            Ok(()) if learn => {
+                super::start_learner(ctx.log, ctx.key, ctx.argv0, ctx.args);
+            }
+            Ok(()) => {}
+        }
     }
     defer(ctx, deferred);
 }
@@ -524,7 +554,7 @@ fn build_manifest(
     ctx: &Context<'_>,
     facts: &PythonFacts,
     spec: &LaunchSpec,
-    closure: &graph::Closure,
+    (closure, carried): (&graph::Closure, &[ModuleRecord]),
     targets: &[PycTarget],
     env: &[(OsString, OsString)],
 ) -> Manifest {
@@ -560,6 +590,7 @@ fn build_manifest(
             }
         }
     }
+    files.extend(carried.iter().map(|r| r.source.clone()));
     for t in targets {
         if let Some(d) = t.cfile.parent() {
             dirs.insert(d.to_path_buf());
@@ -596,6 +627,10 @@ fn build_manifest(
         .iter()
         .map(|t| (t.source.as_path(), t.cfile.as_path()))
         .collect();
+    let carried = carried.iter().map(|r| ModuleRecord {
+        cfile: cfiles.get(r.source.as_path()).map(|c| c.to_path_buf()),
+        ..r.clone()
+    });
     let modules = closure
         .modules
         .iter()
@@ -613,14 +648,20 @@ fn build_manifest(
                     .flatten(),
                 imports: graph::imports_digest(imports),
                 lazy: m.lazy,
+                learned: false,
             })
         })
+        .chain(carried)
         .collect();
+    let recorded = ctx.recorded;
     Manifest {
         key: ctx.key.as_bytes().to_vec(),
         env: env.to_vec(),
         entries,
         modules,
         listings,
+        learning: recorded.is_some_and(|r| r.learning),
+        write_bytecode: recorded.is_some_and(|r| r.write_bytecode),
+        quiet_runs: recorded.map_or(0, |r| r.quiet_runs),
     }
 }

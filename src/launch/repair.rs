@@ -213,7 +213,18 @@ pub fn repair(
             check.extend(recs.copied().filter_map(pyc_target));
         }
     }
-    record_and_defer(ctx, m, &check, &failed, &deferred, &rules, &spec);
+    // Only an edited source can have added an import under a computed name.
+    let learn_again = !edited.is_empty();
+    record_and_defer(
+        ctx,
+        m,
+        &check,
+        &failed,
+        &deferred,
+        &rules,
+        &spec,
+        learn_again,
+    );
     log.info(format_args!(
         "repaired: {} sources edited, {} pycs compiled, {} left to a background run ({:.1} ms)",
         edited.len(),

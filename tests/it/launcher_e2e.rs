@@ -764,6 +764,25 @@ fn warm_path_spawns_nothing_and_notices_every_change() {
     let (out, progs) = execs(&mut p.kolosal(&py.path, &["shadow.py"]));
     assert!(out.status.success(), "{}", common::describe(&out));
     assert!(progs.len() > 2, "cold run should probe/compile: {progs:?}");
+    // Run-time learning (launch::learn) starts a learner on the launches
+    // after a cold one until two learning runs found nothing new.
+    for _ in 0..4 {
+        let mut k = p.kolosal(&py.path, &["shadow.py"]);
+        k.env("KOLOSAL_LOG", "debug");
+        let out = ok(run(&mut k, b""), "settling");
+        for e in std::fs::read_dir(p.cache.join("manifests"))
+            .unwrap()
+            .flatten()
+        {
+            if e.path().extension().is_some_and(|x| x == "learn") {
+                let f = std::fs::File::open(e.path()).unwrap();
+                drop(nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockShared));
+            }
+        }
+        if !String::from_utf8_lossy(&out.stderr).contains("learn: learner started") {
+            break;
+        }
+    }
     // Warm: kolosal-python, then the final python, nothing else.
     let (out, progs) = execs(&mut p.kolosal(&py.path, &["shadow.py"]));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "colorsys 0\n");

@@ -21,6 +21,7 @@ mod interpreter_trust;
 mod launcher_concurrency;
 mod launcher_e2e;
 mod launcher_passthrough;
+mod learned_run;
 mod learned_trace;
 mod pyc_differential;
 mod reliability_cases;
