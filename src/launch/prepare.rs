@@ -589,6 +589,13 @@ fn build_manifest(
                 files.insert(origin.clone());
             }
         }
+        // An extension's source twin: its imports are the closure's too,
+        // so an edit that adds one must be noticed.
+        if let Some(twin) = m.module.source_twin.as_ref() {
+            if !facts.in_stdlib(twin) {
+                files.insert(twin.clone());
+            }
+        }
     }
     files.extend(carried.iter().map(|r| r.source.clone()));
     for t in targets {
