@@ -8,6 +8,7 @@
 //! | `KOLOSAL_LOG=off\|error\|warn\|info\|debug` | stderr diagnostics (default `warn`; `debug` prints a timeline) |
 //! | `KOLOSAL_CACHE_DIR=DIR` | kolosal's cache (probe results, import scans, manifests, fallback pycache) |
 //! | `KOLOSAL_WRITE_BYTECODE=1` | do not set `PYTHONDONTWRITEBYTECODE=1` for the program |
+//! | `KOLOSAL_CODE_CACHE_SIZE=SIZE` | cap of the shared code cache (`kolosal cache`), e.g. `500M`, `2G`, bytes without a suffix; least recently used bodies are pruned past it; `0` turns the cache off (default `1G`) |
 //! | `KOLOSAL_BACKGROUND=0` | compile the whole closure before exec (default: modules only imported inside functions are compiled by a background run after exec) |
 
 use std::ffi::OsString;
@@ -21,7 +22,33 @@ pub const NAMES: &[&str] = &[
     "KOLOSAL_CACHE_DIR",
     "KOLOSAL_WRITE_BYTECODE",
     "KOLOSAL_BACKGROUND",
+    "KOLOSAL_CODE_CACHE_SIZE",
 ];
+
+/// Default cap of the code cache: 1 GiB (about 100,000 modules' bodies).
+pub const DEFAULT_CODE_CACHE_SIZE: u64 = 1 << 30;
+
+/// Parses a size: a number of bytes, optionally followed by `K`, `M`, `G`
+/// or `T` (powers of 1024, an optional `B`/`iB` after it, any case).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let n: u64 = s[..digits].parse().ok()?;
+    let unit = s[digits..].trim().to_ascii_lowercase();
+    let unit = unit
+        .strip_suffix("ib")
+        .or_else(|| unit.strip_suffix('b'))
+        .unwrap_or(&unit);
+    let shift = match unit {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        _ => return None,
+    };
+    n.checked_mul(1u64 << shift)
+}
 
 /// The knobs in force for one launch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +62,9 @@ pub struct Knobs {
     /// `KOLOSAL_BACKGROUND` is not `0`/`false`/`off`/`no`: lazy modules are
     /// compiled after exec (see `launch::background`).
     pub background: bool,
+    /// `KOLOSAL_CODE_CACHE_SIZE` in bytes (default
+    /// [`DEFAULT_CODE_CACHE_SIZE`]; 0: no code cache).
+    pub code_cache_size: u64,
 }
 
 fn falsy(v: &OsString) -> bool {
@@ -61,6 +91,9 @@ impl Knobs {
                 .filter(|&n: &usize| n > 0),
             write_bytecode: get("KOLOSAL_WRITE_BYTECODE").is_some_and(|v| truthy(&v)),
             background: !get("KOLOSAL_BACKGROUND").is_some_and(|v| falsy(&v)),
+            code_cache_size: get("KOLOSAL_CODE_CACHE_SIZE")
+                .and_then(|v| parse_size(v.to_str()?))
+                .unwrap_or(DEFAULT_CODE_CACHE_SIZE),
         }
     }
 
@@ -84,6 +117,7 @@ mod tests {
                 workers: None,
                 write_bytecode: false,
                 background: true,
+                code_cache_size: DEFAULT_CODE_CACHE_SIZE,
             }
         );
         let k = Knobs::from_lookup(&|n| match n {
@@ -91,6 +125,7 @@ mod tests {
             "KOLOSAL_WORKERS" => Some("3".into()),
             "KOLOSAL_WRITE_BYTECODE" => Some("1".into()),
             "KOLOSAL_BACKGROUND" => Some("off".into()),
+            "KOLOSAL_CODE_CACHE_SIZE" => Some("0".into()),
             _ => None,
         });
         assert_eq!(
@@ -100,8 +135,19 @@ mod tests {
                 workers: Some(3),
                 write_bytecode: true,
                 background: false,
+                code_cache_size: 0,
             }
         );
+        for (text, want) in [
+            ("500M", Some(500 << 20)),
+            ("2g", Some(2 << 30)),
+            ("64KiB", Some(64 << 10)),
+            ("12345", Some(12345)),
+            ("1.5G", None),
+            ("lots", None),
+        ] {
+            assert_eq!(parse_size(text), want, "{text}");
+        }
         let k = Knobs::from_lookup(&|n| (n == "KOLOSAL_WORKERS").then(|| "zero".into()));
         assert_eq!(k.workers, None);
     }

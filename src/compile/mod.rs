@@ -17,8 +17,12 @@
 //! warning, as compileall does ([`OnWarning::WriteAndReport`]).
 //!
 //! [`compile_all`] is the entry point; see [`pool`] for the scheduling rules
-//! (worker count, load balancing, time-outs, crash retries).
+//! (worker count, load balancing, time-outs, crash retries). Before any
+//! worker starts, every job the [`code_cache`] can serve is written from
+//! it (no process); the workers return the bodies they compile cleanly, which
+//! go into the cache for the next tree.
 
+pub mod code_cache;
 pub mod plan;
 pub mod pool;
 pub mod protocol;
