@@ -16,8 +16,8 @@
 //! * The pool fails as a whole ([`PoolError`]) only when no worker could be
 //!   started at all. It never spawns anything for an empty job list.
 
-use super::protocol::{read_frame, Reply, Request, Response, HELLO_PREFIX};
 use super::code_cache::{CodeCache, Identity};
+use super::protocol::{read_frame, Reply, Request, Response, HELLO_PREFIX};
 use super::{CompileJob, OnWarning, Outcome, PoolConfig, PoolError, WORKER_SCRIPT};
 use std::cmp::Reverse;
 use std::collections::VecDeque;

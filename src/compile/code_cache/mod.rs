@@ -571,7 +571,11 @@ fn entries(dir: &Path) -> Vec<(SystemTime, u64, PathBuf)> {
         for f in files.flatten() {
             if let Ok(m) = f.metadata() {
                 if m.is_file() {
-                    out.push((m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len(), f.path()));
+                    out.push((
+                        m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                        m.len(),
+                        f.path(),
+                    ));
                 }
             }
         }
