@@ -41,6 +41,13 @@ except ImportError:  # pragma: no cover - every CPython has _imp
     _imp = None
 
 TIMESTAMP, CHECKED_HASH, UNCHECKED_HASH = 0, 1, 2
+
+# mirrors importlib.util.source_hash's key: _RAW_MAGIC_NUMBER up to 3.13,
+# _imp.pyc_magic_number_token from 3.14; both are the magic number's four
+# bytes read as a little-endian integer.
+RAW_MAGIC = getattr(_bx, "_RAW_MAGIC_NUMBER", None)
+if RAW_MAGIC is None:
+    RAW_MAGIC = int.from_bytes(_bx.MAGIC_NUMBER, "little")
 NO_LINE = 0xFFFFFFFF
 
 # The protocol owns private copies of fds 0 and 1; the public ones point at
@@ -240,7 +247,7 @@ def compile_one(source, cfile, optimize, mode):
                 "hash-based pycs need Python 3.7 or newer")
         # mirrors importlib.util.source_hash (without importing
         # importlib.util, which costs several ms of start-up).
-        source_hash = _imp.source_hash(_bx._RAW_MAGIC_NUMBER, source_bytes)
+        source_hash = _imp.source_hash(RAW_MAGIC, source_bytes)
         data = _bx._code_to_hash_pyc(code, source_hash,
                                      mode == CHECKED_HASH)
     # mirrors importlib._bootstrap_external._calc_mode: source mode | 0o200.
