@@ -38,8 +38,8 @@ E="env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=$HOME LANG=C.UTF-8"
 $K "$KOLOSAL" cache stats --json | "$VPY" -c '
 import json, sys
 s = json.load(sys.stdin)
-print("cache: %d entries, %.1f MiB, %.0f KiB per 1,000 modules"
-      % (s["entries"], s["bytes"] / 2**20, s["bytes"] / s["entries"] * 1000 / 1024))'
+print("cache: %d entries, %.1f MiB, %.1f MiB per 1,000 modules"
+      % (s["entries"], s["bytes"] / 2**20, s["bytes"] / s["entries"] * 1000 / 2**20))'
 
 STRIP2="find '$SP2' -name __pycache__ -type d -prune -exec rm -rf {} +"
 hyperfine -i --runs 1 --prepare "$STRIP2" \

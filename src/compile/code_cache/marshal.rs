@@ -43,14 +43,8 @@ enum Role {
 struct Walk<'a> {
     b: &'a [u8],
     pos: usize,
-    /// Number of flagged objects so far (the next one's reference index).
-    refs: u32,
-    /// Reference indices of flagged filename strings.
-    filename_refs: Vec<u32>,
-    /// Reference indices of flagged objects in other roles.
-    other_refs: Vec<u32>,
-    /// References (`r`) seen, with their role.
-    uses: Vec<(u32, Role)>,
+    /// The role of each flagged object so far, by reference index.
+    refs: Vec<Role>,
     spans: Vec<(usize, usize)>,
     value: Option<Vec<u8>>,
     interned: Option<bool>,
@@ -92,13 +86,7 @@ impl Walk<'_> {
         let flagged = code & FLAG_REF != 0;
         let kind = code & !FLAG_REF;
         if flagged {
-            let index = self.refs;
-            self.refs = self.refs.checked_add(1)?;
-            if role == Role::Filename {
-                self.filename_refs.push(index);
-            } else {
-                self.other_refs.push(index);
-            }
+            self.refs.push(role);
         }
         let is_string = matches!(kind, b'u' | b't' | b'a' | b'A' | b'z' | b'Z');
         if role == Role::Filename && !is_string && kind != b'r' {
@@ -139,8 +127,9 @@ impl Walk<'_> {
                 } else {
                     self.u32()? as usize
                 };
-                let text = self.take(n)?.to_vec();
+                let text = self.take(n)?;
                 if role == Role::Filename {
+                    let text = text.to_vec();
                     let interned = matches!(kind, b't' | b'A' | b'Z');
                     if self.value.get_or_insert_with(|| text.clone()) != &text
                         || *self.interned.get_or_insert(interned) != interned
@@ -169,8 +158,13 @@ impl Walk<'_> {
             // TYPE_SLICE (3.14+)
             b':' => self.objects(3)?,
             b'r' => {
-                let index = self.u32()?;
-                self.uses.push((index, role));
+                // A reference names an object already read (r_ref). A
+                // filename object must be used only as a filename, and a
+                // filename position may only name a filename string.
+                let index = self.u32()? as usize;
+                if *self.refs.get(index)? != role {
+                    return None;
+                }
             }
             b'c' => self.code()?,
             _ => return None,
@@ -213,10 +207,7 @@ pub fn filenames(body: &[u8], version: (u32, u32)) -> Option<Filenames> {
     let mut w = Walk {
         b: body,
         pos: 0,
-        refs: 0,
-        filename_refs: Vec::new(),
-        other_refs: Vec::new(),
-        uses: Vec::new(),
+        refs: Vec::new(),
         spans: Vec::new(),
         value: None,
         interned: None,
@@ -229,17 +220,6 @@ pub fn filenames(body: &[u8], version: (u32, u32)) -> Option<Filenames> {
     w.object(Role::Other)?;
     if w.pos != body.len() {
         return None;
-    }
-    // A filename object must be used only as a filename, and a reference
-    // in a filename position must name a filename string.
-    for (index, role) in &w.uses {
-        let is_filename = w.filename_refs.contains(index);
-        if is_filename != (*role == Role::Filename) {
-            return None;
-        }
-        if !is_filename && !w.other_refs.contains(index) {
-            return None;
-        }
     }
     Some(Filenames {
         spans: w.spans,
