@@ -239,18 +239,6 @@ fn under_test() -> Vec<Python> {
     vec![all[0].clone(), all[all.len() - 1].clone()]
 }
 
-/// Removes every `__pycache__` below `root`.
-fn strip_pycs(root: &Path) {
-    for e in walkdir::WalkDir::new(root)
-        .into_iter()
-        .filter_map(Result::ok)
-    {
-        if e.file_name() == "__pycache__" {
-            let _ = fs::remove_dir_all(e.path());
-        }
-    }
-}
-
 fn copy_tree(from: &Path, to: &Path) {
     for src in sources(from) {
         let rel = src.strip_prefix(from).unwrap();
