@@ -514,28 +514,37 @@ fn pyc_header(
 /// umask, then `rename`.
 // mirrors importlib._bootstrap_external._calc_mode and _write_atomic
 fn write_pyc(cfile: &Path, data: &[u8], source_mode: u32, existing: bool) -> io::Result<()> {
-    if !existing {
-        if let Some(dir) = cfile.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir)?;
-        }
-    }
     static N: AtomicU64 = AtomicU64::new(0);
     let n = (u64::from(std::process::id()) << 24) ^ N.fetch_add(1, Ordering::Relaxed);
     let mut tmp = cfile.as_os_str().to_owned();
     tmp.push(format!(".{n}"));
     let tmp = PathBuf::from(tmp);
     let mode = (source_mode | 0o200) & 0o666;
-    let result = (|| {
-        let mut f = File::options()
+    let create = || {
+        File::options()
             .write(true)
             .create_new(true)
             .mode(mode)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&tmp)?;
-        f.write_all(data)?;
+            .open(&tmp)
+    };
+    // The directory is made only when the first try says it is missing
+    // (one failed open instead of a mkdir and a stat per pyc).
+    let first = create();
+    let mut f = match first {
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !existing => {
+            match cfile.parent().filter(|d| !d.as_os_str().is_empty()) {
+                Some(dir) => fs::create_dir_all(dir)?,
+                None => return Err(e),
+            }
+            create()?
+        }
+        other => other?,
+    };
+    let result = f.write_all(data).and_then(|()| {
         drop(f);
         fs::rename(&tmp, cfile)
-    })();
+    });
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
