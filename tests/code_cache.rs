@@ -659,3 +659,59 @@ fn cache_cli_stats_prune_dir() {
     let all_gone = cli(&["prune", "--max-size", "0"]);
     assert_eq!(all_gone["entries"], 0);
 }
+
+/// The launcher's cold path restores from the cache too: a copy of an app
+/// launched after the original starts no compile worker, and its pycs are
+/// the ones a worker writes there.
+#[test]
+fn the_launcher_restores_without_a_worker() {
+    let py = under_test().pop().unwrap();
+    common::report("code_cache/launcher", std::slice::from_ref(&py));
+    let t = tempfile::tempdir().unwrap();
+    let cache = t.path().join("cache");
+    let mut files = tree_files();
+    files.push((
+        "main.py".into(),
+        b"import app.core, app.texts, app.latin, app.long\nprint(app.long.f3(1), app.latin.f())\n"
+            .to_vec(),
+    ));
+    let launch = |dir: &Path| {
+        let mut c = clean_command(launcher_bin());
+        c.env("KOLOSAL_CACHE_DIR", &cache)
+            .env("KOLOSAL_PYTHON", &py.path)
+            .env("KOLOSAL_BACKGROUND", "0")
+            .env("KOLOSAL_LOG", "debug")
+            .current_dir(dir)
+            .arg("main.py");
+        c.output().unwrap()
+    };
+    let a = t.path().join("a");
+    write_tree(&a, &files);
+    let first = launch(&a);
+    assert!(first.status.success(), "{}", common::describe(&first));
+    assert!(workers_started(&first) > 0, "{}", stderr(&first));
+    let b = t.path().join("b");
+    write_tree(&b, &files);
+    let second = launch(&b);
+    assert!(second.status.success(), "{}", common::describe(&second));
+    assert_eq!(second.stdout, first.stdout);
+    assert_eq!(workers_started(&second), 0, "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains("pycs restored, 0 to compile"),
+        "{}",
+        stderr(&second)
+    );
+    let restored = pyc_bytes(&b);
+    assert!(restored.len() >= 5);
+    // What a worker writes at b, with the cache off.
+    let mut fresh = compile_cmd(&py.path, &cache, &["--force"], &b.join("app"));
+    fresh.env("KOLOSAL_CODE_CACHE_SIZE", "0");
+    run(fresh);
+    for (path, ours) in &restored {
+        assert!(
+            &fs::read(path).unwrap() == ours,
+            "{} differs from a fresh compile",
+            path.display()
+        );
+    }
+}
