@@ -304,13 +304,16 @@ fn restored_pycs_equal_fresh_compiles_at_the_new_path() {
     }
 }
 
-/// Every pyc below `root`, sorted by path.
-fn pyc_bytes(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut v: Vec<(PathBuf, Vec<u8>)> = walkdir::WalkDir::new(root)
+/// Every pyc below `root` with its contents and mode, sorted by path.
+fn pyc_bytes(root: &Path) -> Vec<(PathBuf, (Vec<u8>, u32))> {
+    let mut v: Vec<(PathBuf, (Vec<u8>, u32))> = walkdir::WalkDir::new(root)
         .into_iter()
         .filter_map(Result::ok)
         .filter(|e| e.path().extension().is_some_and(|x| x == "pyc"))
-        .map(|e| (e.path().to_path_buf(), fs::read(e.path()).unwrap()))
+        .map(|e| {
+            let mode = fs::metadata(e.path()).unwrap().mode() & 0o7777;
+            (e.path().to_path_buf(), (fs::read(e.path()).unwrap(), mode))
+        })
         .collect();
     v.sort();
     v
@@ -707,10 +710,12 @@ fn the_launcher_restores_without_a_worker() {
     let mut fresh = compile_cmd(&py.path, &cache, &["--force"], &b.join("app"));
     fresh.env("KOLOSAL_CODE_CACHE_SIZE", "0");
     run(fresh);
+    let compiled: std::collections::HashMap<PathBuf, (Vec<u8>, u32)> =
+        pyc_bytes(&b).into_iter().collect();
     for (path, ours) in &restored {
         assert!(
-            &fs::read(path).unwrap() == ours,
-            "{} differs from a fresh compile",
+            compiled.get(path) == Some(ours),
+            "{} (bytes or mode) differs from a fresh compile",
             path.display()
         );
     }

@@ -57,6 +57,7 @@ use sha2::{Digest, Sha256};
 use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -508,43 +509,110 @@ fn pyc_header(
     h
 }
 
-/// Writes a pyc into a tree as `py_compile` does: the cache directory
-/// made if missing, a temp file `<cfile>.<n>` created exclusively (never
-/// through a symlink) with mode `(source mode | 0o200) & 0o666` under the
-/// umask, then `rename`.
+/// Writes a pyc into a tree as `py_compile` does, with its mode
+/// `(source mode | 0o200) & 0o666` under the umask, the cache directory
+/// made if missing, never through a symlink, and never visible half
+/// written.
+///
+/// The file is written unnamed (`O_TMPFILE`) and given its name only when
+/// whole: linked straight to `cfile` when there is none, else linked to a
+/// temp name `<cfile>.<n>` and renamed over it. So a kolosal killed while
+/// writing leaves nothing in the tree (the worker's temp files are cleaned
+/// by the pool; this process has nobody to clean after it). File systems
+/// without `O_TMPFILE` get an exclusive temp file + `rename`, as
+/// `_write_atomic`.
 // mirrors importlib._bootstrap_external._calc_mode and _write_atomic
 fn write_pyc(cfile: &Path, data: &[u8], source_mode: u32, existing: bool) -> io::Result<()> {
+    let mode = (source_mode | 0o200) & 0o666;
+    let dir = match cfile.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    // The directory is made only when the first try says it is missing.
+    let unnamed = match open_unnamed(dir, mode) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !existing => {
+            fs::create_dir_all(dir)?;
+            open_unnamed(dir, mode)
+        }
+        other => other,
+    };
+    match unnamed {
+        Ok(mut f) => {
+            f.write_all(data)?;
+            let fd_path = PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd()));
+            if !existing {
+                match link(&fd_path, cfile) {
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    other => return other,
+                }
+            }
+            let tmp = temp_name(cfile);
+            link(&fd_path, &tmp)?;
+            let renamed = fs::rename(&tmp, cfile);
+            if renamed.is_err() {
+                let _ = fs::remove_file(&tmp);
+            }
+            renamed
+        }
+        // No O_TMPFILE here (or no /proc): a named temp file.
+        Err(e) if e.kind() != io::ErrorKind::NotFound => write_named(cfile, data, mode),
+        Err(e) => Err(e),
+    }
+}
+
+/// An unnamed regular file in `dir` (`O_TMPFILE`).
+fn open_unnamed(dir: &Path, mode: u32) -> io::Result<File> {
+    File::options()
+        .write(true)
+        .mode(mode)
+        .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
+        .open(dir)
+}
+
+/// `linkat` of an `O_TMPFILE` file (through its `/proc/self/fd` link) to
+/// `to`; fails with `AlreadyExists` rather than replace anything.
+fn link(fd_path: &Path, to: &Path) -> io::Result<()> {
+    use std::ffi::CString;
+    let from = CString::new(fd_path.as_os_str().as_bytes())?;
+    let to = CString::new(to.as_os_str().as_bytes())?;
+    // SAFETY: both are valid NUL-terminated strings for the call's duration.
+    let rc = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `<cfile>.<n>`: the shape of `_write_atomic`'s temp names, which the pool
+/// removes after a killed worker.
+fn temp_name(cfile: &Path) -> PathBuf {
     static N: AtomicU64 = AtomicU64::new(0);
     let n = (u64::from(std::process::id()) << 24) ^ N.fetch_add(1, Ordering::Relaxed);
     let mut tmp = cfile.as_os_str().to_owned();
     tmp.push(format!(".{n}"));
-    let tmp = PathBuf::from(tmp);
-    let mode = (source_mode | 0o200) & 0o666;
-    let create = || {
-        File::options()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&tmp)
-    };
-    // The directory is made only when the first try says it is missing
-    // (one failed open instead of a mkdir and a stat per pyc).
-    let first = create();
-    let mut f = match first {
-        Err(e) if e.kind() == io::ErrorKind::NotFound && !existing => {
-            match cfile.parent().filter(|d| !d.as_os_str().is_empty()) {
-                Some(dir) => fs::create_dir_all(dir)?,
-                None => return Err(e),
-            }
-            create()?
-        }
-        other => other?,
-    };
-    let result = f.write_all(data).and_then(|()| {
-        drop(f);
-        fs::rename(&tmp, cfile)
-    });
+    PathBuf::from(tmp)
+}
+
+/// Exclusive temp file (never through a symlink) + `rename`.
+fn write_named(cfile: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    let tmp = temp_name(cfile);
+    let result = File::options()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(data))
+        .and_then(|()| fs::rename(&tmp, cfile));
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
