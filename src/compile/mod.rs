@@ -89,7 +89,8 @@ pub struct PoolConfig {
     pub on_warning: OnWarning,
     /// Testing only: lets the worker honour fault-injection hooks keyed on
     /// source file names (`kolosal_hook_crash_first`, `..._crash_always`,
-    /// `..._exit_always`, `..._hang`). Never set it in production.
+    /// `..._exit_always`, `..._hang`); turns the code cache off, so every
+    /// job reaches a worker. Never set it in production.
     pub test_hooks: bool,
 }
 

@@ -192,10 +192,10 @@ fn names_a_module(flags: &[OsString]) -> bool {
 impl CodeCache {
     /// The cache for compiles with `config`, or `None` when it is off
     /// (`KOLOSAL_CODE_CACHE_SIZE=0`), refused, or unusable with these
-    /// flags.
+    /// flags. Never with fault-injection hooks: they act in a worker.
     pub fn open(config: &PoolConfig) -> Option<CodeCache> {
         let cap = crate::knobs::Knobs::from_env().code_cache_size;
-        if cap == 0 || names_a_module(&config.extra_flags) {
+        if cap == 0 || config.test_hooks || names_a_module(&config.extra_flags) {
             return None;
         }
         let dir = dir()?;
