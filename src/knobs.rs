@@ -8,6 +8,7 @@
 //! | `KOLOSAL_LOG=off\|error\|warn\|info\|debug` | stderr diagnostics (default `warn`; `debug` prints a timeline) |
 //! | `KOLOSAL_CACHE_DIR=DIR` | kolosal's cache (probe results, import scans, manifests, fallback pycache) |
 //! | `KOLOSAL_WRITE_BYTECODE=1` | do not set `PYTHONDONTWRITEBYTECODE=1` for the program |
+//! | `KOLOSAL_CODE_CACHE_SIZE=SIZE` | cap of the shared code cache (`kolosal cache`), e.g. `500M`, `2G`, bytes without a suffix; least recently used bodies are pruned past it; `0` turns the cache off (default `1G`) |
 //! | `KOLOSAL_BACKGROUND=0` | compile the whole closure before exec (default: modules only imported inside functions are compiled by a background run after exec) |
 //! | `KOLOSAL_LEARN=0` | no run-time learning (default: a detached learner records the modules the program loaded from source, see `launch::learn`) |
 //! | `KOLOSAL_LEARN_MAX=N` | at most N learned modules per manifest (default 4000) |
@@ -27,12 +28,38 @@ pub const NAMES: &[&str] = &[
     "KOLOSAL_LEARN",
     "KOLOSAL_LEARN_MAX",
     "KOLOSAL_LEARN_WATCHES",
+    "KOLOSAL_CODE_CACHE_SIZE",
 ];
 
 /// Default of [`Knobs::learn_max`].
 pub const DEFAULT_LEARN_MAX: usize = 4000;
 /// Default of [`Knobs::learn_watches`].
 pub const DEFAULT_LEARN_WATCHES: usize = 8192;
+
+/// Default cap of the code cache: 1 GiB (about 100,000 modules' bodies).
+pub const DEFAULT_CODE_CACHE_SIZE: u64 = 1 << 30;
+
+/// Parses a size: a number of bytes, optionally followed by `K`, `M`, `G`
+/// or `T` (powers of 1024, an optional `B`/`iB` after it, any case).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let n: u64 = s[..digits].parse().ok()?;
+    let unit = s[digits..].trim().to_ascii_lowercase();
+    let unit = unit
+        .strip_suffix("ib")
+        .or_else(|| unit.strip_suffix('b'))
+        .unwrap_or(&unit);
+    let shift = match unit {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        _ => return None,
+    };
+    n.checked_mul(1u64 << shift)
+}
 
 /// The knobs in force for one launch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +80,9 @@ pub struct Knobs {
     pub learn_max: usize,
     /// `KOLOSAL_LEARN_WATCHES`: directories one learner watches at most.
     pub learn_watches: usize,
+    /// `KOLOSAL_CODE_CACHE_SIZE` in bytes (default
+    /// [`DEFAULT_CODE_CACHE_SIZE`]; 0: no code cache).
+    pub code_cache_size: u64,
 }
 
 fn falsy(v: &OsString) -> bool {
@@ -87,6 +117,9 @@ impl Knobs {
             learn: !get("KOLOSAL_LEARN").is_some_and(|v| falsy(&v)),
             learn_max: count(get("KOLOSAL_LEARN_MAX")).unwrap_or(DEFAULT_LEARN_MAX),
             learn_watches: count(get("KOLOSAL_LEARN_WATCHES")).unwrap_or(DEFAULT_LEARN_WATCHES),
+            code_cache_size: get("KOLOSAL_CODE_CACHE_SIZE")
+                .and_then(|v| parse_size(v.to_str()?))
+                .unwrap_or(DEFAULT_CODE_CACHE_SIZE),
         }
     }
 
@@ -113,6 +146,7 @@ mod tests {
                 learn: true,
                 learn_max: DEFAULT_LEARN_MAX,
                 learn_watches: DEFAULT_LEARN_WATCHES,
+                code_cache_size: DEFAULT_CODE_CACHE_SIZE,
             }
         );
         let k = Knobs::from_lookup(&|n| match n {
@@ -123,6 +157,7 @@ mod tests {
             "KOLOSAL_LEARN" => Some("0".into()),
             "KOLOSAL_LEARN_MAX" => Some("12".into()),
             "KOLOSAL_LEARN_WATCHES" => Some("3".into()),
+            "KOLOSAL_CODE_CACHE_SIZE" => Some("0".into()),
             _ => None,
         });
         assert_eq!(
@@ -135,8 +170,19 @@ mod tests {
                 learn: false,
                 learn_max: 12,
                 learn_watches: 3,
+                code_cache_size: 0,
             }
         );
+        for (text, want) in [
+            ("500M", Some(500 << 20)),
+            ("2g", Some(2 << 30)),
+            ("64KiB", Some(64 << 10)),
+            ("12345", Some(12345)),
+            ("1.5G", None),
+            ("lots", None),
+        ] {
+            assert_eq!(parse_size(text), want, "{text}");
+        }
         let k = Knobs::from_lookup(&|n| (n == "KOLOSAL_WORKERS").then(|| "zero".into()));
         assert_eq!(k.workers, None);
     }

@@ -23,6 +23,8 @@ enum Command {
     Closure(cli::closure::ClosureArgs),
     /// Show which interpreter would run, why, and its facts.
     Info(cli::info::InfoArgs),
+    /// The shared code cache: stats, prune, dir.
+    Cache(cli::cache::CacheArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     /// on stdout: `kolosal completions bash > ~/.local/share/bash-completion/completions/kolosal`.
     Completions {
@@ -58,6 +60,7 @@ fn main() {
         Command::Status(a) => cli::status::run(a),
         Command::Closure(a) => cli::closure::run(a),
         Command::Info(a) => cli::info::run(a),
+        Command::Cache(a) => cli::cache::run(a),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

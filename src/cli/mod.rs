@@ -1,5 +1,6 @@
 //! The `kolosal` management CLI: one module per subcommand.
 
+pub mod cache;
 pub mod clean;
 pub mod closure;
 pub mod compile;

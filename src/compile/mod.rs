@@ -17,8 +17,12 @@
 //! warning, as compileall does ([`OnWarning::WriteAndReport`]).
 //!
 //! [`compile_all`] is the entry point; see [`pool`] for the scheduling rules
-//! (worker count, load balancing, time-outs, crash retries).
+//! (worker count, load balancing, time-outs, crash retries). Before any
+//! worker starts, every job the [`code_cache`] can serve is written from
+//! it (no process); the workers return the bodies they compile cleanly, which
+//! go into the cache for the next tree.
 
+pub mod code_cache;
 pub mod plan;
 pub mod pool;
 pub mod protocol;
@@ -85,7 +89,8 @@ pub struct PoolConfig {
     pub on_warning: OnWarning,
     /// Testing only: lets the worker honour fault-injection hooks keyed on
     /// source file names (`kolosal_hook_crash_first`, `..._crash_always`,
-    /// `..._exit_always`, `..._hang`). Never set it in production.
+    /// `..._exit_always`, `..._hang`); turns the code cache off, so every
+    /// job reaches a worker. Never set it in production.
     pub test_hooks: bool,
 }
 

@@ -11,9 +11,12 @@
 //! * Crash: a worker that dies (signal, exit, EOF, garbled reply) is
 //!   replaced; its file is retried once on a fresh worker, then reported as
 //!   failed.
+//! * Code cache: jobs it serves never reach a worker; workers run with
+//!   `--return-body` and every clean compile's body is stored.
 //! * The pool fails as a whole ([`PoolError`]) only when no worker could be
 //!   started at all. It never spawns anything for an empty job list.
 
+use super::code_cache::{CodeCache, Identity};
 use super::protocol::{read_frame, Reply, Request, Response, HELLO_PREFIX};
 use super::{CompileJob, OnWarning, Outcome, PoolConfig, PoolError, WORKER_SCRIPT};
 use std::cmp::Reverse;
@@ -21,7 +24,7 @@ use std::collections::VecDeque;
 use std::io::{self, BufReader, Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
@@ -96,6 +99,51 @@ pub fn compile_all(
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
+    let cache = CodeCache::open(config);
+    // Jobs the cache serves are written here, without a worker.
+    let restored: Vec<bool> = match &cache {
+        Some(c) if c.identity().is_some() => crate::freshness::par_map(jobs, |j| c.restore(j)),
+        _ => vec![false; jobs.len()],
+    };
+    let rest: Vec<usize> = (0..jobs.len()).filter(|&i| !restored[i]).collect();
+    crate::log::Log::from_env().debug(format_args!(
+        "compile: code cache: {} of {} pycs restored, {} to compile",
+        jobs.len() - rest.len(),
+        jobs.len(),
+        rest.len()
+    ));
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; jobs.len()];
+    for (i, _) in restored.iter().enumerate().filter(|(_, &r)| r) {
+        on_done(i, &Outcome::Written);
+        outcomes[i] = Some(Outcome::Written);
+    }
+    let rest_jobs: Vec<CompileJob> = rest.iter().map(|&i| jobs[i].clone()).collect();
+    let compiled = run_pool(&rest_jobs, config, cache.as_ref(), &|i, o| {
+        on_done(rest[i], o)
+    });
+    if let Some(c) = &cache {
+        c.finish();
+    }
+    for (i, o) in rest.into_iter().zip(compiled?) {
+        outcomes[i] = Some(o);
+    }
+    Ok(outcomes.into_iter().flatten().collect())
+}
+
+/// How many worker processes this process has started (for tests and the
+/// debug timeline: a run served by the code cache starts none).
+pub static WORKERS_STARTED: AtomicUsize = AtomicUsize::new(0);
+
+/// [`compile_all`] on workers only: every job goes to one.
+fn run_pool(
+    jobs: &[CompileJob],
+    config: &PoolConfig,
+    cache: Option<&CodeCache>,
+    on_done: &(dyn Fn(usize, &Outcome) + Sync),
+) -> Result<Vec<Outcome>, PoolError> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
     let sizes: Vec<u64> = crate::freshness::par_map(jobs, |j| {
         std::fs::metadata(&j.source).map_or(0, |m| m.len())
     });
@@ -117,7 +165,7 @@ pub fn compile_all(
     };
     thread::scope(|s| {
         for _ in 0..workers {
-            s.spawn(|| run_slot(jobs, config, &state, on_done));
+            s.spawn(|| run_slot(jobs, config, cache, &state, on_done));
         }
     });
 
@@ -205,6 +253,7 @@ const IN_FLIGHT: usize = 2;
 fn run_slot(
     jobs: &[CompileJob],
     config: &PoolConfig,
+    cache: Option<&CodeCache>,
     state: &State,
     on_done: &(dyn Fn(usize, &Outcome) + Sync),
 ) {
@@ -223,7 +272,7 @@ fn run_slot(
             let Some(task) = state.next() else { break };
             let w = match worker.as_mut() {
                 Some(w) => w,
-                None => match Worker::start(config, timeout.max(MIN_STARTUP_TIMEOUT)) {
+                None => match Worker::start(config, cache, timeout.max(MIN_STARTUP_TIMEOUT)) {
                     Ok(w) => {
                         state.ever_started.store(true, Ordering::SeqCst);
                         worker.insert(w)
@@ -253,7 +302,7 @@ fn run_slot(
             (None, _) if in_flight.is_empty() => return,
             (None, Some(w)) => {
                 let (id, task) = in_flight[0];
-                match w.receive(id, &jobs[task.index], timeout) {
+                match w.receive(id, &jobs[task.index], cache, timeout) {
                     Ok(outcome) => {
                         in_flight.pop_front();
                         state.finish(task.index, outcome, on_done);
@@ -355,7 +404,11 @@ struct Worker {
 
 impl Worker {
     /// Starts a worker and waits for its greeting.
-    fn start(config: &PoolConfig, startup_timeout: Duration) -> Result<Worker, PoolError> {
+    fn start(
+        config: &PoolConfig,
+        cache: Option<&CodeCache>,
+        startup_timeout: Duration,
+    ) -> Result<Worker, PoolError> {
         let mut cmd = Command::new(&config.python);
         cmd.arg("-I")
             .arg("-S")
@@ -368,6 +421,14 @@ impl Worker {
         if config.test_hooks {
             cmd.arg("--test-hooks");
         }
+        if cache.is_some() {
+            cmd.arg("--return-body");
+        }
+        WORKERS_STARTED.fetch_add(1, Ordering::SeqCst);
+        crate::log::Log::from_env().debug(format_args!(
+            "compile: starting a worker of {}",
+            config.python.display()
+        ));
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -430,7 +491,14 @@ impl Worker {
             seq: 0,
         };
         let failure = match worker.frames.recv_timeout(startup_timeout) {
-            Ok(Ok(hello)) if hello.starts_with(HELLO_PREFIX) => return Ok(worker),
+            Ok(Ok(hello)) if hello.starts_with(HELLO_PREFIX) => {
+                if let Some(cache) = cache {
+                    if let Some(id) = Identity::from_hello(&hello[HELLO_PREFIX.len()..]) {
+                        cache.learn(id);
+                    }
+                }
+                return Ok(worker);
+            }
             Ok(Ok(_)) => {
                 let _ = worker.reap();
                 "it printed something that is not the worker's greeting".to_string()
@@ -474,10 +542,21 @@ impl Worker {
     }
 
     /// Waits for the answer to request `id` (the oldest one sent).
-    fn receive(&mut self, id: u32, job: &CompileJob, timeout: Duration) -> Result<Outcome, Lost> {
+    fn receive(
+        &mut self,
+        id: u32,
+        job: &CompileJob,
+        cache: Option<&CodeCache>,
+        timeout: Duration,
+    ) -> Result<Outcome, Lost> {
         match self.frames.recv_timeout(timeout) {
             Ok(Ok(payload)) => match Response::decode(&payload) {
-                Some(r) if r.id == id => Ok(outcome_of(job, r.reply)),
+                Some(r) if r.id == id => {
+                    if let (Reply::WrittenCached(body), Some(cache)) = (&r.reply, cache) {
+                        cache.store(job, body);
+                    }
+                    Ok(outcome_of(job, r.reply))
+                }
                 _ => {
                     let _ = self.reap();
                     Err(Lost::Died("it sent a garbled reply".to_string()))
@@ -554,7 +633,7 @@ fn describe_status(status: ExitStatus) -> String {
 /// Turns the worker's reply into the public outcome.
 fn outcome_of(job: &CompileJob, reply: Reply) -> Outcome {
     match reply {
-        Reply::Written => Outcome::Written,
+        Reply::Written | Reply::WrittenCached(_) => Outcome::Written,
         Reply::SyntaxError {
             path,
             line,

@@ -12,7 +12,12 @@
 //!   u32 len(path), path, UTF-8 message`; 2 failed: UTF-8 message;
 //!   3 left to the interpreter (compiling warned; no pyc): UTF-8 warnings;
 //!   4 written with warnings: UTF-8 warnings; 5 rejected by `compile()`
-//!   (not a `SyntaxError`): UTF-8 message.
+//!   (not a `SyntaxError`): UTF-8 message; 6 written, no warnings, with
+//!   the code-cache payload (only when the worker runs with
+//!   `--return-body`): 32-byte SHA-256 of the source bytes compiled, then
+//!   the marshalled body (the pyc without its header).
+//! * The hello goes on with ` <major.minor> <hex of sys.version>`
+//!   ([`super::code_cache::Identity::from_hello`]).
 
 use crate::pyc::InvalidationMode;
 use std::ffi::OsStr;
@@ -102,6 +107,9 @@ pub enum Reply {
     WrittenWarned(String),
     /// `compile()` raised something other than `SyntaxError`: one line.
     Rejected(String),
+    /// The pyc was written, compiling showed no warning: the source's
+    /// SHA-256 (32 bytes) and the code body, for the code cache.
+    WrittenCached(Vec<u8>),
 }
 
 /// A decoded response frame.
@@ -137,6 +145,7 @@ impl Response {
             3 => Reply::LeftToInterpreter(String::from_utf8_lossy(body).into_owned()),
             4 => Reply::WrittenWarned(String::from_utf8_lossy(body).into_owned()),
             5 => Reply::Rejected(String::from_utf8_lossy(body).into_owned()),
+            6 if body.len() > 32 => Reply::WrittenCached(body.to_vec()),
             _ => return None,
         };
         Some(Response { id, reply })

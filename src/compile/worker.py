@@ -21,6 +21,12 @@
 #                              UTF-8 warnings as printed
 #     status 5 (compile() raised something other than SyntaxError):
 #                              UTF-8 message
+#     status 6 (written, no warnings; only with --return-body): 32-byte
+#                              SHA-256 of the source bytes compiled, then
+#                              the marshalled code body (the pyc minus its
+#                              header), for kolosal's code cache
+#   The hello goes on with b" " + major.minor + b" " + hex(sys.version):
+#   the exact build, which the code cache keys on.
 # Paths travel as raw bytes and are decoded with os.fsdecode, so names that
 # are not valid in the filesystem encoding survive the round trip.
 import os
@@ -35,6 +41,13 @@ except ImportError:  # pragma: no cover - every CPython has _imp
     _imp = None
 
 TIMESTAMP, CHECKED_HASH, UNCHECKED_HASH = 0, 1, 2
+
+# mirrors importlib.util.source_hash's key: _RAW_MAGIC_NUMBER up to 3.13,
+# _imp.pyc_magic_number_token from 3.14; both are the magic number's four
+# bytes read as a little-endian integer.
+RAW_MAGIC = getattr(_bx, "_RAW_MAGIC_NUMBER", None)
+if RAW_MAGIC is None:
+    RAW_MAGIC = int.from_bytes(_bx.MAGIC_NUMBER, "little")
 NO_LINE = 0xFFFFFFFF
 
 # The protocol owns private copies of fds 0 and 1; the public ones point at
@@ -59,6 +72,18 @@ import warnings
 
 TEST_HOOKS = "--test-hooks" in sys.argv[1:]
 WRITE_WARNED = "--write-warned" in sys.argv[1:]
+RETURN_BODY = "--return-body" in sys.argv[1:]
+
+if RETURN_BODY:
+    # The builtin module, not hashlib: importing hashlib (OpenSSL) costs
+    # milliseconds of start-up.
+    try:
+        from _sha256 import sha256 as _sha256
+    except ImportError:
+        try:
+            from _sha2 import sha256 as _sha256
+        except ImportError:
+            from hashlib import sha256 as _sha256
 
 # The worker makes no reference cycles worth collecting (code objects and
 # their constants are freed by reference counting), so the cyclic GC only
@@ -158,8 +183,9 @@ def read_source(source):
 
 
 def compile_one(source, cfile, optimize, mode):
-    """Writes one pyc. Returns the text of the warnings compiling showed
-    ("" for none; only with --write-warned), or raises.
+    """Writes one pyc. Returns (text of the warnings compiling showed, ""
+    for none (only with --write-warned); the code-cache payload, b"" unless
+    --return-body and no warnings), or raises.
 
     Mirrors py_compile.compile(source, cfile=cfile, doraise=True,
     optimize=optimize, invalidation_mode=mode) with one change taken from
@@ -220,13 +246,8 @@ def compile_one(source, cfile, optimize, mode):
             raise NotImplementedError(
                 "hash-based pycs need Python 3.7 or newer")
         # mirrors importlib.util.source_hash (without importing
-        # importlib.util, which costs several ms of start-up). The key is
-        # _imp.pyc_magic_number_token on 3.14+, which dropped
-        # _bx._RAW_MAGIC_NUMBER (the same little-endian magic).
-        key = getattr(_imp, "pyc_magic_number_token", None)
-        if key is None:
-            key = _bx._RAW_MAGIC_NUMBER
-        source_hash = _imp.source_hash(key, source_bytes)
+        # importlib.util, which costs several ms of start-up).
+        source_hash = _imp.source_hash(RAW_MAGIC, source_bytes)
         data = _bx._code_to_hash_pyc(code, source_hash,
                                      mode == CHECKED_HASH)
     # mirrors importlib._bootstrap_external._calc_mode: source mode | 0o200.
@@ -241,7 +262,13 @@ def compile_one(source, cfile, optimize, mode):
         _made_dirs.discard(dirname)
         os.makedirs(dirname, exist_ok=True)
         _bx._write_atomic(cfile, data, file_mode)
-    return warned
+    cached = b""
+    if RETURN_BODY and not warned and len(data) < (8 << 20):
+        # The body a cache hit will reuse: only from a compile that showed
+        # nothing under these filters, keyed by the bytes compiled here.
+        header_len = 16 if hasattr(_bx, "_code_to_timestamp_pyc") else 12
+        cached = _sha256(source_bytes).digest() + data[header_len:]
+    return warned, cached
 
 
 def one_line(text):
@@ -258,7 +285,7 @@ def handle(payload):
     if TEST_HOOKS:
         test_hook(source, attempt)
     try:
-        warned = compile_one(source, cfile, optimize, mode)
+        warned, cached = compile_one(source, cfile, optimize, mode)
     except SyntaxError as err:
         # Includes IndentationError and TabError; bad coding cookies and
         # undecodable sources raise SyntaxError too.
@@ -284,12 +311,16 @@ def handle(payload):
         return struct.pack("<IB", job_id, 2) + msg.encode("utf-8", "replace")
     if warned:
         return struct.pack("<IB", job_id, 4) + warned.encode("utf-8", "replace")
+    if cached:
+        return struct.pack("<IB", job_id, 6) + cached
     return head
 
 
 def main():
     magic = getattr(_bx, "MAGIC_NUMBER", b"")
-    send(b"KOLOSAL-WORKER 1 " + magic.hex().encode("ascii"))
+    send(b"KOLOSAL-WORKER 1 " + magic.hex().encode("ascii") + b" " +
+         "{}.{}".format(*sys.version_info[:2]).encode("ascii") + b" " +
+         sys.version.encode("utf-8", "replace").hex().encode("ascii"))
     while True:
         try:
             (length,) = struct.unpack("<I", read_exact(4))

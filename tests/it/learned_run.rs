@@ -436,7 +436,10 @@ print(r.status_code, r["Content-Type"], b"csrfmiddlewaretoken" in r.content)
 "#;
 
 #[test]
-#[cfg_attr(not(feature = "heavy"), ignore = "heavy suite: cargo test --features heavy")]
+#[cfg_attr(
+    not(feature = "heavy"),
+    ignore = "heavy suite: cargo test --features heavy"
+)]
 fn heavy_django_check_and_admin_login() {
     let Some(py) = heavy_python((3, 10)) else {
         return;
@@ -501,7 +504,10 @@ fn without_durations(b: &[u8]) -> Vec<u8> {
 }
 
 #[test]
-#[cfg_attr(not(feature = "heavy"), ignore = "heavy suite: cargo test --features heavy")]
+#[cfg_attr(
+    not(feature = "heavy"),
+    ignore = "heavy suite: cargo test --features heavy"
+)]
 fn heavy_pytest_with_an_entry_point_plugin() {
     let Some(py) = heavy_python((3, 9)) else {
         return;

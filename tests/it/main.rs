@@ -10,6 +10,7 @@ mod argv_differential;
 mod cache_trust;
 mod cli_ci;
 mod closure_runtime;
+mod code_cache;
 mod compile_cli;
 mod compile_pool;
 mod compile_safety;
