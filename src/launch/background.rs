@@ -38,6 +38,7 @@
 use crate::manifest::LaunchKey;
 use nix::fcntl::{Flock, FlockArg};
 use std::ffi::{OsStr, OsString};
+use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -76,9 +77,25 @@ impl Stage {
 
 /// Path of the background lock for `key`.
 pub fn lock_path(key: &LaunchKey) -> Option<PathBuf> {
+    key_lock_path(key, "bg")
+}
+
+/// `<cache>/manifests/<digest>.<ext>`: a lock that belongs to one launch
+/// key (`bg`: its background run, `learn`: its learner).
+pub(super) fn key_lock_path(key: &LaunchKey, ext: &str) -> Option<PathBuf> {
     crate::cache::cache_subdir("manifests")
         .ok()
-        .map(|d| d.join(format!("{}.bg", key.digest())))
+        .map(|d| d.join(format!("{}.{ext}", key.digest())))
+}
+
+/// Takes the `ext` lock of `key` without waiting; `Ok(None)` when someone
+/// else holds it. The file is opened as every lock in the cache is
+/// ([`crate::cache::create_private`]).
+pub(super) fn try_key_lock(key: &LaunchKey, ext: &str) -> Result<Option<Flock<File>>, String> {
+    let path = key_lock_path(key, ext).ok_or("no usable cache directory")?;
+    let file =
+        crate::cache::create_private(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(Flock::lock(file, FlockArg::LockExclusiveNonblock).ok())
 }
 
 /// Step 2: starts the background run for this launch unless one is already
@@ -87,12 +104,8 @@ pub fn lock_path(key: &LaunchKey) -> Option<PathBuf> {
 /// background run finds the same interpreter and the same manifest.
 /// Returns whether one was started.
 pub fn start(key: &LaunchKey, argv0: Option<&OsStr>, args: &[OsString]) -> Result<bool, String> {
-    let path = lock_path(key).ok_or("no usable cache directory")?;
-    let file =
-        crate::cache::create_private(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(l) => l,
-        Err(_) => return Ok(false),
+    let Some(lock) = try_key_lock(key, "bg")? else {
+        return Ok(false);
     };
     let exe = std::env::current_exe().map_err(|e| format!("cannot find kolosal-python: {e}"))?;
     let fd = lock.as_raw_fd();

@@ -78,7 +78,6 @@ use crate::closure::resolve::{launch_sys_path, sys_path0};
 use crate::interpreter::PythonFacts;
 use crate::manifest::{self, Expect, LaunchKey, Manifest, ModuleRecord};
 use crate::pyc::{self, PycRules, Verdict};
-use nix::fcntl::{Flock, FlockArg};
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -108,21 +107,15 @@ const SEEN_CAP: usize = 100_000;
 
 /// Path of the learner lock for `key`.
 pub fn lock_path(key: &LaunchKey) -> Option<PathBuf> {
-    crate::cache::cache_subdir("manifests")
-        .ok()
-        .map(|d| d.join(format!("{}.learn", key.digest())))
+    super::background::key_lock_path(key, "learn")
 }
 
 /// Launch side: starts a learner for the program this process is about to
 /// become, unless one is already running for `key`. Returns whether one was
 /// started.
 pub fn start(key: &LaunchKey, argv0: Option<&OsStr>, args: &[OsString]) -> Result<bool, String> {
-    let path = lock_path(key).ok_or("no usable cache directory")?;
-    let file =
-        crate::cache::create_private(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(l) => l,
-        Err(_) => return Ok(false),
+    let Some(lock) = super::background::try_key_lock(key, "learn")? else {
+        return Ok(false);
     };
     let pid = std::process::id();
     // SAFETY: pidfd_open(2) on this process; the descriptor it returns is
