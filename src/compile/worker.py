@@ -34,6 +34,7 @@ import sys
 import struct
 import marshal
 import importlib._bootstrap_external as _bx
+_bootstrap = sys.modules["_frozen_importlib"]
 
 try:
     import _imp
@@ -158,8 +159,15 @@ def compile_recording(source_bytes, source, optimize):
     if once is not None:
         once.clear()
     with warnings.catch_warnings(record=True) as log:
-        code = compile(source_bytes, source, "exec", dont_inherit=True,
-                       optimize=optimize)
+        # mirrors SourceLoader.source_to_code: compile() is called through
+        # importlib._bootstrap._call_with_frames_removed, so a warning the
+        # compiler raises without a file name (3.12's "Bitwise inversion
+        # '~' on bool") is attributed to importlib._bootstrap, as in the
+        # program, not to this worker's __main__ (which the default filters
+        # would show).
+        code = _bootstrap._call_with_frames_removed(
+            compile, source_bytes, source, "exec", dont_inherit=True,
+            optimize=optimize)
     return code, format_warnings(log)
 
 
