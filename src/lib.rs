@@ -39,3 +39,4 @@ pub mod launch;
 pub mod log;
 pub mod manifest;
 pub mod pyc;
+mod sync;

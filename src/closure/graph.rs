@@ -968,9 +968,7 @@ struct Discovery<'w, 'a> {
     found: &'w Mutex<HashMap<String, Found>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::sync::lock;
 
 impl Discovery<'_, '_> {
     /// Examines `name`'s source, claiming each name its imports load

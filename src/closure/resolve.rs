@@ -584,9 +584,7 @@ enum Hit {
     Nothing,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::sync::lock;
 
 /// A name importlib could look up as files: non-empty dot-separated parts,
 /// none holding a path separator or NUL.

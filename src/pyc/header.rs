@@ -4,7 +4,7 @@
 //!                              | source hash(8)              when flags bit 0 is set
 //! 3.6:  magic(4) | mtime(4, LE) | size(4, LE)
 
-use super::validate::StaleReason;
+use super::reason::StaleReason;
 use super::PycRules;
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
@@ -54,24 +54,6 @@ impl PycKind {
             PycKind::Hash { checked: true, .. } => InvalidationMode::CheckedHash,
             PycKind::Hash { checked: false, .. } => InvalidationMode::UncheckedHash,
         }
-    }
-}
-
-/// The invalidation mode importlib uses when it rewrites the stale pyc at
-/// `pyc`: mirrors the write at the end of `SourceLoader.get_code`, which
-/// keeps an existing hash-based pyc hash-based (with its `check_source`
-/// flag) and otherwise writes a timestamp pyc. A missing or unreadable pyc,
-/// or one from another version, gives a timestamp pyc. The pyc is read
-/// as every pyc is ([`super::validate::read_header`]: never blocking, so a
-/// FIFO there cannot hang the launch; anything but a regular file counts as
-/// unreadable).
-pub fn rewrite_mode(pyc: &std::path::Path, rules: &PycRules) -> crate::pyc::InvalidationMode {
-    use crate::pyc::InvalidationMode;
-    let mut buf = [0u8; 16];
-    let n = super::validate::read_header(pyc, &mut buf).unwrap_or(0);
-    match parse_header(&buf[..n], rules) {
-        Ok(h) => h.kind.mode(),
-        Err(_) => InvalidationMode::Timestamp,
     }
 }
 

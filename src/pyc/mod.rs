@@ -9,15 +9,16 @@
 
 pub mod cache_path;
 pub mod header;
+mod reason;
 pub mod source_hash;
 pub mod validate;
 
 pub use cache_path::{cache_from_source, legacy_pyc_path, source_from_cache};
-pub use header::{mtime_field, mtime_seconds, parse_header, rewrite_mode, Header, PycKind};
+pub use header::{mtime_field, mtime_seconds, parse_header, Header, PycKind};
 pub use source_hash::source_hash;
 pub use validate::{
-    check, check_loadable, check_loadable_with_meta, check_with_meta, StaleReason, Verdict,
-    MIN_BODY,
+    check, check_loadable, check_loadable_with_meta, check_with_meta, rewrite_mode, StaleReason,
+    Verdict, MIN_BODY,
 };
 
 /// The facts about one interpreter that decide its pyc rules.

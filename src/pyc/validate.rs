@@ -2,70 +2,12 @@
 //! made without running Python and reading only the pyc's header.
 
 use super::header::{parse_header, validate_timestamp, PycKind};
+pub use super::reason::StaleReason;
 use super::{source_hash, HashCheckMode, PycRules};
 use std::fs::{Metadata, OpenOptions};
 use std::io::{ErrorKind, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-
-/// Declares [`StaleReason`] with each variant's stable name, so that
-/// [`StaleReason::ALL`] and [`StaleReason::as_str`] come from one list and a
-/// new variant cannot be left out of either.
-macro_rules! stale_reasons {
-    ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {
-        /// Why the loader would not use a pyc (and would compile the source instead).
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum StaleReason {
-            $($(#[$doc])* $variant,)*
-        }
-
-        impl StaleReason {
-            /// Every reason, in declaration order.
-            pub const ALL: &'static [StaleReason] = &[$(StaleReason::$variant),*];
-
-            /// A stable short name, for `--json` output and logs.
-            pub fn as_str(&self) -> &'static str {
-                match self {
-                    $(Self::$variant => $name,)*
-                }
-            }
-        }
-    };
-}
-
-stale_reasons! {
-    /// No pyc at that path.
-    Missing => "missing",
-    /// The pyc exists but cannot be opened or read.
-    Unreadable => "unreadable",
-    /// The file is shorter than a header (`EOFError` in importlib).
-    ShortHeader => "short-header",
-    /// The first 4 bytes are not this interpreter's magic number.
-    BadMagic => "bad-magic",
-    /// Flag bits other than "hash-based" and "check source" are set.
-    BadFlags => "bad-flags",
-    /// Timestamp pyc: the recorded mtime differs from the source's.
-    Mtime => "mtime",
-    /// Timestamp pyc: the recorded size differs from the source's.
-    Size => "size",
-    /// Hash pyc that must be checked: the recorded hash differs.
-    Hash => "hash",
-    /// The source cannot be stat'ed or (for a hash check) read.
-    SourceUnreadable => "source-unreadable",
-    /// The source or the pyc is not a regular file.
-    NotRegularFile => "not-regular-file",
-    /// The header is valid but the body cannot be a marshalled code object
-    /// (too short, or another marshal type first). importlib would not
-    /// recompile such a pyc: the import fails (`bad marshal data`,
-    /// `Non-code object`). Only [`check_loadable`] reports it.
-    CorruptBody => "corrupt-body",
-}
-
-impl std::fmt::Display for StaleReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// The loader's decision about one pyc.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -275,6 +217,24 @@ pub fn open_regular(path: &Path) -> Result<std::fs::File, StaleReason> {
     }
 }
 
+/// The invalidation mode importlib uses when it rewrites the stale pyc at
+/// `pyc`: mirrors the write at the end of `SourceLoader.get_code`, which
+/// keeps an existing hash-based pyc hash-based (with its `check_source`
+/// flag) and otherwise writes a timestamp pyc. A missing or unreadable pyc,
+/// or one from another version, gives a timestamp pyc. The pyc is read
+/// as every pyc is ([`read_header`]: never blocking, so a
+/// FIFO there cannot hang the launch; anything but a regular file counts as
+/// unreadable).
+pub fn rewrite_mode(pyc: &std::path::Path, rules: &PycRules) -> crate::pyc::InvalidationMode {
+    use crate::pyc::InvalidationMode;
+    let mut buf = [0u8; 16];
+    let n = read_header(pyc, &mut buf).unwrap_or(0);
+    match parse_header(&buf[..n], rules) {
+        Ok(h) => h.kind.mode(),
+        Err(_) => InvalidationMode::Timestamp,
+    }
+}
+
 /// Reads up to `buf.len()` bytes from the start of `pyc`; returns how many.
 /// One `open`, one `fstat` and (on a local filesystem) one `read`, through
 /// [`open_regular`]: a FIFO, device or directory never blocks and is
@@ -357,13 +317,5 @@ mod tests {
         assert!(hash_must_be_checked(true, Default));
         assert!(!hash_must_be_checked(false, Default));
         assert!(hash_must_be_checked(false, Always));
-    }
-
-    #[test]
-    fn reason_names_are_distinct() {
-        let all = StaleReason::ALL;
-        let names: std::collections::HashSet<_> = all.iter().map(|r| r.as_str()).collect();
-        assert_eq!(names.len(), all.len());
-        assert!(names.iter().all(|n| !n.is_empty() && !n.contains(' ')));
     }
 }
