@@ -92,10 +92,7 @@ pub(super) fn key_lock_path(key: &LaunchKey, ext: &str) -> Option<PathBuf> {
 /// Takes the `ext` lock of `key` without waiting; `Ok(None)` when someone
 /// else holds it. The file is opened as every lock in the cache is
 /// ([`crate::cache::create_private`]).
-pub(super) fn try_key_lock(
-    key: &LaunchKey,
-    ext: &str,
-) -> Result<Option<Flock<File>>, StartError> {
+pub(super) fn try_key_lock(key: &LaunchKey, ext: &str) -> Result<Option<Flock<File>>, StartError> {
     let path = key_lock_path(key, ext).ok_or(StartError::NoCache)?;
     let file = match crate::cache::create_private(&path) {
         Ok(f) => f,

@@ -146,8 +146,8 @@ pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, PrepareEr
         && !spec.ignore_environment
         && stale.iter().any(|(t, _)| !writable(&t.cfile))
     {
-        let fallback = crate::cache::cache_subdir("pycache")
-            .map_err(PrepareError::FallbackPrefix)?;
+        let fallback =
+            crate::cache::cache_subdir("pycache").map_err(PrepareError::FallbackPrefix)?;
         log.info(format_args!(
             "tree not writable: pycs go under {}",
             fallback.display()
