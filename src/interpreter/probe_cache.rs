@@ -461,3 +461,78 @@ fn hash_key(key: &[String]) -> u64 {
     }
     h.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+    use std::os::unix::fs::PermissionsExt;
+
+    const PY312: &str = "/root/.pyenv/versions/3.12.1/bin/python3";
+
+    #[test]
+    fn own_file_refusals() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.json");
+        assert!(matches!(read_own_file(&missing), Err(FileError::Missing)));
+
+        // A symlink is not followed: the open fails with ELOOP, kept as source.
+        let target = dir.path().join("target.json");
+        std::fs::write(&target, b"{}").unwrap();
+        let link = dir.path().join("link.json");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let e = read_own_file(&link).unwrap_err();
+        let io = e
+            .source()
+            .unwrap()
+            .downcast_ref::<std::io::Error>()
+            .unwrap();
+        assert_eq!(io.raw_os_error(), Some(libc::ELOOP));
+        assert_eq!(e.to_string(), format!("unreadable: {io}"));
+
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o664)).unwrap();
+        let e = read_own_file(&target).unwrap_err();
+        // SAFETY: geteuid cannot fail and touches no memory.
+        let euid = unsafe { libc::geteuid() };
+        assert_eq!(
+            e.to_string(),
+            format!("not written by this user (uid {euid}, mode 664)")
+        );
+
+        let e = read_entry(&dir.path().join("missing.json"), &[]).unwrap_err();
+        assert!(matches!(e, FileError::Missing));
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::write(&target, b"[1]").unwrap();
+        let e = read_entry(&target, &[]).unwrap_err();
+        assert!(e.source().unwrap().is::<serde_json::Error>());
+        assert!(e.to_string().starts_with("not a probe cache file: "), "{e}");
+    }
+
+    /// Why a cache file was rejected reaches the report as it always did,
+    /// with a real interpreter probed behind it; a missing file is no reason.
+    #[test]
+    fn report_says_why_a_file_was_rejected() {
+        let python = Path::new(PY312);
+        if !python.exists() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let config = ProbeConfig::default();
+        let (_, first) = facts_in(Some(dir.path()), python, &config).unwrap();
+        assert_eq!(first.status, CacheStatus::Written { previous: None });
+        let (_, second) = facts_in(Some(dir.path()), python, &config).unwrap();
+        assert_eq!(second.status, CacheStatus::Hit);
+        let file = second.file.unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let (_, third) = facts_in(Some(dir.path()), python, &config).unwrap();
+        // SAFETY: geteuid cannot fail and touches no memory.
+        let euid = unsafe { libc::geteuid() };
+        let why = format!("not written by this user (uid {euid}, mode 666)");
+        assert_eq!(
+            third.status,
+            CacheStatus::Written {
+                previous: Some(why)
+            }
+        );
+    }
+}

@@ -630,4 +630,105 @@ mod tests {
         assert!(!wants_pip_rehash(OsStr::new("python3"), &a(&["main.py"])));
         assert!(wants_pip_rehash(OsStr::new("pip3.11"), &a(&["list"])));
     }
+
+    /// A pyenv root under a temp dir with `versions/NAME` for each name
+    /// (and no `bin/python3` in them), resolved with `vars` as the
+    /// environment and an empty `PATH`.
+    fn resolve_in(
+        versions: &[&str],
+        vars: &[(&str, &str)],
+        version_file: Option<&[u8]>,
+    ) -> (
+        tempfile::TempDir,
+        Result<ShimResolution, ShimError>,
+        ShimResolution,
+    ) {
+        let root = tempfile::tempdir().unwrap();
+        for v in versions {
+            std::fs::create_dir_all(root.path().join("versions").join(v)).unwrap();
+        }
+        if let Some(bytes) = version_file {
+            std::fs::write(root.path().join("version"), bytes).unwrap();
+        }
+        let empty = root.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        let mut env: Vec<(String, OsString)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), OsString::from(v)))
+            .collect();
+        env.push(("PATH".into(), empty.clone().into_os_string()));
+        let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let q = ShimQuery {
+            root: root.path(),
+            command: OsStr::new("python3"),
+            env: &lookup,
+            cwd: &empty,
+            skip: &|_| false,
+        };
+        let inner = resolve_inner(&q);
+        let outer = resolve_shim(&q);
+        (root, inner, outer)
+    }
+
+    fn unsure(r: ShimResolution) -> String {
+        match r {
+            ShimResolution::Unsure(why) => why,
+            found => panic!("{found:?}"),
+        }
+    }
+
+    #[test]
+    fn latest_installed_or_not() {
+        let root = tempfile::tempdir().unwrap();
+        for v in ["3.12.1", "3.12.0", "3.13.0rc1"] {
+            std::fs::create_dir_all(root.path().join("versions").join(v)).unwrap();
+        }
+        let name = |p: &str| match latest(root.path(), p).unwrap() {
+            Latest::Installed(n) => Ok(n),
+            Latest::NoMatch(n) => Err(n),
+        };
+        assert_eq!(name("3.12"), Ok("3.12.1".into()));
+        assert_eq!(name("3.12.0"), Ok("3.12.0".into()));
+        assert_eq!(name("3.13"), Err("3.13".into()));
+        // pyenv-latest drops the free-threading `t` before it prints.
+        assert_eq!(name("3.14t"), Err("3.14".into()));
+    }
+
+    /// What `resolve_shim` reports is the error's text, word for word as
+    /// before the errors were typed.
+    #[test]
+    fn unsure_reasons() {
+        let (_root, inner, outer) = resolve_in(&[], &[("PYENV_VERSION", "3.*")], None);
+        assert!(matches!(inner, Err(ShimError::Glob(ref s)) if s == "3.*"));
+        assert_eq!(unsure(outer), "version `3.*` contains glob characters");
+
+        let (_root, inner, outer) = resolve_in(&["3.12.1"], &[("PYENV_VERSION", "3.12")], None);
+        assert!(matches!(inner, Err(ShimError::NotFound { .. })));
+        assert_eq!(
+            unsure(outer),
+            "pyenv finds no `python3` for version `3.12.1`"
+        );
+
+        let (root, inner, outer) = resolve_in(&[], &[], Some(b"3.\xff\n"));
+        let file = root.path().join("version");
+        match inner {
+            Err(ref e @ ShimError::VersionFileNotUtf8(ref p, _)) => {
+                assert_eq!(p, &file);
+                let src = std::error::Error::source(e).unwrap();
+                assert!(src.is::<std::str::Utf8Error>());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(unsure(outer), format!("{} is not UTF-8", file.display()));
+
+        let (root, inner, outer) = resolve_in(&[], &[], Some(b"../3.12\n"));
+        assert!(matches!(inner, Err(ShimError::PathLikeVersion(_))));
+        assert_eq!(
+            unsure(outer),
+            format!(
+                "{} names a path-like version",
+                root.path().join("version").display()
+            )
+        );
+    }
 }

@@ -152,3 +152,83 @@ impl From<std::ffi::NulError> for StartError {
         StartError::Nul(e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::interpreter::{run_probe, ProbeConfig};
+    use std::error::Error as _;
+    use std::path::Path;
+
+    const PY27: &str = "/root/.pyenv/versions/2.7.18/bin/python";
+
+    /// A probe failure reaches the launcher's log line unchanged, and the
+    /// probe's own error (and its io error) stay reachable as sources.
+    #[test]
+    fn probe_failure_keeps_its_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("python3");
+        let e = PrepareError::from(run_probe(&missing, &ProbeConfig::default()).unwrap_err());
+        let probe = e.source().unwrap().downcast_ref::<ProbeError>().unwrap();
+        assert!(matches!(probe, ProbeError::Spawn(_)), "{probe:?}");
+        assert_eq!(e.to_string(), probe.to_string());
+        let io = probe.source().unwrap().downcast_ref::<io::Error>().unwrap();
+        assert_eq!(io.kind(), io::ErrorKind::NotFound);
+
+        if !Path::new(PY27).exists() {
+            return;
+        }
+        // A real 2.7: the probe answers "unsupported", with its version.
+        let e =
+            PrepareError::from(run_probe(Path::new(PY27), &ProbeConfig::default()).unwrap_err());
+        match e.source().unwrap().downcast_ref::<ProbeError>() {
+            Some(ProbeError::Unsupported([2, 7, 18])) => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            e.to_string().starts_with("python 2.7.18 is not supported"),
+            "{e}"
+        );
+    }
+
+    /// The texts the launcher logs are the ones it logged as strings.
+    #[test]
+    fn messages_unchanged() {
+        // `-P` is 3.11's: the 3.8 rules refuse it.
+        let source = crate::argv::parse(&["-P".into()], &|_| None, (3, 8)).unwrap_err();
+        let old = format!("python 3.8 would not accept this command line ({source})");
+        let e = PrepareError::Argv {
+            version: (3, 8),
+            source,
+        };
+        assert_eq!(e.to_string(), old);
+        assert!(e.source().unwrap().is::<NotUnderstood>());
+        assert_eq!(
+            PrepareError::LockBusy.to_string(),
+            "another launch held the compile lock for 10s; not waiting longer"
+        );
+        assert_eq!(
+            PrepareError::NoCacheTag.to_string(),
+            "this interpreter writes no pycs (no cache_tag)"
+        );
+    }
+
+    /// A lock file that cannot be created names its path and keeps the OS
+    /// error.
+    #[test]
+    fn lock_failure_keeps_the_os_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gone").join("x.bg");
+        let source = crate::cache::create_private(&path).unwrap_err();
+        let text = format!("{}: {source}", path.display());
+        let e = StartError::Lock { path, source };
+        assert_eq!(e.to_string(), text);
+        let io = e.source().unwrap().downcast_ref::<io::Error>().unwrap();
+        assert_eq!(io.kind(), io::ErrorKind::NotFound);
+
+        let nul = std::ffi::CString::new(&b"a\0b"[..]).unwrap_err();
+        let e = StartError::from(nul);
+        assert_eq!(e.to_string(), "a NUL byte in argv or the environment");
+        assert!(e.source().unwrap().is::<std::ffi::NulError>());
+    }
+}
