@@ -134,7 +134,14 @@ impl std::fmt::Display for ProbeError {
     }
 }
 
-impl std::error::Error for ProbeError {}
+impl std::error::Error for ProbeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ProbeError::Spawn(e) => Some(e),
+            ProbeError::Failed(_) | ProbeError::BadOutput(_) | ProbeError::Unsupported(_) => None,
+        }
+    }
+}
 
 /// Runs the probe in `python` under `config`, uncached.
 ///

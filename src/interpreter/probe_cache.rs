@@ -142,7 +142,9 @@ pub fn facts_in(
                 },
             ));
         }
-        Err(why) => why,
+        // A missing file is no reason to report.
+        Err(FileError::Missing) => None,
+        Err(why) => Some(why.to_string()),
     };
     let facts = match run_probe(python, config).and_then(supported) {
         Err(ProbeError::Unsupported(version)) => {
@@ -242,10 +244,55 @@ fn read_verdict(file: &Path, ident: &[String]) -> Option<[u32; 3]> {
     (v.format == VERDICT_FORMAT && v.key == ident).then_some(v.version)
 }
 
+/// Why a cache file (an entry or a verdict) is not used.
+#[derive(Debug)]
+enum FileError {
+    /// There is no file.
+    Missing,
+    /// It could not be opened or read.
+    Unreadable(std::io::Error),
+    /// Not a regular file owned by this user and writable by nobody else.
+    NotOwn { uid: u32, mode: u32 },
+    /// Not JSON of the entry's shape.
+    NotEntry(serde_json::Error),
+    /// Written by another format version.
+    ForeignFormat(String),
+    /// Written for another interpreter or configuration.
+    KeyMismatch,
+    /// A watched directory changed since (its encoded path).
+    Changed(String),
+}
+
+impl std::fmt::Display for FileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FileError::Missing => f.write_str("no file"),
+            FileError::Unreadable(e) => write!(f, "unreadable: {e}"),
+            FileError::NotOwn { uid, mode } => {
+                write!(f, "not written by this user (uid {uid}, mode {mode:o})")
+            }
+            FileError::NotEntry(e) => write!(f, "not a probe cache file: {e}"),
+            FileError::ForeignFormat(format) => write!(f, "foreign format {format:?}"),
+            FileError::KeyMismatch => f.write_str("key mismatch"),
+            FileError::Changed(path) => write!(f, "{path} changed"),
+        }
+    }
+}
+
+impl std::error::Error for FileError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            FileError::Unreadable(e) => Some(e),
+            FileError::NotEntry(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 /// The bytes of `file`, only if this user wrote it: opened without
 /// following a symlink, a regular file owned by the effective uid and not
-/// writable by group or others. `Err(None)`: there is no file.
-fn read_own_file(file: &Path) -> Result<Vec<u8>, Option<String>> {
+/// writable by group or others.
+fn read_own_file(file: &Path) -> Result<Vec<u8>, FileError> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = match std::fs::OpenOptions::new()
@@ -254,39 +301,36 @@ fn read_own_file(file: &Path) -> Result<Vec<u8>, Option<String>> {
         .open(file)
     {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(None),
-        Err(e) => return Err(Some(format!("unreadable: {e}"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(FileError::Missing),
+        Err(e) => return Err(FileError::Unreadable(e)),
     };
-    let m = f.metadata().map_err(|e| Some(format!("unreadable: {e}")))?;
+    let m = f.metadata().map_err(FileError::Unreadable)?;
     // SAFETY: geteuid cannot fail and touches no memory.
     let euid = unsafe { libc::geteuid() };
     if !m.is_file() || m.uid() != euid || m.mode() & 0o022 != 0 {
-        return Err(Some(format!(
-            "not written by this user (uid {}, mode {:o})",
-            m.uid(),
-            m.mode() & 0o7777
-        )));
+        return Err(FileError::NotOwn {
+            uid: m.uid(),
+            mode: m.mode() & 0o7777,
+        });
     }
     let mut bytes = Vec::with_capacity(m.len() as usize);
-    f.read_to_end(&mut bytes)
-        .map_err(|e| Some(format!("unreadable: {e}")))?;
+    f.read_to_end(&mut bytes).map_err(FileError::Unreadable)?;
     Ok(bytes)
 }
 
-/// Why the file cannot be used (`None`: there is no file).
-fn read_entry(file: &Path, key: &[String]) -> Result<PythonFacts, Option<String>> {
+/// The facts `file` holds for `key`, or why it cannot be used.
+fn read_entry(file: &Path, key: &[String]) -> Result<PythonFacts, FileError> {
     let bytes = read_own_file(file)?;
-    let entry: Entry =
-        serde_json::from_slice(&bytes).map_err(|e| Some(format!("not a probe cache file: {e}")))?;
+    let entry: Entry = serde_json::from_slice(&bytes).map_err(FileError::NotEntry)?;
     if entry.format != FORMAT {
-        return Err(Some(format!("foreign format {:?}", entry.format)));
+        return Err(FileError::ForeignFormat(entry.format));
     }
     if entry.key != key {
-        return Err(Some("key mismatch".into()));
+        return Err(FileError::KeyMismatch);
     }
-    for (path, mtime) in &entry.watch {
-        if dir_mtime(Path::new(&decode_path(path))) != *mtime {
-            return Err(Some(format!("{path} changed")));
+    for (path, mtime) in entry.watch {
+        if dir_mtime(Path::new(&decode_path(&path))) != mtime {
+            return Err(FileError::Changed(path));
         }
     }
     Ok(entry.facts)
@@ -416,4 +460,79 @@ fn hash_key(key: &[String]) -> u64 {
         h.write_u8(0);
     }
     h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+    use std::os::unix::fs::PermissionsExt;
+
+    const PY312: &str = "/root/.pyenv/versions/3.12.1/bin/python3";
+
+    #[test]
+    fn own_file_refusals() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.json");
+        assert!(matches!(read_own_file(&missing), Err(FileError::Missing)));
+
+        // A symlink is not followed: the open fails with ELOOP, kept as source.
+        let target = dir.path().join("target.json");
+        std::fs::write(&target, b"{}").unwrap();
+        let link = dir.path().join("link.json");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let e = read_own_file(&link).unwrap_err();
+        let io = e
+            .source()
+            .unwrap()
+            .downcast_ref::<std::io::Error>()
+            .unwrap();
+        assert_eq!(io.raw_os_error(), Some(libc::ELOOP));
+        assert_eq!(e.to_string(), format!("unreadable: {io}"));
+
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o664)).unwrap();
+        let e = read_own_file(&target).unwrap_err();
+        // SAFETY: geteuid cannot fail and touches no memory.
+        let euid = unsafe { libc::geteuid() };
+        assert_eq!(
+            e.to_string(),
+            format!("not written by this user (uid {euid}, mode 664)")
+        );
+
+        let e = read_entry(&dir.path().join("missing.json"), &[]).unwrap_err();
+        assert!(matches!(e, FileError::Missing));
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::write(&target, b"[1]").unwrap();
+        let e = read_entry(&target, &[]).unwrap_err();
+        assert!(e.source().unwrap().is::<serde_json::Error>());
+        assert!(e.to_string().starts_with("not a probe cache file: "), "{e}");
+    }
+
+    /// Why a cache file was rejected reaches the report as it always did,
+    /// with a real interpreter probed behind it; a missing file is no reason.
+    #[test]
+    fn report_says_why_a_file_was_rejected() {
+        let python = Path::new(PY312);
+        if !python.exists() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let config = ProbeConfig::default();
+        let (_, first) = facts_in(Some(dir.path()), python, &config).unwrap();
+        assert_eq!(first.status, CacheStatus::Written { previous: None });
+        let (_, second) = facts_in(Some(dir.path()), python, &config).unwrap();
+        assert_eq!(second.status, CacheStatus::Hit);
+        let file = second.file.unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let (_, third) = facts_in(Some(dir.path()), python, &config).unwrap();
+        // SAFETY: geteuid cannot fail and touches no memory.
+        let euid = unsafe { libc::geteuid() };
+        let why = format!("not written by this user (uid {euid}, mode 666)");
+        assert_eq!(
+            third.status,
+            CacheStatus::Written {
+                previous: Some(why)
+            }
+        );
+    }
 }

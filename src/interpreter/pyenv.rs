@@ -95,19 +95,82 @@ pub struct ShimQuery<'a> {
 pub fn resolve_shim(q: &ShimQuery<'_>) -> ShimResolution {
     match resolve_inner(q) {
         Ok(r) => r,
-        Err(reason) => ShimResolution::Unsure(reason),
+        Err(reason) => ShimResolution::Unsure(reason.to_string()),
     }
 }
 
-fn resolve_inner(q: &ShimQuery<'_>) -> Result<ShimResolution, String> {
+/// Why [`resolve_shim`] cannot be sure what pyenv would run; its text is
+/// [`ShimResolution::Unsure`]'s reason.
+#[derive(Debug)]
+pub enum ShimError {
+    /// pip, `*-config` and conda shims go through hooks this mirror does not model.
+    HookedCommand,
+    /// A hook script that may change the choice.
+    UnknownHook(PathBuf),
+    /// A hook script whose name is not UTF-8.
+    NonUtf8Hook,
+    /// `PYENV_VERSION` is not UTF-8.
+    VersionVarNotUtf8,
+    /// `PYENV_DIR` names no directory.
+    PyenvDirNotDir,
+    /// A version file names a path (`..`, a `/`).
+    PathLikeVersion(PathBuf),
+    /// A version file is not UTF-8.
+    VersionFileNotUtf8(PathBuf, std::str::Utf8Error),
+    /// The version setting holds glob characters.
+    Glob(String),
+    /// `pyenv latest` would pick among non-CPython families.
+    Family(String),
+    /// No selected version holds the command.
+    NotFound {
+        /// The shim's name.
+        command: String,
+        /// The selected versions, joined with `:`.
+        versions: String,
+    },
+}
+
+impl std::fmt::Display for ShimError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ShimError::HookedCommand => f.write_str("pyenv hooks apply to this command"),
+            ShimError::UnknownHook(p) => {
+                write!(f, "pyenv hook {} may change the choice", p.display())
+            }
+            ShimError::NonUtf8Hook => f.write_str("a pyenv hook has a non-UTF-8 name"),
+            ShimError::VersionVarNotUtf8 => f.write_str("PYENV_VERSION is not UTF-8"),
+            ShimError::PyenvDirNotDir => f.write_str("PYENV_DIR is not a directory"),
+            ShimError::PathLikeVersion(p) => write!(f, "{} names a path-like version", p.display()),
+            ShimError::VersionFileNotUtf8(p, _) => write!(f, "{} is not UTF-8", p.display()),
+            ShimError::Glob(spec) => write!(f, "version `{spec}` contains glob characters"),
+            ShimError::Family(prefix) => {
+                write!(f, "version `{prefix}` matches a non-CPython family")
+            }
+            ShimError::NotFound { command, versions } => {
+                write!(f, "pyenv finds no `{command}` for version `{versions}`")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ShimError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ShimError::VersionFileNotUtf8(_, e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+fn resolve_inner(q: &ShimQuery<'_>) -> Result<ShimResolution, ShimError> {
     let cmd = q.command.as_bytes();
     if cmd.starts_with(b"pip") || cmd.ends_with(b"-config") || cmd == b"conda" {
-        return Err("pyenv hooks apply to this command".into());
+        return Err(ShimError::HookedCommand);
     }
     check_hooks(q)?;
     let (spec, origin) = version_spec(q)?;
     if spec.bytes().any(|c| matches!(c, b'*' | b'?' | b'[')) {
-        return Err(format!("version `{spec}` contains glob characters"));
+        return Err(ShimError::Glob(spec));
     }
     let names = version_names(q.root, &spec)?;
     let exported = names.join(":");
@@ -130,7 +193,7 @@ fn resolve_inner(q: &ShimQuery<'_>) -> Result<ShimResolution, String> {
             }
             continue;
         }
-        let resolved = latest(q.root, name)?.unwrap_or_else(|stripped| stripped);
+        let resolved = latest(q.root, name)?.name();
         let dir = q.root.join("versions").join(&resolved);
         if !dir.is_dir() {
             continue;
@@ -152,10 +215,10 @@ fn resolve_inner(q: &ShimQuery<'_>) -> Result<ShimResolution, String> {
             });
         }
     }
-    Err(format!(
-        "pyenv finds no `{}` for version `{exported}`",
-        q.command.to_string_lossy()
-    ))
+    Err(ShimError::NotFound {
+        command: q.command.to_string_lossy().into_owned(),
+        versions: exported,
+    })
 }
 
 /// Hook scripts pyenv would source for exec/which/version-name that this
@@ -168,7 +231,7 @@ const KNOWN_HOOKS: &[(&str, &str)] = &[
 ];
 
 // mirrors libexec/pyenv (PYENV_HOOK_PATH) and libexec/pyenv-hooks
-fn check_hooks(q: &ShimQuery<'_>) -> Result<(), String> {
+fn check_hooks(q: &ShimQuery<'_>) -> Result<(), ShimError> {
     let mut dirs: Vec<PathBuf> = Vec::new();
     if let Some(hp) = (q.env)("PYENV_HOOK_PATH") {
         dirs.extend(
@@ -200,13 +263,10 @@ fn check_hooks(q: &ShimQuery<'_>) -> Result<(), String> {
             for e in rd.filter_map(|e| e.ok()) {
                 let name = e.file_name();
                 let Some(name) = name.to_str() else {
-                    return Err("a pyenv hook has a non-UTF-8 name".into());
+                    return Err(ShimError::NonUtf8Hook);
                 };
                 if name.ends_with(".bash") && !KNOWN_HOOKS.contains(&(cmd, name)) {
-                    return Err(format!(
-                        "pyenv hook {} may change the choice",
-                        dir.join(cmd).join(name).display()
-                    ));
+                    return Err(ShimError::UnknownHook(dir.join(cmd).join(name)));
                 }
             }
         }
@@ -216,11 +276,9 @@ fn check_hooks(q: &ShimQuery<'_>) -> Result<(), String> {
 
 /// The raw version setting and where it came from.
 // mirrors libexec/pyenv-version-name (first lines) and pyenv-version-file
-fn version_spec(q: &ShimQuery<'_>) -> Result<(String, String), String> {
+fn version_spec(q: &ShimQuery<'_>) -> Result<(String, String), ShimError> {
     if let Some(v) = (q.env)("PYENV_VERSION").filter(|v| !v.is_empty()) {
-        let v = v
-            .into_string()
-            .map_err(|_| "PYENV_VERSION is not UTF-8".to_string())?;
+        let v = v.into_string().map_err(|_| ShimError::VersionVarNotUtf8)?;
         return Ok((v, "PYENV_VERSION environment variable".into()));
     }
     let pwd = logical_pwd(q);
@@ -228,7 +286,7 @@ fn version_spec(q: &ShimQuery<'_>) -> Result<(String, String), String> {
         Some(d) => {
             let d = normalize_lexically(&pwd.join(PathBuf::from(d)));
             if !d.is_dir() {
-                return Err("PYENV_DIR is not a directory".into());
+                return Err(ShimError::PyenvDirNotDir);
             }
             d
         }
@@ -310,7 +368,7 @@ fn find_local_version_file(dir: &Path) -> Option<PathBuf> {
 /// The version names listed in a version file, joined with `:`; `None`
 /// when the file is missing, empty or lists nothing.
 // mirrors libexec/pyenv-version-file-read
-fn read_version_file(path: &Path) -> Result<Option<String>, String> {
+fn read_version_file(path: &Path) -> Result<Option<String>, ShimError> {
     let bytes = match std::fs::read(path) {
         Ok(b) if !b.is_empty() => b,
         _ => return Ok(None),
@@ -327,10 +385,10 @@ fn read_version_file(path: &Path) -> Result<Option<String>, String> {
                 continue;
             }
             if word == b".." || word.contains(&b'/') {
-                return Err(format!("{} names a path-like version", path.display()));
+                return Err(ShimError::PathLikeVersion(path.to_path_buf()));
             }
             let word = std::str::from_utf8(word)
-                .map_err(|_| format!("{} is not UTF-8", path.display()))?;
+                .map_err(|e| ShimError::VersionFileNotUtf8(path.to_path_buf(), e))?;
             names.push(word.to_string());
         }
     }
@@ -339,7 +397,7 @@ fn read_version_file(path: &Path) -> Result<Option<String>, String> {
 
 /// The selected version names, as `pyenv version-name -f` prints them.
 // mirrors libexec/pyenv-version-name
-fn version_names(root: &Path, spec: &str) -> Result<Vec<String>, String> {
+fn version_names(root: &Path, spec: &str) -> Result<Vec<String>, ShimError> {
     if spec.is_empty() || spec == "system" {
         return Ok(vec!["system".into()]);
     }
@@ -355,9 +413,9 @@ fn version_names(root: &Path, spec: &str) -> Result<Vec<String>, String> {
             v.to_string()
         } else if exists(norm) {
             norm.to_string()
-        } else if let Ok(r) = latest(root, v)? {
+        } else if let Latest::Installed(r) = latest(root, v)? {
             r
-        } else if let Ok(r) = latest(root, norm)? {
+        } else if let Latest::Installed(r) = latest(root, norm)? {
             r
         } else {
             norm.to_string()
@@ -367,14 +425,31 @@ fn version_names(root: &Path, spec: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-/// `pyenv latest PREFIX` among installed versions: `Ok(Ok(name))` on a
-/// match, `Ok(Err(text))` when nothing matches (the text `-b`/`-f` print),
-/// `Err` when the candidates are outside what this mirror handles.
+/// What `pyenv latest PREFIX` answers.
+enum Latest {
+    /// The installed version it picks.
+    Installed(String),
+    /// Nothing matches: the text `-b`/`-f` print (the prefix, a trailing
+    /// `t` removed).
+    NoMatch(String),
+}
+
+impl Latest {
+    /// The name `pyenv-which` goes on with, matched or not.
+    fn name(self) -> String {
+        match self {
+            Latest::Installed(n) | Latest::NoMatch(n) => n,
+        }
+    }
+}
+
+/// `pyenv latest PREFIX` among installed versions; `Err` when the
+/// candidates are outside what this mirror handles.
 // mirrors libexec/pyenv-latest (installed versions only)
-fn latest(root: &Path, prefix: &str) -> Result<Result<String, String>, String> {
+fn latest(root: &Path, prefix: &str) -> Result<Latest, ShimError> {
     let versions = root.join("versions");
     if versions.join(prefix).is_dir() {
-        return Ok(Ok(prefix.to_string()));
+        return Ok(Latest::Installed(prefix.to_string()));
     }
     // pyenv-versions --bare --skip-envs: entries of versions/ that are dirs.
     let mut candidates: Vec<String> = match std::fs::read_dir(&versions) {
@@ -386,7 +461,7 @@ fn latest(root: &Path, prefix: &str) -> Result<Result<String, String>, String> {
         Err(_) => Vec::new(),
     };
     if candidates.iter().any(|c| c == prefix) {
-        return Ok(Ok(prefix.to_string()));
+        return Ok(Latest::Installed(prefix.to_string()));
     }
     let (prefix, suffix) = match prefix.strip_suffix('t') {
         Some(p) if p.ends_with(|c: char| c.is_ascii_digit()) => (p, "t"),
@@ -407,17 +482,17 @@ fn latest(root: &Path, prefix: &str) -> Result<Result<String, String>, String> {
             && (!suffix.is_empty() || !ends_digit_t(c))
     });
     if candidates.is_empty() {
-        return Ok(Err(prefix.to_string()));
+        return Ok(Latest::NoMatch(prefix.to_string()));
     }
     if candidates.iter().any(|c| has_family_prefix(c)) {
-        return Err(format!("version `{prefix}` matches a non-CPython family"));
+        return Err(ShimError::Family(prefix.to_string()));
     }
     let mut keyed: Vec<(String, String)> = candidates
         .into_iter()
         .map(|c| (format!("{c}...|{c}"), c))
         .collect();
     keyed.sort_by(|(a, _), (b, _)| sort_key_cmp(a, b));
-    Ok(Ok(keyed.swap_remove(0).1))
+    Ok(Latest::Installed(keyed.swap_remove(0).1))
 }
 
 /// `(a|b|rc)[0-9]+$`.
@@ -554,5 +629,106 @@ mod tests {
         assert!(!wants_pip_rehash(OsStr::new("python3"), &a(&["-m", "pip"])));
         assert!(!wants_pip_rehash(OsStr::new("python3"), &a(&["main.py"])));
         assert!(wants_pip_rehash(OsStr::new("pip3.11"), &a(&["list"])));
+    }
+
+    /// A pyenv root under a temp dir with `versions/NAME` for each name
+    /// (and no `bin/python3` in them), resolved with `vars` as the
+    /// environment and an empty `PATH`.
+    fn resolve_in(
+        versions: &[&str],
+        vars: &[(&str, &str)],
+        version_file: Option<&[u8]>,
+    ) -> (
+        tempfile::TempDir,
+        Result<ShimResolution, ShimError>,
+        ShimResolution,
+    ) {
+        let root = tempfile::tempdir().unwrap();
+        for v in versions {
+            std::fs::create_dir_all(root.path().join("versions").join(v)).unwrap();
+        }
+        if let Some(bytes) = version_file {
+            std::fs::write(root.path().join("version"), bytes).unwrap();
+        }
+        let empty = root.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        let mut env: Vec<(String, OsString)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), OsString::from(v)))
+            .collect();
+        env.push(("PATH".into(), empty.clone().into_os_string()));
+        let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let q = ShimQuery {
+            root: root.path(),
+            command: OsStr::new("python3"),
+            env: &lookup,
+            cwd: &empty,
+            skip: &|_| false,
+        };
+        let inner = resolve_inner(&q);
+        let outer = resolve_shim(&q);
+        (root, inner, outer)
+    }
+
+    fn unsure(r: ShimResolution) -> String {
+        match r {
+            ShimResolution::Unsure(why) => why,
+            found => panic!("{found:?}"),
+        }
+    }
+
+    #[test]
+    fn latest_installed_or_not() {
+        let root = tempfile::tempdir().unwrap();
+        for v in ["3.12.1", "3.12.0", "3.13.0rc1"] {
+            std::fs::create_dir_all(root.path().join("versions").join(v)).unwrap();
+        }
+        let name = |p: &str| match latest(root.path(), p).unwrap() {
+            Latest::Installed(n) => Ok(n),
+            Latest::NoMatch(n) => Err(n),
+        };
+        assert_eq!(name("3.12"), Ok("3.12.1".into()));
+        assert_eq!(name("3.12.0"), Ok("3.12.0".into()));
+        assert_eq!(name("3.13"), Err("3.13".into()));
+        // pyenv-latest drops the free-threading `t` before it prints.
+        assert_eq!(name("3.14t"), Err("3.14".into()));
+    }
+
+    /// What `resolve_shim` reports is the error's text, word for word as
+    /// before the errors were typed.
+    #[test]
+    fn unsure_reasons() {
+        let (_root, inner, outer) = resolve_in(&[], &[("PYENV_VERSION", "3.*")], None);
+        assert!(matches!(inner, Err(ShimError::Glob(ref s)) if s == "3.*"));
+        assert_eq!(unsure(outer), "version `3.*` contains glob characters");
+
+        let (_root, inner, outer) = resolve_in(&["3.12.1"], &[("PYENV_VERSION", "3.12")], None);
+        assert!(matches!(inner, Err(ShimError::NotFound { .. })));
+        assert_eq!(
+            unsure(outer),
+            "pyenv finds no `python3` for version `3.12.1`"
+        );
+
+        let (root, inner, outer) = resolve_in(&[], &[], Some(b"3.\xff\n"));
+        let file = root.path().join("version");
+        match inner {
+            Err(ref e @ ShimError::VersionFileNotUtf8(ref p, _)) => {
+                assert_eq!(p, &file);
+                let src = std::error::Error::source(e).unwrap();
+                assert!(src.is::<std::str::Utf8Error>());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(unsure(outer), format!("{} is not UTF-8", file.display()));
+
+        let (root, inner, outer) = resolve_in(&[], &[], Some(b"../3.12\n"));
+        assert!(matches!(inner, Err(ShimError::PathLikeVersion(_))));
+        assert_eq!(
+            unsure(outer),
+            format!(
+                "{} names a path-like version",
+                root.path().join("version").display()
+            )
+        );
     }
 }

@@ -35,6 +35,7 @@
 //! the pending marks send the next launch to the repair path, which does
 //! the work then.
 
+use super::error::StartError;
 use crate::manifest::LaunchKey;
 use nix::fcntl::{Flock, FlockArg};
 use std::ffi::{OsStr, OsString};
@@ -91,10 +92,12 @@ pub(super) fn key_lock_path(key: &LaunchKey, ext: &str) -> Option<PathBuf> {
 /// Takes the `ext` lock of `key` without waiting; `Ok(None)` when someone
 /// else holds it. The file is opened as every lock in the cache is
 /// ([`crate::cache::create_private`]).
-pub(super) fn try_key_lock(key: &LaunchKey, ext: &str) -> Result<Option<Flock<File>>, String> {
-    let path = key_lock_path(key, ext).ok_or("no usable cache directory")?;
-    let file =
-        crate::cache::create_private(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+pub(super) fn try_key_lock(key: &LaunchKey, ext: &str) -> Result<Option<Flock<File>>, StartError> {
+    let path = key_lock_path(key, ext).ok_or(StartError::NoCache)?;
+    let file = match crate::cache::create_private(&path) {
+        Ok(f) => f,
+        Err(source) => return Err(StartError::Lock { path, source }),
+    };
     Ok(Flock::lock(file, FlockArg::LockExclusiveNonblock).ok())
 }
 
@@ -103,11 +106,15 @@ pub(super) fn try_key_lock(key: &LaunchKey, ext: &str) -> Result<Option<Flock<Fi
 /// interpreter name discovery looks for (a `python3.11` shim link), so the
 /// background run finds the same interpreter and the same manifest.
 /// Returns whether one was started.
-pub fn start(key: &LaunchKey, argv0: Option<&OsStr>, args: &[OsString]) -> Result<bool, String> {
+pub fn start(
+    key: &LaunchKey,
+    argv0: Option<&OsStr>,
+    args: &[OsString],
+) -> Result<bool, StartError> {
     let Some(lock) = try_key_lock(key, "bg")? else {
         return Ok(false);
     };
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find kolosal-python: {e}"))?;
+    let exe = std::env::current_exe().map_err(StartError::CurrentExe)?;
     let fd = lock.as_raw_fd();
     let mut cmd = Command::new(&exe);
     cmd.arg0(argv0.unwrap_or(exe.as_os_str()))
@@ -129,11 +136,9 @@ pub fn start(key: &LaunchKey, argv0: Option<&OsStr>, args: &[OsString]) -> Resul
             Ok(())
         });
     }
-    let status = cmd
-        .status()
-        .map_err(|e| format!("cannot start the background compile: {e}"))?;
+    let status = cmd.status().map_err(StartError::Spawn)?;
     if !status.success() {
-        return Err(format!("the background compile did not start ({status})"));
+        return Err(StartError::DetachFailed(status));
     }
     // Our descriptor closes with this process's exec (close-on-exec); the
     // background run keeps its own. Dropping the Flock would unlock the

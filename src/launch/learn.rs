@@ -70,6 +70,7 @@
 //! watches are in place: the module is simply not learned. The learner
 //! never writes to the program's stdout or stderr and never delays it.
 
+use super::error::StartError;
 use super::prepare::{compile_stale, interpreter_view, stale_with_reasons, Context, PycTarget};
 use crate::argv::{LaunchSpec, Target};
 use crate::closure::graph::{self, ClosureOptions, Entry};
@@ -113,7 +114,11 @@ pub fn lock_path(key: &LaunchKey) -> Option<PathBuf> {
 /// Launch side: starts a learner for the program this process is about to
 /// become, unless one is already running for `key`. Returns whether one was
 /// started.
-pub fn start(key: &LaunchKey, argv0: Option<&OsStr>, args: &[OsString]) -> Result<bool, String> {
+pub fn start(
+    key: &LaunchKey,
+    argv0: Option<&OsStr>,
+    args: &[OsString],
+) -> Result<bool, StartError> {
     let Some(lock) = super::background::try_key_lock(key, "learn")? else {
         return Ok(false);
     };
@@ -125,7 +130,7 @@ pub fn start(key: &LaunchKey, argv0: Option<&OsStr>, args: &[OsString]) -> Resul
     let pidfd = (raw >= 0).then(|| unsafe { OwnedFd::from_raw_fd(raw) });
     let pidfd_raw = pidfd.as_ref().map_or(-1, |f| f.as_raw_fd());
     let lock_fd = lock.as_raw_fd();
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find kolosal-python: {e}"))?;
+    let exe = std::env::current_exe().map_err(StartError::CurrentExe)?;
     let handoff = format!("{pid}:{pidfd_raw}:{lock_fd}");
     let spawned = spawn_detached(
         &exe,
@@ -155,10 +160,9 @@ fn spawn_detached(
     args: &[OsString],
     handoff: &str,
     keep: &[RawFd],
-) -> Result<(), String> {
+) -> Result<(), StartError> {
     use std::ffi::CString;
-    let c =
-        |b: &[u8]| CString::new(b).map_err(|_| "a NUL byte in argv or the environment".to_string());
+    let c = |b: &[u8]| CString::new(b).map_err(StartError::Nul);
     // Everything the child needs is allocated before fork.
     let path = c(exe.as_os_str().as_bytes())?;
     let mut argv = vec![c(argv0.as_bytes())?];
@@ -193,7 +197,7 @@ fn spawn_detached(
         .read(true)
         .write(true)
         .open("/dev/null")
-        .map_err(|e| format!("/dev/null: {e}"))?;
+        .map_err(StartError::DevNull)?;
     let null_fd = null.as_raw_fd();
     let keep: [RawFd; 2] = [
         keep.first().copied().unwrap_or(-1),
@@ -205,7 +209,7 @@ fn spawn_detached(
     unsafe {
         let child = libc::fork();
         if child < 0 {
-            return Err(format!("fork: {}", std::io::Error::last_os_error()));
+            return Err(StartError::Fork(std::io::Error::last_os_error()));
         }
         if child == 0 {
             if libc::fork() == 0 {

@@ -24,6 +24,7 @@
 //! redirect pycs to a fallback prefix (that needs `PYTHONPYCACHEPREFIX`).
 
 pub mod background;
+pub mod error;
 mod key;
 pub mod learn;
 mod lock;

@@ -14,7 +14,8 @@
 //! the stale modules stay stale and the interpreter compiles them in memory,
 //! as plain `python` would.
 
-use super::lock::{lock_cache, Locked, LOCK_WAIT_LIMIT};
+use super::error::PrepareError;
+use super::lock::{lock_cache, Locked};
 use crate::argv::{self, LaunchSpec, Target};
 use crate::closure::graph::{self, ClosureOptions, Entry};
 use crate::closure::listing;
@@ -89,7 +90,7 @@ pub(super) struct PycTarget {
 
 /// Makes the closure's pycs fresh and records the warm manifest. Returns the
 /// variables the exec must set (a fallback `PYTHONPYCACHEPREFIX`).
-pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
+pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, PrepareError> {
     let log = ctx.log;
     let (facts, spec, rules) = interpreter_view(ctx)?;
 
@@ -145,8 +146,8 @@ pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, String> {
         && !spec.ignore_environment
         && stale.iter().any(|(t, _)| !writable(&t.cfile))
     {
-        let fallback = crate::cache::cache_subdir("pycache")
-            .map_err(|e| format!("the tree is not writable and the cache is not usable: {e}"))?;
+        let fallback =
+            crate::cache::cache_subdir("pycache").map_err(PrepareError::FallbackPrefix)?;
         log.info(format_args!(
             "tree not writable: pycs go under {}",
             fallback.display()
@@ -337,24 +338,23 @@ fn defer(ctx: &Context<'_>, deferred: &[PycTarget]) {
 /// argv parsed again with that version's rules, and its pyc rules.
 pub(super) fn interpreter_view(
     ctx: &Context<'_>,
-) -> Result<(PythonFacts, LaunchSpec, PycRules), String> {
+) -> Result<(PythonFacts, LaunchSpec, PycRules), PrepareError> {
     let env = |name: &str| std::env::var_os(name);
     // Stage 2b: the interpreter's facts under this launch's flags (cached).
     let config = probe_config(ctx.first_spec);
-    let facts = facts_for(&ctx.python.path, &config).map_err(|e| e.to_string())?;
+    let facts = facts_for(&ctx.python.path, &config)?;
     ctx.log.debug(format_args!(
         "probe: python {}.{}.{}",
         facts.version[0], facts.version[1], facts.version[2]
     ));
     // Stage 1 again, with the real version's rules.
-    let spec = argv::parse(ctx.args, &env, facts.minor_version()).map_err(|e| {
-        format!(
-            "python {}.{} would not accept this command line ({e})",
-            facts.version[0], facts.version[1]
-        )
+    let spec = argv::parse(ctx.args, &env, facts.minor_version()).map_err(|source| {
+        PrepareError::Argv {
+            version: (facts.version[0], facts.version[1]),
+            source,
+        }
     })?;
-    let rules =
-        PycRules::from_facts(&facts).ok_or("this interpreter writes no pycs (no cache_tag)")?;
+    let rules = PycRules::from_facts(&facts).ok_or(PrepareError::NoCacheTag)?;
     Ok((facts, spec, rules))
 }
 
@@ -477,15 +477,11 @@ pub(super) fn compile_stale(
     prefix: Option<&Path>,
     targets: &[PycTarget],
     forced: &HashSet<&Path>,
-) -> Result<HashSet<PathBuf>, String> {
+) -> Result<HashSet<PathBuf>, PrepareError> {
     let _lock = match lock_cache(&ctx.python.resolved, spec.optimize, prefix) {
         Locked::Held(lock) => Some(lock),
         Locked::Unavailable => None,
-        Locked::Busy => {
-            return Err(format!(
-                "another launch held the compile lock for {LOCK_WAIT_LIMIT:?}; not waiting longer"
-            ))
-        }
+        Locked::Busy => return Err(PrepareError::LockBusy),
     };
     // Whoever held the lock before us may have compiled these already.
     let mut stale = stale_targets(targets, rules, spec);
@@ -521,7 +517,7 @@ pub(super) fn compile_stale(
     config.extra_flags.extend(compile::warning_flags(spec));
     ctx.log
         .debug(format_args!("compile: {} stale pycs", jobs.len()));
-    let outcomes = compile::compile_all(&jobs, &config, &|_, _| {}).map_err(|e| e.to_string())?;
+    let outcomes = compile::compile_all(&jobs, &config, &|_, _| {})?;
     let failed: Vec<&Outcome> = outcomes.iter().filter(|o| !o.is_written()).collect();
     // An error compile() raises for the source (SyntaxError, NUL bytes,
     // nesting too deep) is the program's own: the interpreter reports it as

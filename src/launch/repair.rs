@@ -27,6 +27,7 @@
 //! pycs are checked. A change racing with the repair therefore leaves a
 //! stamp that no longer holds, and the next launch looks again.
 
+use super::error::PrepareError;
 use super::prepare::{
     compile_stale, interpreter_view, owned, record_and_defer, split_deferred, stale_with_reasons,
     Context, PycTarget, PREFIX_VAR,
@@ -46,7 +47,7 @@ use std::path::{Path, PathBuf};
 pub fn repair(
     ctx: &Context<'_>,
     recorded: &Manifest,
-) -> Result<Option<Vec<(OsString, OsString)>>, String> {
+) -> Result<Option<Vec<(OsString, OsString)>>, PrepareError> {
     let log = ctx.log;
     let now: Vec<Expect> = par_map(&recorded.entries, |(p, _)| manifest::observe(p));
 
