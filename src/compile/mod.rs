@@ -284,4 +284,11 @@ impl std::fmt::Display for PoolError {
     }
 }
 
-impl std::error::Error for PoolError {}
+impl std::error::Error for PoolError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PoolError::Spawn { error, .. } => Some(error),
+            PoolError::Handshake { .. } => None,
+        }
+    }
+}
