@@ -16,7 +16,9 @@
 //!    as a learner (`spawn_detached`: fork, fork, exec; like the
 //!    background run it is nobody's child, in its own process group, with
 //!    stdio on `/dev/null`; it lowers itself to `nice` 10 once its watches
-//!    are in place). The lock and the pidfd are handed down.
+//!    are in place). The lock, the pidfd and a pipe are handed down; the
+//!    launch waits on the pipe (at most [`LEARN_READY_WAIT`]) until the
+//!    watches are in place, so the program's imports never race them.
 //! 2. The learner puts one inotify watch (`IN_OPEN`) on every directory of
 //!    the program's `sys.path` and, breadth first, on their package
 //!    subdirectories, up to `KOLOSAL_LEARN_WATCHES` and the kernel's limit.
@@ -131,20 +133,49 @@ pub fn start(
     let pidfd_raw = pidfd.as_ref().map_or(-1, |f| f.as_raw_fd());
     let lock_fd = lock.as_raw_fd();
     let exe = std::env::current_exe().map_err(StartError::CurrentExe)?;
-    let handoff = format!("{pid}:{pidfd_raw}:{lock_fd}");
+    // The learner says on this pipe when its watches are in place (or
+    // closes it when it gives up), so the program never races them.
+    let (ready_r, ready_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| StartError::Fork(e.into()))?;
+    let ready_fd = ready_w.as_raw_fd();
+    let handoff = format!("{pid}:{pidfd_raw}:{lock_fd}:{ready_fd}");
     let spawned = spawn_detached(
         &exe,
         argv0.unwrap_or(exe.as_os_str()),
         args,
         &handoff,
-        &[lock_fd, pidfd_raw],
+        &[lock_fd, pidfd_raw, ready_fd],
     );
     drop(pidfd);
+    drop(ready_w);
     spawned?;
+    wait_until_watching(&ready_r);
     // As for the background lock: the learner holds the shared open file
     // description; ours closes with the exec.
     std::mem::forget(lock);
     Ok(true)
+}
+
+/// How long a learning launch waits for its learner's watches before it
+/// execs anyway. Measured: 2-15 ms at the loads seen here; a learner that
+/// takes longer only learns less this run.
+pub const LEARN_READY_WAIT: Duration = Duration::from_millis(300);
+
+/// Waits (at most [`LEARN_READY_WAIT`]) until the learner wrote its byte or
+/// closed its end of `ready`.
+fn wait_until_watching(ready: &OwnedFd) {
+    let mut p = libc::pollfd {
+        fd: ready.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = LEARN_READY_WAIT.as_millis() as libc::c_int;
+    // SAFETY: one pollfd on the stack; POLLIN or POLLHUP ends the wait.
+    while unsafe { libc::poll(&mut p, 1, ms) } < 0 {
+        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            break;
+        }
+    }
 }
 
 /// Starts the learner as a grandchild: fork, fork again, exec. The middle
@@ -199,9 +230,10 @@ fn spawn_detached(
         .open("/dev/null")
         .map_err(StartError::DevNull)?;
     let null_fd = null.as_raw_fd();
-    let keep: [RawFd; 2] = [
+    let keep: [RawFd; 3] = [
         keep.first().copied().unwrap_or(-1),
         keep.get(1).copied().unwrap_or(-1),
+        keep.get(2).copied().unwrap_or(-1),
     ];
     // SAFETY: between fork and exec/_exit the children call only
     // async-signal-safe functions (fork, setpgid, dup2, fcntl, execve,
@@ -242,6 +274,8 @@ struct Handoff {
     pid: libc::pid_t,
     pidfd: Option<OwnedFd>,
     _lock: Option<OwnedFd>,
+    /// The launch waits on the other end until this is written or closed.
+    ready: Option<OwnedFd>,
 }
 
 impl Handoff {
@@ -250,6 +284,7 @@ impl Handoff {
         std::env::remove_var(HANDOFF_VAR);
         let mut parts = v.to_str()?.split(':').map(|p| p.parse::<i32>().ok());
         let (pid, pidfd, lock) = (parts.next()??, parts.next()??, parts.next()??);
+        let ready = parts.next().flatten().unwrap_or(-1);
         let own = |fd: RawFd| {
             // SAFETY: F_GETFD on a number only checks whether it is open.
             (fd > 2 && unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1).then(|| {
@@ -264,7 +299,16 @@ impl Handoff {
             pid,
             pidfd: own(pidfd),
             _lock: own(lock),
+            ready: own(ready),
         })
+    }
+
+    /// Tells the launch the watches are in place, so it may exec.
+    fn watching(&mut self) {
+        if let Some(fd) = self.ready.take() {
+            // SAFETY: one byte from the stack to a pipe we own.
+            unsafe { libc::write(fd.as_raw_fd(), b"1".as_ptr().cast(), 1) };
+        }
     }
 
     /// Whether the program is still running.
@@ -497,7 +541,7 @@ struct Learner<'a> {
 /// returns when it is done. Never fails the program: every error only ends
 /// learning.
 pub fn run(ctx: &Context<'_>) {
-    let Some(handoff) = Handoff::from_env() else {
+    let Some(mut handoff) = Handoff::from_env() else {
         return;
     };
     let Some(recorded) = read_manifest(ctx.key) else {
@@ -526,8 +570,9 @@ pub fn run(ctx: &Context<'_>) {
         return;
     };
     watcher.watch_trees(&sys_path, ctx.knobs.learn_watches);
-    // Until now the program raced the watches; from here on the kernel
-    // queues its opens, and the rest can wait (the compile workers inherit
+    handoff.watching();
+    // The launch waited for this (see `watching`); from here on the kernel
+    // queues the program's opens, and the rest can wait (the compile workers inherit
     // the priority).
     // SAFETY: setpriority(2) on this process; no memory is involved.
     unsafe {

@@ -398,24 +398,9 @@ fn a_program_that_exits_at_once_and_one_that_forks() {
 
 /// A venv of `py` with `packages` installed from PyPI without pycs.
 fn venv_with(py: &Python, root: &Path, packages: &[&str]) -> PathBuf {
-    let venv = root.join("venv");
-    let st = py.cmd().args(["-m", "venv"]).arg(&venv).status().unwrap();
-    assert!(st.success(), "venv");
-    let vpy = venv.join("bin/python");
-    let st = common::network_command(&vpy)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--no-compile",
-            "--disable-pip-version-check",
-        ])
-        .args(packages)
-        .status()
-        .unwrap();
-    assert!(st.success(), "pip install {packages:?} (network?)");
-    vpy
+    // --without-pip + uv (common::venv_with): Debian's 3.14/3.15 have no
+    // ensurepip wheels. No installer writes bytecode.
+    common::venv_with(py, &root.join("venv"), packages)
 }
 
 /// The newest CPython at least `min` (the heavy tests are `#[ignore]`d

@@ -338,15 +338,10 @@ fn origins_are_visible() {
 
 /// A venv for `py` with `packages` installed from PyPI without pycs.
 fn venv_with(w: &World, py: &Python, packages: &[&str]) -> PathBuf {
+    // --without-pip + uv (common::venv_with): Debian's 3.14/3.15 have no
+    // ensurepip wheels.
     let venv = w.base.join("venv");
-    let o = output(py.cmd().args(["-m", "venv"]).arg(&venv));
-    assert!(o.status.success(), "venv: {}", common::describe(&o));
-    let vpy = venv.join("bin/python");
-    let mut pip = common::network_command(&vpy);
-    pip.args(["-m", "pip", "install", "-q", "--no-compile"])
-        .args(packages);
-    let o = output(&mut pip);
-    assert!(o.status.success(), "pip install: {}", common::describe(&o));
+    let vpy = common::venv_with(py, &venv, packages);
     remove_pycaches(&venv);
     vpy
 }

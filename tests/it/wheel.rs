@@ -434,7 +434,8 @@ fn the_wheel_installs_and_behaves_like_the_cargo_build() {
     }
 
     // 3. The same app through the wheel's launcher and this build's.
-    let py_bin = newest.path.parent().unwrap();
+    // A python3 name for the newest (3.15 is installed as python3.15-host).
+    let py_bin = &newest.path_dir(&root.join("newest"));
     let demo = repo().join("tests/demo");
     let mut runs = Vec::new();
     for (name, launcher) in [
