@@ -444,6 +444,26 @@ fn black_on(py: &Python) {
         "click.core",
     ]));
     let why = String::from_utf8_lossy(&why.stdout);
+    // black ships mypyc wheels only for the versions it was built for; on a
+    // newer interpreter it is pure Python and has no twin.
+    let compiled = std::fs::read_dir(vpy.parent().unwrap().parent().unwrap().join("lib"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|site| {
+            std::fs::read_dir(site.path().join("site-packages/black"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with(".so"))
+        });
+    if !compiled {
+        common::note(&format!(
+            "[learned_trace::black] {}: black installed without compiled modules; twin checks skipped",
+            py.label()
+        ));
+        return;
+    }
     assert!(why.contains("via the source twin of black"), "{why}");
     let j = output(&mut w.kolosal(&["closure", "--python", vpy_s, "-m", "black", "--json"]));
     let doc: serde_json::Value = serde_json::from_slice(&j.stdout).unwrap();
