@@ -339,8 +339,7 @@ fn the_wheel_installs_and_behaves_like_the_cargo_build() {
     // ensurepip, so the newest interpreter up to 3.13 builds.
     let builder = all
         .iter()
-        .filter(|p| (p.version.0, p.version.1) <= (3, 13))
-        .last()
+        .rfind(|p| (p.version.0, p.version.1) <= (3, 13))
         .expect("a CPython <= 3.13 to run maturin")
         .clone();
     let wheel = the_wheel(&builder, root);
