@@ -11,14 +11,19 @@
 #   pytest: `-m pytest --collect-only -q` on a generated suite of 60 test
 #           modules with an entry-point plugin (pytest-timeout), same
 #           set-up (python and kolosal each with their own venv and suite).
+#   black:  `-m black --version`, black from PyPI (mypyc-compiled: its
+#           modules load from extension modules; the closure follows their
+#           source twins), installed with --no-compile into the same venvs.
 # Target: ratio kolosal / python <= 1.02.
-# Usage: bench/learn.sh [RUNS]   (figures land in bench/out/learn/*.md)
+# Usage: bench/learn.sh [RUNS [SCENARIO...]]   (SCENARIO: django, pytest,
+#        black; default all three; figures land in bench/out/learn/*.md)
 set -euo pipefail
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$BENCH_DIR/.." && pwd)"
 OUT="${KOLOSAL_BENCH_OUT:-$BENCH_DIR/out}/learn"
 PY="${KOLOSAL_BENCH_PYTHON:-/root/.pyenv/versions/3.13.0/bin/python3}"
 RUNS="${1:-30}"
+SCENARIOS="${*:2}"; SCENARIOS="${SCENARIOS:-django pytest black}"
 mkdir -p "$OUT"
 command -v hyperfine >/dev/null || { echo "bench: hyperfine is missing (apt-get install -y hyperfine)" >&2; exit 1; }
 (cd "$REPO" && cargo build --release -q)
@@ -62,8 +67,16 @@ setup() { # SIDE
   done
   touch "$d/.ready"
 }
+add_black() { # SIDE: black joined the scenarios after the venvs of the first two
+  local d="$OUT/$1"
+  if [ ! -e "$d/.black" ]; then
+    "${NET[@]}" "$d/venv/bin/python" -m pip install -q --no-compile --disable-pip-version-check black
+    touch "$d/.black"
+  fi
+}
 setup python
 setup kolosal
+case " $SCENARIOS " in *" black "*) add_black python; add_black kolosal ;; esac
 P="$OUT/python"; K="$OUT/kolosal"; KC="$OUT/kolosal-cache"
 KE="$E KOLOSAL_CACHE_DIR=$KC KOLOSAL_PYTHON=$K/venv/bin/python"
 WAIT="for f in $KC/manifests/*.learn $KC/manifests/*.bg; do [ -e \$f ] && flock \$f true; done; true"
@@ -121,5 +134,11 @@ PYEOF
   echo
 }
 
-scenario django manage.py check
-scenario pytest -m pytest --collect-only -q -p no:cacheprovider tests
+for s in $SCENARIOS; do
+  case "$s" in
+    django) scenario django manage.py check ;;
+    pytest) scenario pytest -m pytest --collect-only -q -p no:cacheprovider tests ;;
+    black) scenario black -m black --version ;;
+    *) echo "bench: unknown scenario $s" >&2; exit 2 ;;
+  esac
+done
