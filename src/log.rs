@@ -85,13 +85,16 @@ impl Log {
         if !self.enabled(level) {
             return;
         }
-        let mut err = std::io::stderr().lock();
-        let _ = if self.level == Level::Debug {
+        // Formatted first, then one write(2): stderr is unbuffered, and a
+        // line written piece by piece could interleave with the output of
+        // another process sharing the same stderr.
+        let line = if self.level == Level::Debug {
             let ms = self.start.elapsed().as_secs_f64() * 1e3;
-            writeln!(err, "kolosal: [{} +{ms:.3}ms] {msg}", level.name())
+            format!("kolosal: [{} +{ms:.3}ms] {msg}\n", level.name())
         } else {
-            writeln!(err, "kolosal: {msg}")
+            format!("kolosal: {msg}\n")
         };
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
 
     /// `line(Level::Error, ..)`.
