@@ -1029,27 +1029,13 @@ pub fn imports_digest(imports: &[Import]) -> u64 {
 }
 
 /// Runs the scanner (`closure::scan`) over a file's bytes and keeps what the
-/// walk needs, with the flags translated to [`Import::flags`] bits.
+/// walk needs ([`Import::flags`] holds the scanner's flag bits).
 pub fn scan_imports(bytes: &[u8]) -> Vec<Import> {
-    use super::import_cache::{
-        FLAG_CONDITIONAL, FLAG_DYNAMIC, FLAG_IN_FUNCTION, FLAG_LAZY, FLAG_TRY_IMPORT_ERROR,
-    };
-    use super::scan::{scan, ImportFlags};
-    let table = [
-        (ImportFlags::TYPE_CHECKING, FLAG_TYPE_CHECKING),
-        (ImportFlags::IN_FUNCTION, FLAG_IN_FUNCTION),
-        (ImportFlags::TRY_IMPORT_ERROR, FLAG_TRY_IMPORT_ERROR),
-        (ImportFlags::CONDITIONAL, FLAG_CONDITIONAL),
-        (ImportFlags::DYNAMIC, FLAG_DYNAMIC),
-        (ImportFlags::LAZY, FLAG_LAZY),
-    ];
-    scan(bytes)
+    super::scan::scan(bytes)
         .into_iter()
         .map(|s| Import {
-            flags: table
-                .iter()
-                .filter(|(theirs, _)| s.flags.contains(*theirs))
-                .fold(0, |acc, (_, ours)| acc | ours),
+            // The cache's FLAG_* bits are the scanner's ImportFlags bits.
+            flags: u32::from(s.flags.bits()),
             module: s.module,
             names: s.names,
             level: s.level,

@@ -31,22 +31,24 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::scan::ImportFlags;
+
 const MAGIC: &[u8; 8] = b"KOLIMP01";
 
-/// [`Import::flags`] bit: inside `if TYPE_CHECKING:` (never runs).
-pub const FLAG_TYPE_CHECKING: u32 = 1;
-/// [`Import::flags`] bit: inside a function or method body.
-pub const FLAG_IN_FUNCTION: u32 = 2;
-/// [`Import::flags`] bit: inside a `try` whose handlers catch ImportError.
-pub const FLAG_TRY_IMPORT_ERROR: u32 = 4;
-/// [`Import::flags`] bit: inside an `if`/`else` branch.
-pub const FLAG_CONDITIONAL: u32 = 8;
-/// [`Import::flags`] bit: a dynamic import (`importlib.import_module("x")`,
-/// `__import__("x")`) with a literal name.
-pub const FLAG_DYNAMIC: u32 = 16;
-/// [`Import::flags`] bit: a PEP 810 `lazy import` (3.15+), imported on
-/// first use of the name.
-pub const FLAG_LAZY: u32 = 32;
+// [`Import::flags`] bits: the scanner's [`ImportFlags`], one definition,
+// stored as a `u32` in the cache file.
+/// [`Import::flags`] bit: [`ImportFlags::TYPE_CHECKING`].
+pub const FLAG_TYPE_CHECKING: u32 = ImportFlags::TYPE_CHECKING.0 as u32;
+/// [`Import::flags`] bit: [`ImportFlags::IN_FUNCTION`].
+pub const FLAG_IN_FUNCTION: u32 = ImportFlags::IN_FUNCTION.0 as u32;
+/// [`Import::flags`] bit: [`ImportFlags::TRY_IMPORT_ERROR`].
+pub const FLAG_TRY_IMPORT_ERROR: u32 = ImportFlags::TRY_IMPORT_ERROR.0 as u32;
+/// [`Import::flags`] bit: [`ImportFlags::CONDITIONAL`].
+pub const FLAG_CONDITIONAL: u32 = ImportFlags::CONDITIONAL.0 as u32;
+/// [`Import::flags`] bit: [`ImportFlags::DYNAMIC`].
+pub const FLAG_DYNAMIC: u32 = ImportFlags::DYNAMIC.0 as u32;
+/// [`Import::flags`] bit: [`ImportFlags::LAZY`].
+pub const FLAG_LAZY: u32 = ImportFlags::LAZY.0 as u32;
 const FILE_NAME: &str = "imports-v1.bin";
 /// Identifies the scanner that produced cached results (see module docs).
 fn scanner_fingerprint() -> u64 {
