@@ -27,6 +27,7 @@
 #![warn(missing_docs)]
 
 pub mod argv;
+mod binfmt;
 pub mod cache;
 pub mod cli;
 pub mod closure;

@@ -35,6 +35,7 @@
 //! versioned by `FORMAT`; anything that does not decode is treated as no
 //! manifest at all.
 
+use crate::binfmt::{put_bytes, Reader};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -340,7 +341,7 @@ impl Manifest {
             .collect();
         let mut r = Reader::new(view.entries);
         for _ in 0..view.entry_count {
-            let (kind, path, stamp) = r.entry()?;
+            let (kind, path, stamp) = entry(&mut r)?;
             let expect = match kind {
                 KIND_FILE => Expect::File(stamp),
                 KIND_DIR => Expect::Dir(stamp),
@@ -353,7 +354,7 @@ impl Manifest {
         let path = |b: &[u8]| PathBuf::from(OsStr::from_bytes(b));
         for _ in 0..r.u32()? {
             let source = path(r.bytes_field()?);
-            let flags = *r.take(1)?.first()?;
+            let flags = r.u8()?;
             if flags & !(RECORD_HAS_CFILE | RECORD_LAZY | RECORD_LEARNED) != 0 {
                 return None;
             }
@@ -398,7 +399,7 @@ pub fn check_encoded<'a>(bytes: &'a [u8], key: &[u8]) -> Option<Warm<'a>> {
         let half = n / 2;
         let mut r = Reader::new(view.entries);
         for _ in 0..half {
-            r.entry()?;
+            entry(&mut r)?;
         }
         let (first, second) = view.entries.split_at(r.pos);
         std::thread::scope(|s| {
@@ -418,7 +419,7 @@ pub fn check_encoded<'a>(bytes: &'a [u8], key: &[u8]) -> Option<Warm<'a>> {
 fn check_entries(bytes: &[u8], count: usize) -> bool {
     let mut r = Reader::new(bytes);
     for _ in 0..count {
-        match r.entry() {
+        match entry(&mut r) {
             Some((kind, path, stamp)) if holds(path, kind, &stamp) => {}
             _ => return false,
         }
@@ -453,7 +454,7 @@ impl<'a> View<'a> {
         let rest = bytes.strip_prefix(FORMAT)?;
         let mut r = Reader::new(rest);
         let key = r.bytes_field()?;
-        let flags = *r.take(1)?.first()?;
+        let flags = r.u8()?;
         if flags & !(FLAG_LEARNING | FLAG_WRITE_BYTECODE | QUIET_MASK) != 0 {
             return None;
         }
@@ -477,62 +478,32 @@ impl<'a> View<'a> {
     }
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
-        Reader { bytes, pos: 0 }
-    }
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let end = self.pos.checked_add(n)?;
-        let s = self.bytes.get(self.pos..end)?;
-        self.pos = end;
-        Some(s)
-    }
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
-    }
-    fn u64(&mut self) -> Option<u64> {
-        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
-    }
-    fn bytes_field(&mut self) -> Option<&'a [u8]> {
-        let n = self.u32()? as usize;
-        self.take(n)
-    }
-    fn entry(&mut self) -> Option<(u8, &'a [u8], Stamp)> {
-        let kind = *self.take(1)?.first()?;
-        let path = self.bytes_field()?;
-        let stamp = match kind {
-            KIND_FILE | KIND_DIR => Stamp {
-                dev: self.u64()?,
-                ino: self.u64()?,
-                size: self.u64()?,
-                mtime_sec: self.u64()? as i64,
-                mtime_nsec: self.u64()? as i64,
-                ctime_sec: self.u64()? as i64,
-                ctime_nsec: self.u64()? as i64,
-            },
-            KIND_ABSENT | KIND_PENDING => Stamp {
-                dev: 0,
-                ino: 0,
-                size: 0,
-                mtime_sec: 0,
-                mtime_nsec: 0,
-                ctime_sec: 0,
-                ctime_nsec: 0,
-            },
-            _ => return None,
-        };
-        Some((kind, path, stamp))
-    }
-}
-
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
-    out.extend_from_slice(b);
+/// One manifest entry: kind, path, stamp.
+fn entry<'a>(r: &mut Reader<'a>) -> Option<(u8, &'a [u8], Stamp)> {
+    let kind = r.u8()?;
+    let path = r.bytes_field()?;
+    let stamp = match kind {
+        KIND_FILE | KIND_DIR => Stamp {
+            dev: r.u64()?,
+            ino: r.u64()?,
+            size: r.u64()?,
+            mtime_sec: r.u64()? as i64,
+            mtime_nsec: r.u64()? as i64,
+            ctime_sec: r.u64()? as i64,
+            ctime_nsec: r.u64()? as i64,
+        },
+        KIND_ABSENT | KIND_PENDING => Stamp {
+            dev: 0,
+            ino: 0,
+            size: 0,
+            mtime_sec: 0,
+            mtime_nsec: 0,
+            ctime_sec: 0,
+            ctime_nsec: 0,
+        },
+        _ => return None,
+    };
+    Some((kind, path, stamp))
 }
 
 fn manifest_file_name(key: &LaunchKey) -> String {

@@ -32,6 +32,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::scan::ImportFlags;
+use crate::binfmt::{put_bytes, Reader};
 
 const MAGIC: &[u8; 8] = b"KOLIMP01";
 
@@ -295,11 +296,6 @@ impl ImportCache {
 
 use crate::sync::lock;
 
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
-    out.extend_from_slice(b);
-}
-
 /// Writes the cache file for `entries` to `w`, one entry at a time.
 fn encode_to<'a>(
     entries: impl Iterator<Item = (&'a OsString, &'a Entry)>,
@@ -340,36 +336,13 @@ fn encode<'a>(entries: impl Iterator<Item = (&'a OsString, &'a Entry)>) -> Vec<u
 }
 
 /// A bounds-checked reader over the cache file.
-struct Reader<'a> {
-    buf: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.buf.len() < n {
-            return None;
-        }
-        let (head, tail) = self.buf.split_at(n);
-        self.buf = tail;
-        Some(head)
-    }
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
-    }
-    fn u64(&mut self) -> Option<u64> {
-        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
-    }
-    fn bytes(&mut self) -> Option<&'a [u8]> {
-        let n = self.u32()? as usize;
-        self.take(n)
-    }
-    fn string(&mut self) -> Option<String> {
-        String::from_utf8(self.bytes()?.to_vec()).ok()
-    }
+/// A UTF-8 byte string ([`Reader::bytes_field`]).
+fn string(r: &mut Reader<'_>) -> Option<String> {
+    String::from_utf8(r.bytes_field()?.to_vec()).ok()
 }
 
 fn decode(buf: &[u8]) -> Option<HashMap<OsString, Entry>> {
-    let mut r = Reader { buf };
+    let mut r = Reader::new(buf);
     if r.take(MAGIC.len())? != MAGIC {
         return None;
     }
@@ -379,27 +352,27 @@ fn decode(buf: &[u8]) -> Option<HashMap<OsString, Entry>> {
     let count = r.u64()?;
     let mut out = HashMap::default();
     for _ in 0..count {
-        let path = OsString::from_vec(r.bytes()?.to_vec());
+        let path = OsString::from_vec(r.bytes_field()?.to_vec());
         let size = r.u64()?;
         let mtime_ns = r.u64()? as i64;
         let n = r.u32()?;
         // Each import takes at least 20 bytes: reject absurd counts early.
-        if n as usize > r.buf.len() / 20 {
+        if n as usize > r.remaining() / 20 {
             return None;
         }
         let mut imports = Vec::with_capacity(n as usize);
         for _ in 0..n {
-            let module = r.string()?;
+            let module = string(&mut r)?;
             let level = r.u32()?;
             let line = r.u32()?;
             let flags = r.u32()?;
             let k = r.u32()?;
-            if k as usize > r.buf.len() / 4 {
+            if k as usize > r.remaining() / 4 {
                 return None;
             }
             let mut names = Vec::with_capacity(k as usize);
             for _ in 0..k {
-                names.push(r.string()?);
+                names.push(string(&mut r)?);
             }
             imports.push(Import {
                 module,
@@ -419,7 +392,7 @@ fn decode(buf: &[u8]) -> Option<HashMap<OsString, Entry>> {
             },
         );
     }
-    if !r.buf.is_empty() {
+    if r.remaining() != 0 {
         return None;
     }
     Some(out)
