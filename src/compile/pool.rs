@@ -118,9 +118,12 @@ pub fn compile_all(
         outcomes[i] = Some(Outcome::Written);
     }
     let rest_jobs: Vec<CompileJob> = rest.iter().map(|&i| jobs[i].clone()).collect();
-    let compiled = run_pool(&rest_jobs, config, cache.as_ref(), &|i, o| {
-        on_done(rest[i], o)
-    });
+    let compiled = {
+        let _pipes = IgnoreSigpipe::new();
+        run_pool(&rest_jobs, config, cache.as_ref(), &|i, o| {
+            on_done(rest[i], o)
+        })
+    };
     if let Some(c) = &cache {
         c.finish();
     }
@@ -128,6 +131,33 @@ pub fn compile_all(
         outcomes[i] = Some(o);
     }
     Ok(outcomes.into_iter().flatten().collect())
+}
+
+/// SIGPIPE ignored while the pool talks to its workers, then the previous
+/// disposition back. Both binaries run with SIGPIPE at its default (the
+/// program must inherit it; `kolosal info | head` must end quietly), under
+/// which a write to a worker that just died (killed, out of memory) would
+/// kill kolosal itself, and with it the launch. Ignored, the write fails
+/// with `EPIPE` and the pool retries the file on a fresh worker.
+struct IgnoreSigpipe {
+    previous: libc::sighandler_t,
+}
+
+impl IgnoreSigpipe {
+    fn new() -> Self {
+        // SAFETY: signal(2) swaps a disposition; no memory is involved.
+        let previous = unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+        IgnoreSigpipe { previous }
+    }
+}
+
+impl Drop for IgnoreSigpipe {
+    fn drop(&mut self) {
+        if self.previous != libc::SIG_ERR {
+            // SAFETY: as in `new`, putting back what was there.
+            unsafe { libc::signal(libc::SIGPIPE, self.previous) };
+        }
+    }
 }
 
 /// How many worker processes this process has started (for tests and the

@@ -1504,7 +1504,7 @@ fn killed_workers_and_killed_compiles() {
     }
     let out = child.wait_with_output().unwrap();
     let killed = killed.expect("never saw a worker to kill");
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(out.status.success(), "{}", common::describe(&out));
     let all = sources.iter().all(|s| fresh(&rules, s));
     assert!(all, "not every pyc written after a worker was killed");
     row(
