@@ -115,15 +115,18 @@ fn run_bounded(mut cmd: Command, limit: Duration, what: &str) -> Output {
     out
 }
 
-/// Waits for every background run under `cache` (its `.bg` lock), failing
-/// the test if one is still running after `limit`.
+/// Waits for every background run and learner under `cache` (their `.bg`
+/// and `.learn` locks: a learner may still be compiling and re-stamping
+/// when the program has exited), failing the test if one is still running
+/// after `limit`.
 fn wait_background_bounded(cache: &Path, limit: Duration, what: &str) {
     let deadline = Instant::now() + limit;
     let Ok(rd) = fs::read_dir(cache.join("manifests")) else {
         return;
     };
     for e in rd.filter_map(|e| e.ok()) {
-        if e.path().extension() != Some(OsStr::new("bg")) {
+        let ext = e.path().extension().map(OsStr::to_os_string);
+        if ext.as_deref() != Some(OsStr::new("bg")) && ext.as_deref() != Some(OsStr::new("learn")) {
             continue;
         }
         let mut file = fs::File::open(e.path()).unwrap();
@@ -133,7 +136,7 @@ fn wait_background_bounded(cache: &Path, limit: Duration, what: &str) {
                 Err((f, _)) => {
                     assert!(
                         Instant::now() < deadline,
-                        "{what}: the background run still holds {} after {limit:?}",
+                        "{what}: a background run or learner still holds {} after {limit:?}",
                         e.path().display()
                     );
                     std::thread::sleep(Duration::from_millis(20));

@@ -348,7 +348,12 @@ pub fn wait_background(cache: &Path) {
         return;
     };
     for e in rd.filter_map(|e| e.ok()) {
-        if e.path().extension().is_some_and(|x| x == "bg") {
+        // A learner (`.learn`) may still be compiling and re-stamping the
+        // manifest after the program exited, like a background run (`.bg`).
+        if e.path()
+            .extension()
+            .is_some_and(|x| x == "bg" || x == "learn")
+        {
             if let Ok(f) = std::fs::File::open(e.path()) {
                 drop(Flock::lock(f, FlockArg::LockShared));
             }
