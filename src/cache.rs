@@ -37,7 +37,7 @@ const STICKY: u32 = 0o1000;
 
 /// The cache root as configured, without creating or checking it. `None`
 /// when no home or cache dir is known and `KOLOSAL_CACHE_DIR` is unset.
-pub fn cache_root() -> Option<PathBuf> {
+pub(crate) fn cache_root() -> Option<PathBuf> {
     match std::env::var_os("KOLOSAL_CACHE_DIR") {
         Some(v) if !v.is_empty() => Some(PathBuf::from(v)),
         _ => dirs::cache_dir().map(|d| d.join("kolosal")),
@@ -48,7 +48,7 @@ pub fn cache_root() -> Option<PathBuf> {
 /// pass the ownership checks (see the module docs). Decided once per
 /// process; a refusal prints one warning (at `KOLOSAL_LOG=warn` or above)
 /// and every later call returns the same error.
-pub fn trusted_root() -> io::Result<PathBuf> {
+pub(crate) fn trusted_root() -> io::Result<PathBuf> {
     static ROOT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let verdict = ROOT.get_or_init(|| {
         let verdict = check_root();
@@ -91,7 +91,7 @@ fn check_root() -> Result<PathBuf, String> {
 /// `trusted_root()/sub`, created (mode 0700) if needed and checked like the
 /// root. Fails when the cache is refused or `sub` is not a private
 /// directory of this user.
-pub fn cache_subdir(sub: &str) -> io::Result<PathBuf> {
+pub(crate) fn cache_subdir(sub: &str) -> io::Result<PathBuf> {
     let dir = trusted_root()?.join(sub);
     ensure_private_dir(&dir)?;
     Ok(dir)
@@ -99,7 +99,7 @@ pub fn cache_subdir(sub: &str) -> io::Result<PathBuf> {
 
 /// `trusted_root()/sub` when it already exists as a private directory of
 /// this user; nothing is created (the warm path's read-only view).
-pub fn existing_subdir(sub: &str) -> io::Result<PathBuf> {
+pub(crate) fn existing_subdir(sub: &str) -> io::Result<PathBuf> {
     let dir = trusted_root()?.join(sub);
     check_private_dir(&dir, &fs::symlink_metadata(&dir)?)?;
     Ok(dir)
@@ -107,7 +107,7 @@ pub fn existing_subdir(sub: &str) -> io::Result<PathBuf> {
 
 /// Checks `dir` and each ancestor (see the module docs). `dir` must be
 /// absolute.
-pub fn trusted_path(dir: &Path) -> io::Result<()> {
+pub(crate) fn trusted_path(dir: &Path) -> io::Result<()> {
     check_private_dir(dir, &fs::symlink_metadata(dir)?)?;
     let euid = euid();
     let mut child_owner = fs::symlink_metadata(dir)?.uid();
@@ -131,7 +131,7 @@ pub fn trusted_path(dir: &Path) -> io::Result<()> {
 /// Creates `dir` and its missing parents with mode 0700, then checks that
 /// `dir` is a private directory of this user (not a symlink, owned by the
 /// effective uid, no group or world access for writing).
-pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn ensure_private_dir(dir: &Path) -> io::Result<()> {
     let meta = match fs::symlink_metadata(dir) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -182,7 +182,7 @@ fn check_private_dir(dir: &Path, meta: &fs::Metadata) -> io::Result<()> {
 }
 
 /// The effective uid: who kolosal acts as.
-pub fn euid() -> u32 {
+pub(crate) fn euid() -> u32 {
     // SAFETY: geteuid(2) cannot fail and touches no memory.
     unsafe { libc::geteuid() }
 }
@@ -200,7 +200,7 @@ fn refused(path: &Path, why: &str) -> io::Error {
 /// Opens a cache file for reading: never through a symlink, never blocking
 /// on a FIFO, and only when it is a regular file that this user (or root)
 /// owns and nobody else can write.
-pub fn open_private(path: &Path) -> io::Result<File> {
+pub(crate) fn open_private(path: &Path) -> io::Result<File> {
     let file = File::options()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
@@ -210,7 +210,7 @@ pub fn open_private(path: &Path) -> io::Result<File> {
 }
 
 /// [`open_private`], then the whole contents.
-pub fn read_private(path: &Path) -> io::Result<Vec<u8>> {
+pub(crate) fn read_private(path: &Path) -> io::Result<Vec<u8>> {
     let mut file = open_private(path)?;
     let mut bytes = Vec::with_capacity(file.metadata().map_or(0, |m| m.len() as usize));
     file.read_to_end(&mut bytes)?;
@@ -221,7 +221,7 @@ pub fn read_private(path: &Path) -> io::Result<Vec<u8>> {
 /// as a lock file: never through a symlink, never blocking, and only when
 /// what was opened is a regular file of this user. Something else in the
 /// way (a directory, a FIFO) is removed once and the open retried.
-pub fn create_private(path: &Path) -> io::Result<File> {
+pub(crate) fn create_private(path: &Path) -> io::Result<File> {
     let open = || {
         File::options()
             .create(true)
@@ -282,7 +282,7 @@ fn clear_in_the_way(path: &Path) -> io::Result<bool> {
 /// Writes `bytes` to `path` atomically: a unique temporary file in the same
 /// directory (mode 0600), then `rename`. A concurrent reader sees the old
 /// file or the new one, never a mix.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     write_atomic_with(path, |w| w.write_all(bytes))
 }
 
@@ -290,7 +290,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// them through a buffer straight into the temporary file, so a large file
 /// is never held in memory whole. A directory in the way at `path` (a
 /// cache entry that became one) is removed and the rename retried.
-pub fn write_atomic_with(
+pub(crate) fn write_atomic_with(
     path: &Path,
     fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> io::Result<()> {

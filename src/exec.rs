@@ -28,7 +28,7 @@ pub extern "C" fn note_closed_std_fds() {
 
 /// What the exec changes in the child's environment.
 #[derive(Debug, Clone, Default)]
-pub struct ExecEnv {
+pub(crate) struct ExecEnv {
     /// Set `PYTHONDONTWRITEBYTECODE=1` (kolosal already wrote the pycs).
     pub dont_write_bytecode: bool,
     /// Extra variables to set (for example a fallback `PYTHONPYCACHEPREFIX`).
@@ -43,7 +43,7 @@ pub struct ExecEnv {
 /// from it, so resolving the symlink would lose the venv.
 ///
 /// Only returns on failure, with the error from `execve`.
-pub fn exec_python(
+pub(crate) fn exec_python(
     program: &Path,
     argv0: &OsStr,
     args: &[OsString],

@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 /// both cores were busy; on an idle multi-core machine the crossover is
 /// lower. 256 keeps small closures on one thread and hands whole trees
 /// (thousands of files) to the pool.
-pub const PARALLEL_THRESHOLD: usize = 256;
+pub(crate) const PARALLEL_THRESHOLD: usize = 256;
 
 /// Whether a pyc is what `kolosal compile` would write now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -159,7 +159,7 @@ fn from_verdict(v: Verdict) -> Freshness {
     }
 }
 
-/// `items.map(f)` in order: on rayon's pool from [`PARALLEL_THRESHOLD`] items,
+/// `items.map(f)` in order: on rayon's pool from `PARALLEL_THRESHOLD` items,
 /// on the calling thread below.
 pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync + Send) -> Vec<R> {
     if items.len() < PARALLEL_THRESHOLD {

@@ -7,37 +7,46 @@
 //! argv ─► interpreter ─► closure ─► freshness ─► compile ─► exec
 //! ```
 //!
-//! * [`argv`]: CPython's command-line model, turning argv + environment into a
-//!   [`argv::LaunchSpec`].
-//! * [`interpreter`]: which real interpreter runs, and its probed facts.
-//! * [`closure`]: the import closure of the entry (scanner + importlib-exact resolver).
-//! * [`pyc`]: CPython's pyc rules (cache paths, header validation, source hashes).
-//! * [`freshness`]: applies the [`pyc`] rules to a set of modules, in parallel.
-//! * [`compile`]: a pool of target-interpreter workers that write fresh pycs.
-//! * [`exec`]: replaces this process with the real interpreter.
+//! The library's public surface is what a tool needs to do the same work
+//! by hand; each module re-exports a handful of items:
 //!
-//! [`launch`] strings the stages together for `kolosal-python`: its hot path
-//! checks a [`manifest`] of file stamps and execs at once when it holds; its
-//! cold path runs every stage and records a new one. [`knobs`] reads the
-//! `KOLOSAL_*` environment, [`log`] writes diagnostics (stderr only), and
-//! [`cache`] owns kolosal's cache directory.
+//! | to … | use |
+//! |---|---|
+//! | read a command line as CPython would | [`argv::parse`] → [`argv::LaunchSpec`] |
+//! | find and describe an interpreter | [`interpreter::discover`], [`interpreter::facts_for`] → [`interpreter::PythonFacts`] |
+//! | compute an entry's import closure | [`closure::compute`] with [`closure::Entry`] and [`closure::ClosureOptions`] |
+//! | check one pyc exactly as importlib would | [`pyc::check`] with [`pyc::PycRules`] → [`pyc::Verdict`] |
+//! | check many at once | [`freshness::check_all`] → [`freshness::Freshness`] |
+//! | find a tree's sources and their pycs | [`compile::plan::find_sources`], [`compile::plan::targets`] |
+//! | compile a set of sources | [`compile::compile_all`] with [`compile::PoolConfig`] and [`compile::CompileJob`]s |
+//! | clean | [`pyc::source_from_cache`] (which source a pyc belongs to) |
+//! | the shared code cache | [`compile::code_cache::stats`], [`compile::code_cache::prune`] |
 //!
-//! The `kolosal` binary (management CLI) is built from [`cli`].
+//! [`knobs`] reads the `KOLOSAL_*` environment and [`log`] writes
+//! diagnostics (stderr only). Everything else is private: the launcher's
+//! hot and cold paths (`launch`, hidden, public only for the two binaries),
+//! the manifest of file stamps it checks (`manifest`, hidden, public for the
+//! fuzz tests), kolosal's cache directory and its trust rules (`cache`), and
+//! the final `execv` (`exec`).
+//!
+//! The `kolosal` management CLI (clap) lives beside its binary in
+//! `src/bin/kolosal/`, and uses only this public surface.
 
-#![warn(missing_docs)]
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod argv;
 mod binfmt;
-pub mod cache;
-pub mod cli;
+pub(crate) mod cache;
 pub mod closure;
 pub mod compile;
-pub mod exec;
+pub(crate) mod exec;
 pub mod freshness;
 pub mod interpreter;
 pub mod knobs;
+#[doc(hidden)]
 pub mod launch;
 pub mod log;
+#[doc(hidden)]
 pub mod manifest;
 pub mod pyc;
 mod sync;

@@ -89,7 +89,7 @@ const KIND_PENDING: u8 = 4;
 /// One recorded launch.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Manifest {
-    /// The full launch key the manifest belongs to (see [`LaunchKey`]).
+    /// The full launch key the manifest belongs to (see `LaunchKey`).
     pub key: Vec<u8>,
     /// Environment variables the exec must set (e.g. a fallback
     /// `PYTHONPYCACHEPREFIX` chosen on the cold path).
@@ -158,18 +158,18 @@ const RECORD_LEARNED: u8 = 4;
 /// Builds a launch key: the bytes that decide which manifest applies. Every
 /// part is length-prefixed, so no two different part lists collide.
 #[derive(Debug, Clone, Default)]
-pub struct LaunchKey {
+pub(crate) struct LaunchKey {
     bytes: Vec<u8>,
 }
 
 impl LaunchKey {
     /// An empty key.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Appends one part.
-    pub fn part(&mut self, bytes: &[u8]) -> &mut Self {
+    pub(crate) fn part(&mut self, bytes: &[u8]) -> &mut Self {
         self.bytes
             .extend_from_slice(&(bytes.len() as u32).to_le_bytes());
         self.bytes.extend_from_slice(bytes);
@@ -177,7 +177,7 @@ impl LaunchKey {
     }
 
     /// Appends an optional part (unset and empty differ).
-    pub fn opt_part(&mut self, bytes: Option<&[u8]>) -> &mut Self {
+    pub(crate) fn opt_part(&mut self, bytes: Option<&[u8]>) -> &mut Self {
         match bytes {
             Some(b) => {
                 self.bytes.push(1);
@@ -191,12 +191,12 @@ impl LaunchKey {
     }
 
     /// The key's bytes.
-    pub fn as_bytes(&self) -> &[u8] {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.bytes
     }
 
     /// The key as a short name: 16 hex digits of a SipHash of its bytes.
-    pub fn digest(&self) -> String {
+    pub(crate) fn digest(&self) -> String {
         use std::hash::Hasher;
         let mut h = siphasher::sip::SipHasher13::new_with_keys(
             0x6b6f_6c6f_7361_6c21,
@@ -237,7 +237,7 @@ fn stamp_of(st: &libc::stat) -> (bool, Stamp) {
 }
 
 /// What `path` looks like now, as an [`Expect`].
-pub fn observe(path: &Path) -> Expect {
+pub(crate) fn observe(path: &Path) -> Expect {
     match stat_path(path.as_os_str().as_bytes()) {
         None => Expect::Absent,
         Some(st) => match stamp_of(&st) {
@@ -512,7 +512,7 @@ fn manifest_file_name(key: &LaunchKey) -> String {
 
 /// Where the manifest for `key` lives: `<cache>/manifests/<hash>.manifest`.
 /// Creates the directory; `None` when there is no usable cache directory.
-pub fn manifest_path(key: &LaunchKey) -> Option<PathBuf> {
+pub(crate) fn manifest_path(key: &LaunchKey) -> Option<PathBuf> {
     crate::cache::cache_subdir("manifests")
         .ok()
         .map(|d| d.join(manifest_file_name(key)))
@@ -520,7 +520,7 @@ pub fn manifest_path(key: &LaunchKey) -> Option<PathBuf> {
 
 /// Path of the manifest for `key` without creating the manifests
 /// directory (warm path); `None` when the cache is missing or refused.
-pub fn manifest_path_no_create(key: &LaunchKey) -> Option<PathBuf> {
+pub(crate) fn manifest_path_no_create(key: &LaunchKey) -> Option<PathBuf> {
     crate::cache::existing_subdir("manifests")
         .ok()
         .map(|d| d.join(manifest_file_name(key)))
@@ -528,13 +528,13 @@ pub fn manifest_path_no_create(key: &LaunchKey) -> Option<PathBuf> {
 
 /// The recorded manifest for `key`, read without following symlinks and
 /// only when this user wrote it (see [`crate::cache::read_private`]).
-pub fn read_recorded(key: &LaunchKey) -> Option<Vec<u8>> {
+pub(crate) fn read_recorded(key: &LaunchKey) -> Option<Vec<u8>> {
     crate::cache::read_private(&manifest_path_no_create(key)?).ok()
 }
 
 /// Records `manifest` for `key` atomically. Errors are returned for the
 /// caller to log; a launch never fails because a manifest was not stored.
-pub fn store(key: &LaunchKey, manifest: &Manifest) -> std::io::Result<()> {
+pub(crate) fn store(key: &LaunchKey, manifest: &Manifest) -> std::io::Result<()> {
     let path = manifest_path(key)
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no cache directory"))?;
     crate::cache::write_atomic(&path, &manifest.encode())

@@ -14,7 +14,7 @@ pub(crate) struct Env<'a> {
 }
 
 impl<'a> Env<'a> {
-    pub fn new(lookup: &'a dyn Fn(&str) -> Option<OsString>, use_environment: bool) -> Self {
+    pub(super) fn new(lookup: &'a dyn Fn(&str) -> Option<OsString>, use_environment: bool) -> Self {
         Env {
             lookup,
             use_environment,
@@ -24,7 +24,7 @@ impl<'a> Env<'a> {
     /// The variable's value, or `None` when unset, empty, or the environment
     /// is ignored. Mirrors `_Py_GetEnv` / `config_get_env` (3.8+),
     /// `config_get_env_var` (3.7) and `Py_GETENV(..) && *p != '\0'` (3.6).
-    pub fn get(&self, name: &str) -> Option<OsString> {
+    pub(super) fn get(&self, name: &str) -> Option<OsString> {
         if !self.use_environment {
             return None;
         }
@@ -32,7 +32,7 @@ impl<'a> Env<'a> {
     }
 
     /// Whether the variable is set to a non-empty value (`config_get_env` != NULL).
-    pub fn is_set(&self, name: &str) -> bool {
+    pub(super) fn is_set(&self, name: &str) -> bool {
         self.get(name).is_some()
     }
 
@@ -44,7 +44,7 @@ impl<'a> Env<'a> {
     /// (`_Py_str_to_int`) or is negative counts as 1, and the flag becomes
     /// `max(flag, value)`; so `"0"` leaves the flag alone.
     /// 3.6 mirrors `add_flag` (Python/pylifecycle.c): `max(flag, atoi(v), 1)`.
-    pub fn flag(&self, name: &str, flag: u32, version: Version) -> u32 {
+    pub(super) fn flag(&self, name: &str, flag: u32, version: Version) -> u32 {
         let Some(value) = self.get(name) else {
             return flag;
         };

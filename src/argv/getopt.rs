@@ -82,7 +82,7 @@ pub(crate) struct GetOpt<'a> {
 
 impl<'a> GetOpt<'a> {
     /// A fresh scan (`_PyOS_ResetGetOpt`).
-    pub fn new(args: &'a [OsString], version: Version) -> Self {
+    pub(super) fn new(args: &'a [OsString], version: Version) -> Self {
         GetOpt {
             args,
             version,
@@ -92,7 +92,7 @@ impl<'a> GetOpt<'a> {
     }
 
     /// The next option. Mirrors `_PyOS_GetOpt`.
-    pub fn next_opt(&mut self) -> Opt<'a> {
+    pub(super) fn next_opt(&mut self) -> Opt<'a> {
         if self.cluster.is_empty() {
             let Some(arg) = self.args.get(self.optind) else {
                 return Opt::End;

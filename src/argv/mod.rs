@@ -83,7 +83,7 @@ pub struct LaunchSpec {
     pub verbose: u32,
     /// `sys.warnoptions` without the `BytesWarning` entry: `default` under
     /// dev mode (`-X dev`, `PYTHONDEVMODE`; 3.7+), then `PYTHONWARNINGS`
-    /// split at commas, then every `-W` in order. See [`warn_options`].
+    /// split at commas, then every `-W` in order. See `warn_options`.
     pub warn_options: Vec<OsString>,
     /// `sys.flags.bytes_warning` (`-b` count).
     pub bytes_warning: u32,

@@ -5,9 +5,9 @@
 /// `/dev/null`, so the exec can hand the program the descriptors we got.
 #[used]
 #[link_section = ".init_array"]
-static NOTE_CLOSED_STD_FDS: extern "C" fn() = kolosal::exec::note_closed_std_fds;
+static NOTE_CLOSED_STD_FDS: extern "C" fn() = kolosal::launch::note_closed_std_fds;
 
 fn main() {
-    kolosal::exec::restore_default_sigpipe();
+    kolosal::launch::restore_default_sigpipe();
     kolosal::launch::run()
 }

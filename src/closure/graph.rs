@@ -66,7 +66,7 @@ pub struct ClosureOptions {
 
 /// How a module came to be in the closure: the one place that names it
 /// (`kolosal closure --json`, `kolosal status --entry` and the manifest's
-/// learned records all use this enum). Decided by [`Walk::mark_origins`].
+/// learned records all use this enum). Decided by `Walk::mark_origins`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Origin {
     /// Reached from the entry or a start-up root through imports that run
@@ -1008,7 +1008,7 @@ impl Discovery<'_, '_> {
 /// depends on (module, names, level, context flags), not the line numbers.
 /// Two sources with the same digest, in the same place with the same
 /// directory listings around them, give the same closure.
-pub fn imports_digest(imports: &[Import]) -> u64 {
+pub(crate) fn imports_digest(imports: &[Import]) -> u64 {
     use std::hash::Hasher;
     fn text(h: &mut impl Hasher, b: &[u8]) {
         h.write_u64(b.len() as u64);
@@ -1030,7 +1030,7 @@ pub fn imports_digest(imports: &[Import]) -> u64 {
 
 /// Runs the scanner (`closure::scan`) over a file's bytes and keeps what the
 /// walk needs ([`Import::flags`] holds the scanner's flag bits).
-pub fn scan_imports(bytes: &[u8]) -> Vec<Import> {
+pub(crate) fn scan_imports(bytes: &[u8]) -> Vec<Import> {
     super::scan::scan(bytes)
         .into_iter()
         .map(|s| Import {

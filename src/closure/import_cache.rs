@@ -39,17 +39,11 @@ const MAGIC: &[u8; 8] = b"KOLIMP01";
 // [`Import::flags`] bits: the scanner's [`ImportFlags`], one definition,
 // stored as a `u32` in the cache file.
 /// [`Import::flags`] bit: [`ImportFlags::TYPE_CHECKING`].
-pub const FLAG_TYPE_CHECKING: u32 = ImportFlags::TYPE_CHECKING.0 as u32;
+pub(crate) const FLAG_TYPE_CHECKING: u32 = ImportFlags::TYPE_CHECKING.0 as u32;
 /// [`Import::flags`] bit: [`ImportFlags::IN_FUNCTION`].
-pub const FLAG_IN_FUNCTION: u32 = ImportFlags::IN_FUNCTION.0 as u32;
-/// [`Import::flags`] bit: [`ImportFlags::TRY_IMPORT_ERROR`].
-pub const FLAG_TRY_IMPORT_ERROR: u32 = ImportFlags::TRY_IMPORT_ERROR.0 as u32;
-/// [`Import::flags`] bit: [`ImportFlags::CONDITIONAL`].
-pub const FLAG_CONDITIONAL: u32 = ImportFlags::CONDITIONAL.0 as u32;
-/// [`Import::flags`] bit: [`ImportFlags::DYNAMIC`].
-pub const FLAG_DYNAMIC: u32 = ImportFlags::DYNAMIC.0 as u32;
+pub(crate) const FLAG_IN_FUNCTION: u32 = ImportFlags::IN_FUNCTION.0 as u32;
 /// [`Import::flags`] bit: [`ImportFlags::LAZY`].
-pub const FLAG_LAZY: u32 = ImportFlags::LAZY.0 as u32;
+pub(crate) const FLAG_LAZY: u32 = ImportFlags::LAZY.0 as u32;
 const FILE_NAME: &str = "imports-v1.bin";
 /// Identifies the scanner that produced cached results (see module docs).
 fn scanner_fingerprint() -> u64 {

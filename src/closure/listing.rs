@@ -31,7 +31,7 @@ const IMPORT_EXTENSIONS: &[&[u8]] = &[b"py", b"pyc", b"so", b"pth", b"pyw", b"py
 /// closure recomputation).
 // mirrors the lookups of importlib._bootstrap_external.FileFinder.find_spec
 // against the cache FileFinder._fill_cache builds
-pub fn matters(name: &OsStr) -> bool {
+pub(crate) fn matters(name: &OsStr) -> bool {
     let b = name.as_bytes();
     if b.is_empty() || b[0] == b'.' || b == b"__pycache__" {
         return false;
@@ -45,7 +45,7 @@ pub fn matters(name: &OsStr) -> bool {
 /// A digest of the names in `dir` that [`matters`] keeps, with each one's
 /// file type (as the listing reports it). `None` when the directory cannot
 /// be read.
-pub fn digest(dir: &Path) -> Option<u64> {
+pub(crate) fn digest(dir: &Path) -> Option<u64> {
     let mut names: Vec<(Vec<u8>, u8)> = std::fs::read_dir(dir)
         .ok()?
         .filter_map(|e| e.ok())

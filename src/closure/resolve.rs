@@ -29,7 +29,7 @@ pub enum ModuleKind {
     /// (`SourceFileLoader` with submodule search locations).
     Package,
     /// An extension module (`ExtensionFileLoader`); a package when its
-    /// `__init__` is the extension ([`ResolvedModule::search_locations`] is set).
+    /// `__init__` is the extension (`ResolvedModule::search_locations` is set).
     Extension,
     /// A `.pyc` without source (`SourcelessFileLoader`); a package when its
     /// `__init__` is the `.pyc`.
@@ -128,7 +128,7 @@ pub enum LaunchForm {
 /// `dirname(realpath(script))`; a directory or zip is inserted as given
 /// (3.7-3.8) or joined to the cwd (3.9+, not normalised); `-m` gives
 /// `getcwd()`; `-c`, stdin and the REPL give `''`.
-pub fn sys_path0(
+pub(crate) fn sys_path0(
     form: &LaunchForm,
     safe_path: bool,
     version: (u32, u32),
@@ -171,7 +171,7 @@ fn is_zip_file(p: &Path) -> bool {
 
 /// The full `sys.path` of a launch: `path0` (from [`sys_path0`]) followed by
 /// the probed `facts.sys_path`.
-pub fn launch_sys_path(facts: &PythonFacts, path0: Option<PathBuf>) -> Vec<PathBuf> {
+pub(crate) fn launch_sys_path(facts: &PythonFacts, path0: Option<PathBuf>) -> Vec<PathBuf> {
     path0
         .into_iter()
         .chain(facts.sys_path.iter().cloned())
@@ -244,7 +244,7 @@ pub struct Resolver {
 
 impl Resolver {
     /// A resolver for `facts`' interpreter searching `sys_path` (use
-    /// [`launch_sys_path`]), relative entries taken against the process cwd.
+    /// `launch_sys_path`), relative entries taken against the process cwd.
     pub fn new(facts: &PythonFacts, sys_path: Vec<PathBuf>) -> Self {
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
         Self::with_cwd(facts, sys_path, cwd)
@@ -635,7 +635,7 @@ pub fn resolve_relative(
 }
 
 /// `__package__` of a module: itself for a package, else its parent.
-pub fn package_of(name: &str, is_package: bool) -> &str {
+pub(crate) fn package_of(name: &str, is_package: bool) -> &str {
     if is_package {
         name
     } else {

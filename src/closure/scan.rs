@@ -29,7 +29,7 @@ use std::ops::{BitOr, BitOrAssign};
 use std::sync::OnceLock;
 use unicode_normalization::UnicodeNormalization;
 
-/// Context bits of an [`ImportStmt`]: where in the file the import sits.
+/// Context bits of an `ImportStmt`: where in the file the import sits.
 ///
 /// A bitflags-style newtype; combine with `|`, test with [`ImportFlags::contains`].
 /// Each bit is lexical: an import nested in several contexts carries all of them.
@@ -132,7 +132,7 @@ pub struct ImportStmt {
 
 /// Every import in `source` (Python source bytes, any encoding CPython
 /// accepts that is ASCII-compatible), in source order. `import a, b` yields
-/// one [`ImportStmt`] per module. Never panics; linear time.
+/// one `ImportStmt` per module. Never panics; linear time.
 pub fn scan(source: &[u8]) -> Vec<ImportStmt> {
     // CPython reads source with universal newlines: "\r\n" and "\r" are "\n".
     let owned;

@@ -10,13 +10,13 @@
 //! given explicitly for every file.
 //!
 //! Workers run under the launched program's warning filters
-//! ([`warning_flags`]) and record what compiling each file shows: the
+//! (`warning_flags`) and record what compiling each file shows: the
 //! launcher leaves a module that warns to the interpreter
 //! ([`OnWarning::LeaveToInterpreter`]: no pyc, so the program shows or raises
 //! exactly what python would); `kolosal compile` writes it and prints the
 //! warning, as compileall does ([`OnWarning::WriteAndReport`]).
 //!
-//! [`compile_all`] is the entry point; see [`pool`] for the scheduling rules
+//! [`compile_all`] is the entry point; see `pool` for the scheduling rules
 //! (worker count, load balancing, time-outs, crash retries). Before any
 //! worker starts, every job the [`code_cache`] can serve is written from
 //! it (no process); the workers return the bodies they compile cleanly, which
@@ -24,8 +24,8 @@
 
 pub mod code_cache;
 pub mod plan;
-pub mod pool;
-pub mod protocol;
+pub(crate) mod pool;
+pub(crate) mod protocol;
 
 pub use pool::{compile_all, worker_count};
 
@@ -36,11 +36,11 @@ use std::time::Duration;
 
 /// The worker script, embedded in the binary (runs on CPython 3.6+; hash-based
 /// pycs need 3.7+).
-pub const WORKER_SCRIPT: &str = include_str!("worker.py");
+pub(crate) const WORKER_SCRIPT: &str = include_str!("worker.py");
 
 /// Longest time one file may take in a worker before it is killed (uv's
 /// figure). The one place this time-out is written.
-pub const WORKER_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const WORKER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What a worker does with a module whose compilation shows a warning (or
 /// raises one turned into an error) under its warning filters.
@@ -83,7 +83,7 @@ pub struct PoolConfig {
     pub timeout: Duration,
     /// Interpreter flags that change the code objects or the warning
     /// filters, placed after `-I -S` (e.g. `-X no_debug_ranges` on 3.11+,
-    /// `-X utf8`, the launch's [`warning_flags`]).
+    /// `-X utf8`, the launch's `warning_flags`).
     pub extra_flags: Vec<OsString>,
     /// What to do with a module whose compilation warns.
     pub on_warning: OnWarning,
@@ -96,7 +96,7 @@ pub struct PoolConfig {
 
 impl PoolConfig {
     /// A config for `python` with automatic worker count, the
-    /// [`WORKER_TIMEOUT`] per file, no extra flags (default warning
+    /// `WORKER_TIMEOUT` per file, no extra flags (default warning
     /// filters), and modules that warn left to the interpreter.
     pub fn new(python: impl Into<PathBuf>) -> Self {
         PoolConfig {
@@ -225,7 +225,7 @@ fn first_line(text: &str) -> &str {
 /// CPython adds their `BytesWarning` filter last itself.
 // mirrors config_init_warnoptions (Python/initconfig.c): the worker's
 // sys.warnoptions equal the program's.
-pub fn warning_flags(spec: &LaunchSpec) -> Vec<OsString> {
+pub(crate) fn warning_flags(spec: &LaunchSpec) -> Vec<OsString> {
     let mut flags = Vec::with_capacity(spec.warn_options.len() * 2 + 1);
     match spec.bytes_warning {
         0 => {}

@@ -33,17 +33,17 @@ use std::time::{Duration, Instant};
 /// Estimated worker CPU per file, besides compiling it: stat, read,
 /// `makedirs`, temp file, `os.replace`, two pipe frames (measured: ~0.8 ms on
 /// CPython 3.11, 1 KiB files).
-pub const COST_PER_FILE_US: u64 = 800;
+pub(crate) const COST_PER_FILE_US: u64 = 800;
 
 /// Estimated compile speed in source bytes per millisecond (CPython 3.7-3.13
 /// compile 3.5-10 MB/s here; 5 MB/s is the middle).
-pub const COMPILE_BYTES_PER_MS: u64 = 5_000;
+pub(crate) const COMPILE_BYTES_PER_MS: u64 = 5_000;
 
 /// Estimated work one worker must have before starting it pays off. A
 /// `-I -S` worker costs ~11 ms CPU to start; measured wall-clock crossover
 /// of 1 vs 2 workers lies between 16 files (~20 ms of work) and 64 files
 /// (~70 ms), so a worker is started per ~30 ms of work.
-pub const WORK_PER_WORKER_US: u64 = 30_000;
+pub(crate) const WORK_PER_WORKER_US: u64 = 30_000;
 
 /// The least time a worker is given to start and greet the pool.
 const MIN_STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -53,11 +53,11 @@ const STDERR_TAIL: usize = 4096;
 
 /// CPU one `-I -S` worker costs to start and greet the pool (measured
 /// ~11 ms on CPython 3.11 here; `python3.12 -I -S -c pass` takes 13 ms wall).
-pub const WORKER_START_US: u64 = 11_000;
+pub(crate) const WORKER_START_US: u64 = 11_000;
 
 /// Estimated CPU to compile `jobs` files of `total_bytes` source, in µs:
 /// [`COST_PER_FILE_US`] per file plus `total_bytes` at [`COMPILE_BYTES_PER_MS`].
-pub fn estimated_work_us(jobs: usize, total_bytes: u64) -> u64 {
+pub(crate) fn estimated_work_us(jobs: usize, total_bytes: u64) -> u64 {
     (jobs as u64)
         .saturating_mul(COST_PER_FILE_US)
         .saturating_add(total_bytes.saturating_mul(1000) / COMPILE_BYTES_PER_MS)
@@ -66,9 +66,9 @@ pub fn estimated_work_us(jobs: usize, total_bytes: u64) -> u64 {
 /// How many workers to run for `jobs` files of `total_bytes` source.
 ///
 /// `requested > 0` is honoured (but never more workers than jobs). Otherwise:
-/// the available parallelism, capped at one worker per [`WORK_PER_WORKER_US`]
-/// of estimated work ([`COST_PER_FILE_US`] per file plus compiling
-/// `total_bytes` at [`COMPILE_BYTES_PER_MS`]), and at least one. Zero jobs
+/// the available parallelism, capped at one worker per `WORK_PER_WORKER_US`
+/// of estimated work (`COST_PER_FILE_US` per file plus compiling
+/// `total_bytes` at `COMPILE_BYTES_PER_MS`), and at least one. Zero jobs
 /// need zero workers.
 pub fn worker_count(requested: usize, jobs: usize, total_bytes: u64) -> usize {
     if jobs == 0 {
@@ -162,7 +162,7 @@ impl Drop for IgnoreSigpipe {
 
 /// How many worker processes this process has started (for tests and the
 /// debug timeline: a run served by the code cache starts none).
-pub static WORKERS_STARTED: AtomicUsize = AtomicUsize::new(0);
+pub(crate) static WORKERS_STARTED: AtomicUsize = AtomicUsize::new(0);
 
 /// [`compile_all`] on workers only: every job goes to one.
 fn run_pool(

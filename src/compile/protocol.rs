@@ -26,18 +26,18 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 /// What the worker says first; anything else means it is not our worker.
-pub const HELLO_PREFIX: &[u8] = b"KOLOSAL-WORKER 1 ";
+pub(crate) const HELLO_PREFIX: &[u8] = b"KOLOSAL-WORKER 1 ";
 
 /// The largest frame the pool accepts from a worker. Responses carry one
 /// path and one line of text; anything bigger is a corrupt stream.
-pub const MAX_FRAME: u32 = 16 << 20;
+pub(crate) const MAX_FRAME: u32 = 16 << 20;
 
 /// "No line number" in a syntax-error response.
 const NO_LINE: u32 = u32::MAX;
 
 /// One compile request as it goes on the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request<'a> {
+pub(crate) struct Request<'a> {
     /// Echoed back in the response.
     pub id: u32,
     /// Optimisation level handed to `compile()`.
@@ -55,7 +55,7 @@ pub struct Request<'a> {
 impl Request<'_> {
     /// The framed bytes (length prefix included), or `None` when the paths
     /// are too long to frame.
-    pub fn encode(&self) -> Option<Vec<u8>> {
+    pub(crate) fn encode(&self) -> Option<Vec<u8>> {
         let source = self.source.as_bytes();
         let cfile = self.cfile.as_bytes();
         let payload_len = 4 + 4 + 1 + 1 + 4 + source.len() + cfile.len();
@@ -86,7 +86,7 @@ fn mode_byte(mode: InvalidationMode) -> u8 {
 
 /// What the worker reports for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
+pub(crate) enum Reply {
     /// The pyc was written.
     Written,
     /// The source does not compile.
@@ -114,7 +114,7 @@ pub enum Reply {
 
 /// A decoded response frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Response {
+pub(crate) struct Response {
     /// The request id it answers.
     pub id: u32,
     /// The result.
@@ -124,7 +124,7 @@ pub struct Response {
 impl Response {
     /// Decodes a response payload (without its length prefix); `None` when
     /// the bytes are not a well-formed response.
-    pub fn decode(payload: &[u8]) -> Option<Response> {
+    pub(crate) fn decode(payload: &[u8]) -> Option<Response> {
         let id = u32::from_le_bytes(payload.get(0..4)?.try_into().ok()?);
         let status = *payload.get(4)?;
         let body = &payload[5..];
@@ -155,7 +155,7 @@ impl Response {
 /// Reads one frame's payload. `Ok(None)` at a clean end of stream (EOF
 /// before the first length byte); an error for a truncated or oversized
 /// frame.
-pub fn read_frame(r: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
+pub(crate) fn read_frame(r: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
     let mut len = [0u8; 4];
     let mut got = 0;
     while got < 4 {

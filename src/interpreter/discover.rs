@@ -80,7 +80,7 @@ pub struct Discovered {
     pub resolved: PathBuf,
     /// Variables to set in the child (what `pyenv exec` would export).
     pub exec_env: Vec<(OsString, OsString)>,
-    /// The pyenv shim that was bypassed, if any (see [`pyenv::wants_pip_rehash`]).
+    /// The pyenv shim that was bypassed, if any (see `pyenv::wants_pip_rehash`).
     pub pyenv_shim: Option<PathBuf>,
     /// A `.venv` that was found and ignored because other users control it
     /// (see [`dotvenv_trust`]): one line for the launcher to print.
@@ -98,7 +98,7 @@ pub struct Discovered {
 /// directory. Further up, a directory others can write is accepted only
 /// when it is sticky (`/tmp`) and the entry on the way down is the user's
 /// or root's, which nobody else can then rename or replace (the rule
-/// [`crate::cache::trusted_path`] applies to kolosal's cache).
+/// `crate::cache::trusted_path` applies to kolosal's cache).
 ///
 /// `Err` says which directory failed, in one line.
 pub fn dotvenv_trust(venv: &Path) -> Result<(), String> {
@@ -427,7 +427,7 @@ fn named(
 /// The command names to look for on PATH: the shim's own name when invoked
 /// as `python`, `python3`, `python3.12` (optionally with a `t` suffix), else
 /// `python3` then `python`.
-pub fn path_names(invoked_as: Option<&OsStr>) -> Vec<OsString> {
+pub(crate) fn path_names(invoked_as: Option<&OsStr>) -> Vec<OsString> {
     if let Some(a) = invoked_as {
         let b = a.as_bytes();
         let base = b.rsplit(|&c| c == b'/').next().unwrap_or(b);
@@ -440,7 +440,7 @@ pub fn path_names(invoked_as: Option<&OsStr>) -> Vec<OsString> {
 
 /// Whether the launcher runs under a shim's name (`python`, `python3`,
 /// `python3.12`), as opposed to `kolosal-python` or anything else.
-pub fn invoked_as_shim(invoked_as: Option<&OsStr>) -> bool {
+pub(crate) fn invoked_as_shim(invoked_as: Option<&OsStr>) -> bool {
     invoked_as.is_some_and(|a| {
         let b = a.as_bytes();
         is_python_name(b.rsplit(|&c| c == b'/').next().unwrap_or(b))

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// The probe script, embedded in the binary (CPython 3.7+ only).
-pub const PROBE_SCRIPT: &str = include_str!("probe.py");
+pub(crate) const PROBE_SCRIPT: &str = include_str!("probe.py");
 
 /// What `-c` runs: a version check any Python from 2.7 on can parse, using
 /// builtin modules only (nothing on `sys.path` can shadow `sys`/`posix`).
@@ -23,7 +23,7 @@ pub const PROBE_SCRIPT: &str = include_str!("probe.py");
 /// 3.6+ runs [`PROBE_SCRIPT`] (`sys.argv[3]`). 3.6 still gets its facts
 /// (the pyc tests use them); the launcher's cut-off is [`MIN_SUPPORTED`],
 /// applied by the probe cache.
-pub const PROBE_PROLOGUE: &str = "import sys, posix
+pub(crate) const PROBE_PROLOGUE: &str = "import sys, posix
 if sys.version_info < (3, 6):
     _a = ('{\"unsupported\": [%d, %d, %d]}' % tuple(sys.version_info[:3])).encode('ascii')
     while _a:
@@ -35,7 +35,7 @@ else:
 /// The oldest CPython kolosal precompiles for: older ones are passed
 /// through untouched by the launcher ([`super::probe_cache::facts_for`]
 /// reports them as [`ProbeError::Unsupported`]).
-pub const MIN_SUPPORTED: (u32, u32) = (3, 7);
+pub(crate) const MIN_SUPPORTED: (u32, u32) = (3, 7);
 
 /// Environment variables that change what the probe reports (`sys.path`,
 /// site directories, flags). They form part of the probe cache key.

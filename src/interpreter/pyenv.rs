@@ -23,11 +23,11 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 /// Environment lookup used instead of the process environment.
-pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<OsString>;
+pub(crate) type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<OsString>;
 
 /// What `pyenv exec COMMAND` would run.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ShimResolution {
+pub(crate) enum ShimResolution {
     /// pyenv would exec `path`.
     Found {
         /// The file pyenv execs (unresolved: `versions/NAME/bin/COMMAND`).
@@ -45,7 +45,7 @@ pub enum ShimResolution {
 
 /// `$PYENV_ROOT` (trailing `/` removed), else `$HOME/.pyenv`.
 // mirrors libexec/pyenv: PYENV_ROOT="${PYENV_ROOT%/}" / "${HOME}/.pyenv"
-pub fn pyenv_root(env: EnvLookup<'_>) -> Option<PathBuf> {
+pub(crate) fn pyenv_root(env: EnvLookup<'_>) -> Option<PathBuf> {
     match env("PYENV_ROOT") {
         Some(v) if !v.is_empty() => {
             let mut b = v.into_vec();
@@ -62,7 +62,7 @@ pub fn pyenv_root(env: EnvLookup<'_>) -> Option<PathBuf> {
 }
 
 /// True when `dir` is `root/shims` (same path, or same directory by dev+ino).
-pub fn is_shims_dir(dir: &Path, root: &Path) -> bool {
+pub(crate) fn is_shims_dir(dir: &Path, root: &Path) -> bool {
     let shims = root.join("shims");
     if dir == shims {
         return true;
@@ -77,7 +77,7 @@ pub fn is_shims_dir(dir: &Path, root: &Path) -> bool {
 }
 
 /// Inputs of one resolution.
-pub struct ShimQuery<'a> {
+pub(crate) struct ShimQuery<'a> {
     /// `$PYENV_ROOT`.
     pub root: &'a Path,
     /// The shim's name (`python3`).
@@ -92,7 +92,7 @@ pub struct ShimQuery<'a> {
 
 /// Works out what `$root/shims/COMMAND` would exec.
 // mirrors libexec/pyenv-exec: version-name -f, then pyenv-which
-pub fn resolve_shim(q: &ShimQuery<'_>) -> ShimResolution {
+pub(crate) fn resolve_shim(q: &ShimQuery<'_>) -> ShimResolution {
     match resolve_inner(q) {
         Ok(r) => r,
         Err(reason) => ShimResolution::Unsure(reason.to_string()),
@@ -102,7 +102,7 @@ pub fn resolve_shim(q: &ShimQuery<'_>) -> ShimResolution {
 /// Why [`resolve_shim`] cannot be sure what pyenv would run; its text is
 /// [`ShimResolution::Unsure`]'s reason.
 #[derive(Debug)]
-pub enum ShimError {
+pub(crate) enum ShimError {
     /// pip, `*-config` and conda shims go through hooks this mirror does not model.
     HookedCommand,
     /// A hook script that may change the choice.
@@ -571,7 +571,7 @@ fn system_search(q: &ShimQuery<'_>) -> Option<PathBuf> {
 }
 
 /// A regular file (after symlinks) this process may execute.
-pub(crate) fn is_executable_file(p: &Path) -> bool {
+pub fn is_executable_file(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file())
         && nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok()
 }
@@ -580,7 +580,7 @@ pub(crate) fn is_executable_file(p: &Path) -> bool {
 /// command (`pip`, `pip3.11`, or ` -m pip ` in the arguments), so that new
 /// console scripts get shims: the caller should run the shim then.
 // mirrors pyenv.d/exec/pip-rehash.bash
-pub fn wants_pip_rehash(command: &OsStr, args: &[OsString]) -> bool {
+pub(crate) fn wants_pip_rehash(command: &OsStr, args: &[OsString]) -> bool {
     let c = command.as_bytes();
     let base = c.rsplit(|&b| b == b'/').next().unwrap_or(c);
     if base.starts_with(b"pip") || base.starts_with(b"easy_install") {

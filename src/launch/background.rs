@@ -46,11 +46,11 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 /// The variable that tells `kolosal-python` which background stage it is.
-pub const STAGE_VAR: &str = "KOLOSAL_INTERNAL_BACKGROUND";
+pub(crate) const STAGE_VAR: &str = "KOLOSAL_INTERNAL_BACKGROUND";
 
 /// Which part a `kolosal-python` process plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
+pub(crate) enum Stage {
     /// A normal launch: ends in exec.
     Launch,
     /// Step 3: start the background run and exit.
@@ -63,7 +63,7 @@ pub enum Stage {
 
 impl Stage {
     /// The stage this process was started for, from [`STAGE_VAR`].
-    pub fn from_env() -> Stage {
+    pub(crate) fn from_env() -> Stage {
         match std::env::var_os(STAGE_VAR)
             .as_deref()
             .and_then(|v| v.to_str())
@@ -74,11 +74,6 @@ impl Stage {
             _ => Stage::Launch,
         }
     }
-}
-
-/// Path of the background lock for `key`.
-pub fn lock_path(key: &LaunchKey) -> Option<PathBuf> {
-    key_lock_path(key, "bg")
 }
 
 /// `<cache>/manifests/<digest>.<ext>`: a lock that belongs to one launch
@@ -106,7 +101,7 @@ pub(super) fn try_key_lock(key: &LaunchKey, ext: &str) -> Result<Option<Flock<Fi
 /// interpreter name discovery looks for (a `python3.11` shim link), so the
 /// background run finds the same interpreter and the same manifest.
 /// Returns whether one was started.
-pub fn start(
+pub(crate) fn start(
     key: &LaunchKey,
     argv0: Option<&OsStr>,
     args: &[OsString],
@@ -153,7 +148,7 @@ pub fn start(
 /// (a container's entrypoint) or a subreaper, it would inherit a child it
 /// never created (`os.wait()` returning a foreign PID, zombies). Then
 /// nothing may be left to run after exec.
-pub fn orphans_reach_program() -> bool {
+pub(crate) fn orphans_reach_program() -> bool {
     if std::process::id() == 1 {
         return true;
     }
@@ -173,7 +168,7 @@ pub fn orphans_reach_program() -> bool {
 }
 
 /// Step 3: starts the background run (inheriting the lock) and returns.
-pub fn detach() -> std::io::Result<()> {
+pub(crate) fn detach() -> std::io::Result<()> {
     let exe = std::env::current_exe()?;
     let mut argv = std::env::args_os();
     let argv0 = argv.next().unwrap_or_else(|| exe.clone().into_os_string());
@@ -190,7 +185,7 @@ pub fn detach() -> std::io::Result<()> {
 
 /// Step 4's set-up: lower this process's priority (its workers inherit
 /// it) and drop [`STAGE_VAR`] so nothing started from here sees it.
-pub fn enter_run() {
+pub(crate) fn enter_run() {
     // SAFETY: setpriority(2) on this process; no memory is involved.
     unsafe {
         libc::setpriority(libc::PRIO_PROCESS, 0, 10);

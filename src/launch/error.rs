@@ -20,7 +20,7 @@ use std::process::ExitStatus;
 /// Why the cold path ([`super::prepare::prepare`]) or the repair path
 /// ([`super::repair::repair`]) could not make the closure's pycs fresh.
 #[derive(Debug)]
-pub enum PrepareError {
+pub(crate) enum PrepareError {
     /// Probing the interpreter (or reading its cached facts) failed.
     Probe(ProbeError),
     /// The interpreter's own version rejects this command line.
@@ -92,7 +92,7 @@ impl From<PoolError> for PrepareError {
 
 /// Why a detached helper (the background run, the learner) was not started.
 #[derive(Debug)]
-pub enum StartError {
+pub(crate) enum StartError {
     /// There is no usable cache directory to hold the key's lock.
     NoCache,
     /// The key's lock file could not be opened.

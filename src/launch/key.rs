@@ -15,7 +15,7 @@ use std::path::Path;
 
 /// Builds the key for a launch of `python` with `args` (without `argv[0]`),
 /// of which the first `options_and_target` belong to the interpreter.
-pub fn launch_key(
+pub(crate) fn launch_key(
     python: &Path,
     args: &[OsString],
     options_and_target: usize,

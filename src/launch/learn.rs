@@ -93,30 +93,25 @@ use std::time::{Duration, Instant};
 
 /// Hands the program's pid, its pidfd and the learner lock's descriptor to
 /// the learner: `PID:PIDFD:LOCKFD` (`-1` for no pidfd).
-pub const HANDOFF_VAR: &str = "KOLOSAL_INTERNAL_LEARN";
+pub(crate) const HANDOFF_VAR: &str = "KOLOSAL_INTERNAL_LEARN";
 
 /// Learning runs in a row that found nothing new after which warm launches
 /// stop starting learners. Two, not one: a run can miss a module when the
 /// program loads it before the watches are in place.
-pub const QUIET_RUNS_TO_STOP: u8 = 2;
+pub(crate) const QUIET_RUNS_TO_STOP: u8 = 2;
 
 /// A long-running program's candidates are processed once no new one has
 /// arrived for this long.
-pub const IDLE_ROUND: Duration = Duration::from_secs(2);
+pub(crate) const IDLE_ROUND: Duration = Duration::from_secs(2);
 
 /// Paths remembered per learning run at most (memory bound for servers
 /// that open many `.py` files).
 const SEEN_CAP: usize = 100_000;
 
-/// Path of the learner lock for `key`.
-pub fn lock_path(key: &LaunchKey) -> Option<PathBuf> {
-    super::background::key_lock_path(key, "learn")
-}
-
 /// Launch side: starts a learner for the program this process is about to
 /// become, unless one is already running for `key`. Returns whether one was
 /// started.
-pub fn start(
+pub(crate) fn start(
     key: &LaunchKey,
     argv0: Option<&OsStr>,
     args: &[OsString],
@@ -159,7 +154,7 @@ pub fn start(
 /// How long a learning launch waits for its learner's watches before it
 /// execs anyway. Measured: 2-15 ms at the loads seen here; a learner that
 /// takes longer only learns less this run.
-pub const LEARN_READY_WAIT: Duration = Duration::from_millis(300);
+pub(crate) const LEARN_READY_WAIT: Duration = Duration::from_millis(300);
 
 /// Waits (at most [`LEARN_READY_WAIT`]) until the learner wrote its byte or
 /// closed its end of `ready`.
@@ -540,7 +535,7 @@ struct Learner<'a> {
 /// The learner process: watches the program the launch became, learns, and
 /// returns when it is done. Never fails the program: every error only ends
 /// learning.
-pub fn run(ctx: &Context<'_>) {
+pub(crate) fn run(ctx: &Context<'_>) {
     let Some(mut handoff) = Handoff::from_env() else {
         return;
     };

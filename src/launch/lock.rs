@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Longest a launch waits for another launch's compile to release the lock.
-pub const LOCK_WAIT_LIMIT: Duration = Duration::from_secs(10);
+pub(super) const LOCK_WAIT_LIMIT: Duration = Duration::from_secs(10);
 
 /// First pause between two tries to take a busy lock; it doubles up to
 /// [`LOCK_POLL_MAX`].
@@ -38,12 +38,12 @@ const LOCK_POLL_MAX: Duration = Duration::from_millis(50);
 static GAVE_UP: AtomicBool = AtomicBool::new(false);
 
 /// A held lock; released on drop (and by the kernel if the process dies).
-pub struct CacheLock {
+pub(super) struct CacheLock {
     _lock: Flock<File>,
 }
 
 /// What [`lock_cache`] got.
-pub enum Locked {
+pub(super) enum Locked {
     /// The lock is held until this is dropped.
     Held(CacheLock),
     /// No usable lock (no cache directory, a lock path that is a symlink,
@@ -55,7 +55,7 @@ pub enum Locked {
 }
 
 /// Takes the lock for this cache, waiting at most [`LOCK_WAIT_LIMIT`].
-pub fn lock_cache(python: &Path, optimize: u32, prefix: Option<&Path>) -> Locked {
+pub(super) fn lock_cache(python: &Path, optimize: u32, prefix: Option<&Path>) -> Locked {
     use std::os::unix::ffi::OsStrExt;
     let mut key = LaunchKey::new();
     key.part(python.as_os_str().as_bytes())

@@ -9,10 +9,10 @@
 //! The hot path is [`run`]: parse argv, find the interpreter, read one
 //! manifest and stat what it lists. When every stamp holds it execs at once:
 //! no probe, no scan, no process spawned. When only closure sources (or
-//! `__pycache__` directories) changed, [`repair`] rescans just those and,
-//! if the closure is unchanged, recompiles their pycs. Otherwise [`prepare`]
+//! `__pycache__` directories) changed, `repair` rescans just those and,
+//! if the closure is unchanged, recompiles their pycs. Otherwise `prepare`
 //! does the cold work. Cold and repaired launches, and warm ones until run-time
-//! learning has settled, also start a detached [`learn`]er that records the
+//! learning has settled, also start a detached `learn`er that records the
 //! modules the program loads from source (computed-name imports).
 //! Whatever fails inside kolosal, the program still starts: at
 //! most one line goes to stderr (`KOLOSAL_LOG=off` silences it), and nothing
@@ -23,15 +23,16 @@
 //! computed name); kolosal still precompiles the closure first, and cannot
 //! redirect pycs to a fallback prefix (that needs `PYTHONPYCACHEPREFIX`).
 
-pub mod background;
-pub mod error;
+pub(crate) mod background;
+pub(crate) mod error;
 mod key;
-pub mod learn;
+pub(crate) mod learn;
 mod lock;
-pub mod prepare;
-pub mod repair;
+pub(crate) mod prepare;
+pub(crate) mod repair;
 
-pub use key::launch_key;
+pub use crate::exec::{note_closed_std_fds, restore_default_sigpipe};
+pub(crate) use key::launch_key;
 
 use crate::argv::{self, LaunchSpec, Target};
 use crate::exec::{exec_python, ExecEnv};

@@ -31,7 +31,7 @@ use std::fs::Metadata;
 use std::path::{Path, PathBuf};
 
 /// Everything the cold path needs from the launch.
-pub struct Context<'a> {
+pub(crate) struct Context<'a> {
     /// Diagnostics.
     pub log: &'a Log,
     /// The `KOLOSAL_*` knobs.
@@ -90,7 +90,7 @@ pub(super) struct PycTarget {
 
 /// Makes the closure's pycs fresh and records the warm manifest. Returns the
 /// variables the exec must set (a fallback `PYTHONPYCACHEPREFIX`).
-pub fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, PrepareError> {
+pub(crate) fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, PrepareError> {
     let log = ctx.log;
     let (facts, spec, rules) = interpreter_view(ctx)?;
 

@@ -44,7 +44,7 @@ use std::path::{Path, PathBuf};
 /// when the closure is unchanged. Returns the variables the exec must set,
 /// or `Ok(None)` when the closure may have changed and the full cold path
 /// must run.
-pub fn repair(
+pub(crate) fn repair(
     ctx: &Context<'_>,
     recorded: &Manifest,
 ) -> Result<Option<Vec<(OsString, OsString)>>, PrepareError> {

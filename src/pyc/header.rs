@@ -10,9 +10,9 @@ use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 
 /// Flags bit 0: the pyc is hash-based (PEP 552).
-pub const FLAG_HASH_BASED: u32 = 0b01;
+pub(crate) const FLAG_HASH_BASED: u32 = 0b01;
 /// Flags bit 1: a hash-based pyc asks to be checked against its source.
-pub const FLAG_CHECK_SOURCE: u32 = 0b10;
+pub(crate) const FLAG_CHECK_SOURCE: u32 = 0b10;
 
 /// A parsed pyc header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -112,7 +112,7 @@ pub fn parse_header(bytes: &[u8], rules: &PycRules) -> Result<Header, StaleReaso
 /// truncates it toward zero (so -1.5 s gives -1). The result can exceed
 /// `i64` only for absurd `sec`; `i128` keeps it exact.
 // mirrors posixmodule.c fill_time (`sec + nsec * 1e-9`) followed by int()
-pub fn st_mtime_int(sec: i64, nsec: i64) -> i128 {
+pub(crate) fn st_mtime_int(sec: i64, nsec: i64) -> i128 {
     let st_mtime = sec as f64 + nsec as f64 * 1e-9;
     // Every finite f64 below 2^127 in magnitude converts exactly.
     st_mtime.trunc() as i128
@@ -132,7 +132,7 @@ pub fn mtime_field(meta: &Metadata) -> u32 {
 }
 
 /// The header's size field for a source of `size` bytes: `size & 0xFFFFFFFF`.
-pub fn size_field(size: u64) -> u32 {
+pub(crate) fn size_field(size: u64) -> u32 {
     size as u32
 }
 
@@ -142,7 +142,7 @@ pub fn size_field(size: u64) -> u32 {
 /// so on 3.6 a source dated before 1970 or after 2106 never matches.
 // mirrors importlib._bootstrap_external._validate_timestamp_pyc (3.7+) and
 // the stats part of _validate_bytecode_header (3.6)
-pub fn validate_timestamp(
+pub(crate) fn validate_timestamp(
     header_mtime: u32,
     header_size: u32,
     source_mtime: i128,

@@ -1,17 +1,17 @@
 //! CPython's pyc rules, each in one place: where a pyc lives
-//! ([`cache_path`]), what its header must say ([`header`]), how hash-based
+//! (`cache_path`), what its header must say (`header`), how hash-based
 //! pycs key their source hash ([`source_hash()`]), and how the source loader
-//! puts them together to decide whether a pyc is used ([`validate`]).
+//! puts them together to decide whether a pyc is used (`validate`).
 //!
 //! Every rule is a function of [`PycRules`], which holds the facts the target
 //! interpreter reported about itself (version, magic number, cache tag):
 //! nothing here hard-codes a magic number.
 
-pub mod cache_path;
-pub mod header;
+pub(crate) mod cache_path;
+pub(crate) mod header;
 mod reason;
-pub mod source_hash;
-pub mod validate;
+pub(crate) mod source_hash;
+pub(crate) mod validate;
 
 pub use cache_path::{cache_from_source, legacy_pyc_path, source_from_cache};
 pub use header::{mtime_field, mtime_seconds, parse_header, Header, PycKind};

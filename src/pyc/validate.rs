@@ -124,7 +124,7 @@ fn decide(
 /// (`read`: up to `header_len + MIN_BODY` bytes, fewer when the file is
 /// shorter) and stat'ed the source: one read per pyc for callers that also
 /// look at the header themselves.
-pub fn check_loadable_read(
+pub(crate) fn check_loadable_read(
     source: &Path,
     source_meta: &Metadata,
     read: &[u8],
@@ -185,7 +185,7 @@ fn decide_read(
 /// Whether a hash-based pyc is compared with its source.
 // mirrors get_code: `_imp.check_hash_based_pycs != 'never' and
 // (check_source or _imp.check_hash_based_pycs == 'always')`
-pub fn hash_must_be_checked(checked: bool, mode: HashCheckMode) -> bool {
+pub(crate) fn hash_must_be_checked(checked: bool, mode: HashCheckMode) -> bool {
     match mode {
         HashCheckMode::Never => false,
         HashCheckMode::Always => true,
@@ -198,7 +198,7 @@ pub fn hash_must_be_checked(checked: bool, mode: HashCheckMode) -> bool {
 /// writer and must not hang the launch), and only if it is a regular file
 /// (`fstat` on what was opened, so a file swapped in between cannot slip
 /// through). Symlinks are followed, as importlib follows them.
-pub fn open_regular(path: &Path) -> Result<std::fs::File, StaleReason> {
+pub(crate) fn open_regular(path: &Path) -> Result<std::fs::File, StaleReason> {
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
@@ -222,7 +222,7 @@ pub fn open_regular(path: &Path) -> Result<std::fs::File, StaleReason> {
 /// keeps an existing hash-based pyc hash-based (with its `check_source`
 /// flag) and otherwise writes a timestamp pyc. A missing or unreadable pyc,
 /// or one from another version, gives a timestamp pyc. The pyc is read
-/// as every pyc is ([`read_header`]: never blocking, so a
+/// as every pyc is (`read_header`: never blocking, so a
 /// FIFO there cannot hang the launch; anything but a regular file counts as
 /// unreadable).
 pub fn rewrite_mode(pyc: &std::path::Path, rules: &PycRules) -> crate::pyc::InvalidationMode {
@@ -239,7 +239,7 @@ pub fn rewrite_mode(pyc: &std::path::Path, rules: &PycRules) -> crate::pyc::Inva
 /// One `open`, one `fstat` and (on a local filesystem) one `read`, through
 /// [`open_regular`]: a FIFO, device or directory never blocks and is
 /// reported as [`StaleReason::NotRegularFile`].
-pub fn read_header(pyc: &Path, buf: &mut [u8]) -> Result<usize, StaleReason> {
+pub(crate) fn read_header(pyc: &Path, buf: &mut [u8]) -> Result<usize, StaleReason> {
     let mut file = open_regular(pyc)?;
     let mut n = 0;
     while n < buf.len() {

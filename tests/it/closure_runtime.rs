@@ -14,9 +14,9 @@
 
 use crate::common;
 
-use kolosal::closure::graph::{compute, ClosureOptions, Entry};
-use kolosal::closure::import_cache::ImportCache;
-use kolosal::interpreter::{probe::FACT_ENV_VARS, run_probe, ProbeConfig};
+use kolosal::closure::ImportCache;
+use kolosal::closure::{compute, ClosureOptions, Entry};
+use kolosal::interpreter::{run_probe, ProbeConfig, FACT_ENV_VARS};
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -5,8 +5,8 @@
 use crate::common;
 
 use common::Python;
-use kolosal::interpreter::probe::{ProbeConfig, FACT_ENV_VARS};
-use kolosal::interpreter::probe_cache::{facts_in, CacheStatus};
+use kolosal::interpreter::{facts_in, CacheStatus};
+use kolosal::interpreter::{ProbeConfig, FACT_ENV_VARS};
 use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -111,7 +111,7 @@ fn dotvenv_controlled_by_others_is_ignored() {
     let tmp = trusted_tempdir();
     let root = tmp.path().canonicalize().unwrap();
     // The control case below needs a trusted place to start from.
-    kolosal::interpreter::discover::dotvenv_trust(&root).expect("target/tmp must be trusted");
+    kolosal::interpreter::dotvenv_trust(&root).expect("target/tmp must be trusted");
     let cache = root.join("cache");
     let path_dir = path_py.path.parent().unwrap().to_path_buf();
     let path_var =
@@ -597,7 +597,7 @@ fn probe_cache_files_must_be_our_own() {
 /// against `python FLAGS -c 'print(sys.path)'` (minus the `''` of `-c`).
 #[test]
 fn probe_sys_path_matches_python_under_flags() {
-    use kolosal::interpreter::probe::{run_probe, ProbeConfig, FACT_ENV_VARS};
+    use kolosal::interpreter::{run_probe, ProbeConfig, FACT_ENV_VARS};
     let pythons = probe_pythons();
     assert!(!pythons.is_empty());
     let tmp = trusted_tempdir();

@@ -9,7 +9,7 @@
 use crate::common;
 
 use common::Python;
-use kolosal::interpreter::probe::FACT_ENV_VARS;
+use kolosal::interpreter::FACT_ENV_VARS;
 use kolosal::interpreter::{run_probe, ProbeConfig};
 use kolosal::pyc::{self, HashCheckMode, PycRules, Verdict};
 use serde_json::{json, Value};

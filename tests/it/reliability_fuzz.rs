@@ -14,8 +14,8 @@
 
 use crate::common;
 
-use kolosal::closure::import_cache::ImportCache;
-use kolosal::closure::scan::scan;
+use kolosal::closure::scan;
+use kolosal::closure::ImportCache;
 use kolosal::manifest::{self, Manifest};
 use kolosal::pyc::{self, HashCheckMode, PycRules};
 use proptest::prelude::*;

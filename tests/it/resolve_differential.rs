@@ -8,8 +8,8 @@
 
 use crate::common;
 
-use kolosal::closure::resolve::{resolve_relative, ModuleKind, Resolver};
-use kolosal::interpreter::{probe::FACT_ENV_VARS, run_probe, ProbeConfig};
+use kolosal::closure::{resolve_relative, ModuleKind, Resolver};
+use kolosal::interpreter::{run_probe, ProbeConfig, FACT_ENV_VARS};
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::symlink;

@@ -6,7 +6,7 @@
 
 use crate::common;
 
-use kolosal::closure::scan::scan;
+use kolosal::closure::scan;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use std::path::PathBuf;

@@ -17,7 +17,7 @@
 use crate::common;
 
 use common::Python;
-use kolosal::closure::scan::{scan, ImportFlags};
+use kolosal::closure::{scan, ImportFlags};
 use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};

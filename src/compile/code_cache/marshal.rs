@@ -22,7 +22,7 @@ const FLAG_REF: u8 = 0x80;
 
 /// Where the filename strings of a body are.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Filenames {
+pub(crate) struct Filenames {
     /// Byte ranges (type byte included) of every filename string written
     /// inline; references to them are left alone.
     spans: Vec<(usize, usize)>,
@@ -200,7 +200,7 @@ impl Walk<'_> {
 
 /// Finds the filename strings of the code body `body` written by CPython
 /// `version` (3.7+). `None` when the body is not one the rewrite handles.
-pub fn filenames(body: &[u8], version: (u32, u32)) -> Option<Filenames> {
+pub(crate) fn filenames(body: &[u8], version: (u32, u32)) -> Option<Filenames> {
     if version < (3, 7) {
         return None;
     }
@@ -233,7 +233,7 @@ pub fn filenames(body: &[u8], version: (u32, u32)) -> Option<Filenames> {
 /// bytes, ASCII (`a`/`A`), else UTF-8 (`u`/`t`), interned as the original
 /// was, `FLAG_REF` kept.
 // mirrors w_object's PyUnicode branch (Python/marshal.c, version >= 4)
-pub fn rewrite(body: &[u8], found: &Filenames, new: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn rewrite(body: &[u8], found: &Filenames, new: &[u8]) -> Option<Vec<u8>> {
     let new_len = u32::try_from(new.len()).ok()?;
     let ascii = new.is_ascii();
     let mut out = Vec::with_capacity(body.len() + found.spans.len() * new.len());

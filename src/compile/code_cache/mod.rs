@@ -30,7 +30,7 @@
 //!   the cache is not used under them.
 //! * **What comes out**: header for the target file (timestamp or hash
 //!   mode, as the job asks: `src/pyc` rules) + the body with its
-//!   `co_filename` rewritten to the new path ([`marshal`]), so the pyc is
+//!   `co_filename` rewritten to the new path (`marshal`), so the pyc is
 //!   byte for byte what the interpreter would write there. A source that
 //!   contains its own path as bytes is compiled (a string constant equal
 //!   to the filename may share its object). Not for sourceless (`--legacy`)
@@ -49,7 +49,7 @@
 //! binary (path, device, inode, size, mtime, ctime), learned from the
 //! first worker's greeting.
 
-pub mod marshal;
+pub(crate) mod marshal;
 
 use super::{CompileJob, PoolConfig};
 use crate::pyc::{self, InvalidationMode, PycRules};
@@ -79,7 +79,7 @@ const PRUNE_TO_PERCENT: u64 = 90;
 
 /// The interpreter build a body was compiled by, as the worker greets.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
+pub(crate) struct Identity {
     /// `importlib.util.MAGIC_NUMBER`.
     pub magic: [u8; 4],
     /// `sys.version_info[:2]`.
@@ -91,7 +91,7 @@ pub struct Identity {
 impl Identity {
     /// Parses what follows the hello prefix: `<magic hex> <major.minor>
     /// <hex of sys.version>`.
-    pub fn from_hello(rest: &[u8]) -> Option<Identity> {
+    pub(crate) fn from_hello(rest: &[u8]) -> Option<Identity> {
         let text = std::str::from_utf8(rest).ok()?;
         let mut parts = text.split(' ');
         let magic = unhex(parts.next()?)?;
@@ -118,7 +118,7 @@ impl Identity {
     }
 
     /// The pyc rules the restored headers follow.
-    pub fn rules(&self) -> PycRules {
+    pub(crate) fn rules(&self) -> PycRules {
         PycRules {
             version: self.version,
             magic: self.magic,
@@ -143,7 +143,7 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 
 /// Counters of one [`CodeCache`]'s use.
 #[derive(Debug, Default)]
-pub struct Counters {
+pub(crate) struct Counters {
     /// Pycs written from the cache.
     pub restored: AtomicUsize,
     /// Bodies added.
@@ -156,7 +156,7 @@ pub struct Counters {
 
 /// The code cache as one compile run uses it.
 #[derive(Debug)]
-pub struct CodeCache {
+pub(crate) struct CodeCache {
     dir: PathBuf,
     cap: u64,
     /// Where this binary's identity is remembered.
@@ -193,7 +193,7 @@ impl CodeCache {
     /// The cache for compiles with `config`, or `None` when it is off
     /// (`KOLOSAL_CODE_CACHE_SIZE=0`), refused, or unusable with these
     /// flags. Never with fault-injection hooks: they act in a worker.
-    pub fn open(config: &PoolConfig) -> Option<CodeCache> {
+    pub(crate) fn open(config: &PoolConfig) -> Option<CodeCache> {
         let cap = crate::knobs::Knobs::from_env().code_cache_size;
         if cap == 0 || config.test_hooks || names_a_module(&config.extra_flags) {
             return None;
@@ -227,14 +227,14 @@ impl CodeCache {
 
     /// The interpreter's identity, when known (from an earlier run's
     /// worker or this run's).
-    pub fn identity(&self) -> Option<&Identity> {
+    pub(crate) fn identity(&self) -> Option<&Identity> {
         self.identity.get()
     }
 
     /// Records what a worker's greeting says. A binary that changed in
     /// place without its stamp changing (it cannot, short of a clock set
     /// back) would be corrected here too.
-    pub fn learn(&self, id: Identity) {
+    pub(crate) fn learn(&self, id: Identity) {
         let fresh = match self.identity.get() {
             Some(known) if *known == id => return,
             // The record was wrong (it cannot be, short of a clock set
@@ -274,7 +274,7 @@ impl CodeCache {
     /// job to a worker (no entry, no identity yet, a damaged entry, or
     /// anything unusual about the paths, which the worker then reports
     /// exactly as it would have).
-    pub fn restore(&self, job: &CompileJob) -> bool {
+    pub(crate) fn restore(&self, job: &CompileJob) -> bool {
         let written = self.try_restore(job).is_some();
         if written {
             self.counters.restored.fetch_add(1, Ordering::Relaxed);
@@ -346,7 +346,7 @@ impl CodeCache {
     /// Adds the body a worker returned for `job` (the source's SHA-256 as
     /// the worker read it, then the body). Failures are silent: the cache
     /// only ever costs a compile.
-    pub fn store(&self, job: &CompileJob, payload: &[u8]) {
+    pub(crate) fn store(&self, job: &CompileJob, payload: &[u8]) {
         let Some(id) = self.identity.get() else {
             return;
         };
@@ -397,7 +397,7 @@ impl CodeCache {
 
     /// After a run that added entries: prunes to the cap when the last
     /// prune is old enough or this run added a lot.
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         let added = self.counters.stored_bytes.load(Ordering::Relaxed);
         if added == 0 {
             return;
@@ -671,7 +671,7 @@ pub fn stats(dir: &Path) -> Stats {
 }
 
 /// Removes least recently used entries until the total is at most
-/// [`PRUNE_TO_PERCENT`] of `cap` (nothing when it is within `cap`; all
+/// `PRUNE_TO_PERCENT` of `cap` (nothing when it is within `cap`; all
 /// when `cap` is 0). Returns (entries removed, bytes freed).
 pub fn prune(dir: &Path, cap: u64) -> (u64, u64) {
     let mut all = entries(dir);

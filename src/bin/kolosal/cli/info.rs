@@ -26,8 +26,8 @@
 //! Exit code: 0, or 1 when the interpreter was found but could not be
 //! probed. Discovery failures are errors (exit 2).
 
-use crate::interpreter::{facts_for_report, CacheStatus, ProbeConfig, PythonFacts};
 use clap::Args;
+use kolosal::interpreter::{facts_for_report, CacheStatus, ProbeConfig, PythonFacts};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
@@ -48,7 +48,7 @@ pub struct InfoArgs {
 pub fn run(args: InfoArgs) -> anyhow::Result<i32> {
     let found = super::discover_python(args.python.clone(), args.script.as_deref())?;
     let probed = facts_for_report(&found.path, &ProbeConfig::from_current_env());
-    let knobs: serde_json::Map<String, Value> = crate::knobs::NAMES
+    let knobs: serde_json::Map<String, Value> = kolosal::knobs::NAMES
         .iter()
         .map(|k| {
             let v = std::env::var_os(k).map(|v| Value::String(v.to_string_lossy().into_owned()));

@@ -1,7 +1,7 @@
 //! `kolosal`: the management CLI (compile, clean, status, closure, info).
 
 use clap::{CommandFactory, Parser, Subcommand};
-use kolosal::cli;
+mod cli;
 
 /// Precompile Python programs and inspect what `kolosal-python` would do.
 #[derive(Debug, Parser)]
@@ -34,7 +34,7 @@ enum Command {
 }
 
 fn main() {
-    kolosal::exec::restore_default_sigpipe();
+    kolosal::launch::restore_default_sigpipe();
     let cli = Cli::try_parse().unwrap_or_else(|e| {
         use clap::error::ErrorKind;
         if matches!(

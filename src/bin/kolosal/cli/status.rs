@@ -20,7 +20,7 @@
 //! * `levels`: one object per level, in increasing order, with
 //!   `optimize` (the level), `fresh` and `fresh_bytes`, `stale` (pycs that
 //!   exist but would be rejected), `stale_bytes`, `stale_reasons` (object:
-//!   reason name → count; names as [`crate::pyc::StaleReason::as_str`], e.g.
+//!   reason name → count; names as [`kolosal::pyc::StaleReason::as_str`], e.g.
 //!   `mtime`, `size`, `hash`, `bad-magic`), `missing` (no pyc), `orphaned`
 //!   and `orphaned_bytes`;
 //! * `problems`: list of strings, paths that could not be read;
@@ -46,11 +46,11 @@
 use crate::cli::compile::{
     closure_sources, exclude_regex, levels, roots, target_python, ClosureSource,
 };
-use crate::closure::graph::{Entry, Origin};
-use crate::compile::plan::{self, Layout, Walk, WalkOptions};
-use crate::freshness;
-use crate::pyc::{source_from_cache, HashCheckMode, PycRules, StaleReason, Verdict};
 use clap::Args;
+use kolosal::closure::{Entry, Origin};
+use kolosal::compile::plan::{self, Layout, Walk, WalkOptions};
+use kolosal::freshness;
+use kolosal::pyc::{source_from_cache, HashCheckMode, PycRules, StaleReason, Verdict};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::ffi::OsStrExt;

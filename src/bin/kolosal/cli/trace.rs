@@ -18,7 +18,7 @@
 //! itself when it is a Python (`python3`, `/venv/bin/python`, or a script
 //! whose `#!` line names one, like `manage.py` or `django-admin`), and the
 //! interpreter `kolosal` would pick. For each, the learned sources become
-//! roots of a closure ([`graph::compute_learned`]) beside the command's own
+//! roots of a closure ([`kolosal::closure::compute_learned`]) beside the command's own
 //! entry when its argv says one, and every pyc that closure needs is
 //! compiled in place (or under the user's own pycache prefix) at each `-O`
 //! level the command ran at, by kolosal's pool.
@@ -39,13 +39,13 @@
 //! decides what a Ctrl-C means.
 
 use super::compile::{exclude_regex, levels, target_python, CompileArgs, TargetPython};
-use crate::argv::{self, Target as ArgTarget};
-use crate::closure::graph::{self, ClosureOptions, Entry, Learned, LearnedRoot, Origin};
-use crate::compile::plan::{self, Layout};
-use crate::compile::{self, CompileJob, PoolConfig};
-use crate::interpreter::{facts_for, ProbeConfig, PythonFacts};
-use crate::pyc::{source_from_cache, InvalidationMode, PycRules};
 use anyhow::{anyhow, bail, Context};
+use kolosal::argv::{self, Target as ArgTarget};
+use kolosal::closure::{compute_learned, ClosureOptions, Entry, Learned, LearnedRoot, Origin};
+use kolosal::compile::plan::{self, Layout};
+use kolosal::compile::{self, CompileJob, PoolConfig};
+use kolosal::interpreter::{facts_for, ProbeConfig, PythonFacts};
+use kolosal::pyc::{source_from_cache, InvalidationMode, PycRules};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -446,7 +446,7 @@ fn compile_for(
         safe_path: c.safe_path || facts.flags.safe_path,
         skip_startup: false,
     };
-    let (closure, _) = graph::compute_learned(facts, c.entry.as_ref(), &options, &roots);
+    let (closure, _) = compute_learned(facts, c.entry.as_ref(), &options, &roots);
     let mut sources: Vec<PathBuf> = closure
         .pyc_modules()
         .filter_map(|m| m.module.origin.clone())

@@ -1,9 +1,9 @@
 //! `kolosal cache stats | prune | dir`: the shared code cache
 //! (`src/compile/code_cache`).
 
-use crate::compile::code_cache;
 use anyhow::anyhow;
 use clap::{Args, Subcommand};
+use kolosal::compile::code_cache;
 use serde_json::json;
 
 /// Arguments of `kolosal cache`.
@@ -42,7 +42,7 @@ pub enum CacheAction {
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
-    crate::knobs::parse_size(s)
+    kolosal::knobs::parse_size(s)
         .ok_or_else(|| format!("'{s}' is not a size (e.g. 500M, 2G, 1048576)"))
 }
 
@@ -51,7 +51,7 @@ pub fn run(args: CacheArgs) -> anyhow::Result<i32> {
     let dir = code_cache::dir().ok_or_else(|| {
         anyhow!("no usable cache directory (see KOLOSAL_CACHE_DIR; a cache another user could write is refused)")
     })?;
-    let cap = crate::knobs::Knobs::from_env().code_cache_size;
+    let cap = kolosal::knobs::Knobs::from_env().code_cache_size;
     match args.action {
         CacheAction::Dir { json } => {
             if json {

@@ -8,7 +8,7 @@ pub mod info;
 pub mod status;
 pub mod trace;
 
-use crate::interpreter::{discover, DiscoverRequest, Discovered};
+use kolosal::interpreter::{discover, DiscoverRequest, Discovered};
 use std::path::{Path, PathBuf};
 
 /// Finds the interpreter a subcommand works for: `explicit` (`--python`)
@@ -44,13 +44,13 @@ pub fn error_line(message: impl std::fmt::Display) {
 /// `lib/pythonX.Y` holds it (its `bin/pythonX.Y`: the stdlib and
 /// site-packages of an installed interpreter). `None` when neither is
 /// found, or `Some(Err)` (one line) when one is found in a place another
-/// user controls ([`crate::interpreter::discover::dotvenv_trust`], the rule
+/// user controls ([`kolosal::interpreter::dotvenv_trust`], the rule
 /// for `.venv`): such an interpreter is not run.
 pub fn owner_python(path: &Path) -> Option<Result<(PathBuf, String), String>> {
     let real = std::fs::canonicalize(path).ok()?;
     let trusted = |dir: &Path, python: PathBuf, why: String| {
         Some(
-            crate::interpreter::discover::dotvenv_trust(dir)
+            kolosal::interpreter::dotvenv_trust(dir)
                 .map(|()| (python, why))
                 .map_err(|e| format!("{} is not used for {}: {e}", dir.display(), path.display())),
         )
@@ -60,7 +60,7 @@ pub fn owner_python(path: &Path) -> Option<Result<(PathBuf, String), String>> {
         let cfg = dir.join("pyvenv.cfg");
         let is_cfg = std::fs::symlink_metadata(&cfg).is_ok_and(|m| m.is_file());
         let python = dir.join("bin/python");
-        if is_cfg && crate::interpreter::pyenv::is_executable_file(&python) {
+        if is_cfg && kolosal::interpreter::is_executable_file(&python) {
             let why = format!("the venv {} holds {}", dir.display(), path.display());
             return trusted(dir, python, why);
         }
@@ -89,7 +89,7 @@ pub fn owner_python(path: &Path) -> Option<Result<(PathBuf, String), String>> {
         }
         let Some(prefix) = lib.parent() else { continue };
         let python = prefix.join("bin").join(&*name);
-        if crate::interpreter::pyenv::is_executable_file(&python) && dir.join("os.py").is_file() {
+        if kolosal::interpreter::is_executable_file(&python) && dir.join("os.py").is_file() {
             let why = format!("{} is in the prefix {}", path.display(), prefix.display());
             return trusted(prefix, python, why);
         }

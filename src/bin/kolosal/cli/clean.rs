@@ -21,8 +21,8 @@
 //! some were kept. Errors go to stderr, one line each; exit code 1 when any
 //! occurred.
 
-use crate::pyc::{source_from_cache, PycRules};
 use clap::Args;
+use kolosal::pyc::{source_from_cache, PycRules};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};

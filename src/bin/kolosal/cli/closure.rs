@@ -55,13 +55,13 @@
 //! ```
 //! Paths that are not UTF-8 are printed lossily.
 
-use crate::closure::graph::{
-    compute_persisted, Closure, ClosureModule, ClosureOptions, Entry, Origin, Via,
-};
-use crate::interpreter::{facts_for, ProbeConfig, PythonFacts};
-use crate::pyc::{self, HashCheckMode, PycRules, Verdict};
 use anyhow::Context;
 use clap::{ArgAction, Args};
+use kolosal::closure::{
+    compute_persisted, Closure, ClosureModule, ClosureOptions, Entry, Origin, Via,
+};
+use kolosal::interpreter::{facts_for, ProbeConfig, PythonFacts};
+use kolosal::pyc::{self, HashCheckMode, PycRules, Verdict};
 use rayon::prelude::*;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
@@ -102,7 +102,7 @@ pub struct ClosureArgs {
 
 /// Runs `kolosal closure`; returns the process exit code.
 pub fn run(args: ClosureArgs) -> anyhow::Result<i32> {
-    let log = crate::log::Log::from_env();
+    let log = kolosal::log::Log::from_env();
     let cwd = std::env::current_dir()
         .map_err(|e| anyhow::anyhow!("cannot read the working directory ({e})"))?;
     let python = super::discover_python(args.python.clone(), args.script.as_deref())?.path;

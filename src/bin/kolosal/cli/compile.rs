@@ -38,14 +38,14 @@
 //! `--trace -- COMMAND` runs the command once and compiles what it loaded
 //! ([`super::trace`]); its exit code is the command's when that failed.
 
-use crate::closure::graph::{self, ClosureOptions, Entry, Origin};
-use crate::compile::plan::{self, Layout, Target, Walk, WalkOptions, WalkProblem};
-use crate::compile::{self, CompileJob, Outcome, PoolConfig};
-use crate::freshness::Freshness;
-use crate::interpreter::{facts_for, ProbeConfig, PythonFacts};
-use crate::pyc::{self, HashCheckMode, InvalidationMode, PycRules};
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
+use kolosal::closure::{compute_persisted, ClosureOptions, Entry, Origin};
+use kolosal::compile::plan::{self, Layout, Target, Walk, WalkOptions, WalkProblem};
+use kolosal::compile::{self, CompileJob, Outcome, PoolConfig};
+use kolosal::freshness::Freshness;
+use kolosal::interpreter::{facts_for, ProbeConfig, PythonFacts};
+use kolosal::pyc::{self, HashCheckMode, InvalidationMode, PycRules};
 use std::collections::{BTreeMap, HashSet};
 use std::io::IsTerminal;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -971,7 +971,7 @@ pub struct ClosureSource {
 }
 
 /// The sources of the modules whose pycs the launcher would read for
-/// `entry` ([`crate::closure::graph::Closure::pyc_modules`]), as a [`Walk`]:
+/// `entry` ([`kolosal::closure::Closure::pyc_modules`]), as a [`Walk`]:
 /// sources that could not be read become problems. `exclude` filters as in
 /// a tree walk. Beside it, each source's module (same order as
 /// `walk.sources`).
@@ -994,7 +994,7 @@ pub fn closure_sources(
         safe_path: facts.flags.safe_path,
         skip_startup: false,
     };
-    let (closure, _) = graph::compute_persisted(facts, &entry, &options);
+    let (closure, _) = compute_persisted(facts, &entry, &options);
     let mut walk = Walk::default();
     let mut modules = Vec::new();
     for m in closure.pyc_modules() {
