@@ -109,21 +109,42 @@ pub(crate) fn existing_subdir(sub: &str) -> io::Result<PathBuf> {
 /// absolute.
 pub(crate) fn trusted_path(dir: &Path) -> io::Result<()> {
     check_private_dir(dir, &fs::symlink_metadata(dir)?)?;
+    trusted_ancestry(dir, 1)
+}
+
+/// The one ownership walk behind the cache's rule ([`trusted_path`]) and
+/// the `.venv` rule (`interpreter::dotvenv_trust`), in the spirit of git's
+/// `safe.directory`: `real` and every ancestor must be owned by the
+/// effective user or root. The first `strict` of them (`real` is depth 0)
+/// must also be writable by neither group nor others; further up, such a
+/// directory is accepted only when it is sticky (`/tmp`) and the entry
+/// below it is the user's or root's, which nobody else can then rename or
+/// replace.
+///
+/// `real` must be canonical (no symlink in it): each step is lstat'ed,
+/// never followed.
+pub(crate) fn trusted_ancestry(real: &Path, strict: usize) -> io::Result<()> {
     let euid = euid();
-    let mut child_owner = fs::symlink_metadata(dir)?.uid();
-    for ancestor in dir.ancestors().skip(1) {
-        // Symlinked ancestors (`/var/run`, a home on another disk) are
-        // judged by what they point at.
-        let m = fs::metadata(ancestor)?;
-        let mode = m.mode();
+    // The owner of the entry below the directory being checked.
+    let mut child_owner = None;
+    for (depth, dir) in real.ancestors().enumerate() {
+        let m = fs::symlink_metadata(dir)?;
         if m.uid() != euid && m.uid() != 0 {
-            return Err(refused(ancestor, "is owned by another user"));
+            return Err(refused(
+                dir,
+                &format!("is owned by uid {}, not by you or root", m.uid()),
+            ));
         }
-        let child_safe = child_owner == euid || child_owner == 0;
-        if mode & GROUP_OR_WORLD_WRITE != 0 && (mode & STICKY == 0 || !child_safe) {
-            return Err(refused(ancestor, "can be written by other users"));
+        let open = m.mode() & GROUP_OR_WORLD_WRITE != 0;
+        let sticky_over_ours =
+            m.mode() & STICKY != 0 && child_owner.is_some_and(|o| o == euid || o == 0);
+        if open && (depth < strict || !sticky_over_ours) {
+            return Err(refused(
+                dir,
+                &format!("is writable by other users (mode {:o})", m.mode() & 0o7777),
+            ));
         }
-        child_owner = m.uid();
+        child_owner = Some(m.uid());
     }
     Ok(())
 }

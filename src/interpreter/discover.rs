@@ -97,44 +97,18 @@ pub struct Discovered {
 /// `pyvenv.cfg` and its `site-packages` for everyone working below that
 /// directory. Further up, a directory others can write is accepted only
 /// when it is sticky (`/tmp`) and the entry on the way down is the user's
-/// or root's, which nobody else can then rename or replace (the rule
-/// `crate::cache::trusted_path` applies to kolosal's cache).
+/// or root's, which nobody else can then rename or replace (one walk,
+/// `cache::trusted_ancestry`, shared with kolosal's cache).
 ///
 /// `Err` says which directory failed, in one line.
 pub fn dotvenv_trust(venv: &Path) -> Result<(), String> {
-    let euid = crate::cache::euid();
     let check_chain = |start: &Path| -> Result<(), String> {
         let real = start
             .canonicalize()
             .map_err(|e| format!("{} cannot be resolved ({e})", start.display()))?;
-        // The owner of the entry below the directory being checked.
-        let mut child_owner = None;
-        for (depth, dir) in real.ancestors().enumerate() {
-            // `real` holds no symlink: lstat each step, never follow one.
-            let m = std::fs::symlink_metadata(dir)
-                .map_err(|e| format!("{} cannot be read ({e})", dir.display()))?;
-            if m.uid() != euid && m.uid() != 0 {
-                return Err(format!(
-                    "{} is owned by uid {}, not by you or root",
-                    dir.display(),
-                    m.uid()
-                ));
-            }
-            let open = m.mode() & 0o022 != 0;
-            let sticky_and_ours =
-                m.mode() & 0o1000 != 0 && child_owner.is_some_and(|o| o == euid || o == 0);
-            // depth 0 is the `.venv` (or the link's directory), depth 1
-            // the directory that holds it: never open to others.
-            if open && (depth <= 1 || !sticky_and_ours) {
-                return Err(format!(
-                    "{} is writable by other users (mode {:o})",
-                    dir.display(),
-                    m.mode() & 0o7777
-                ));
-            }
-            child_owner = Some(m.uid());
-        }
-        Ok(())
+        // Depth 0 is the `.venv` (or the link's directory), depth 1 the
+        // directory that holds it: never open to others.
+        crate::cache::trusted_ancestry(&real, 2).map_err(|e| e.to_string())
     };
     // A symlinked `.venv`: where the link lives counts too. Otherwise the
     // real `.venv`'s own ancestors are that place.
