@@ -10,8 +10,8 @@ use kolosal::interpreter::{ProbeConfig, FACT_ENV_VARS};
 use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 /// Prints what the running interpreter is, as JSON.
 const SHOW: &str = r#"import sys, os, json
@@ -20,26 +20,9 @@ print(json.dumps({"executable": sys.executable, "prefix": sys.prefix,
                   "pyenv_version": os.environ.get("PYENV_VERSION")}))
 "#;
 
-/// Runs `cmd` with a deadline, so a launcher that execs itself forever
-/// fails the test instead of hanging it.
-fn run(mut cmd: Command) -> Output {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            let out = child.wait_with_output().expect("output");
-            common::wait_background_of(&cmd);
-            return out;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("child did not finish in 60 s (exec loop?): {cmd:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+/// Runs `cmd` with a deadline and a null stdin.
+fn run(cmd: Command) -> Output {
+    common::run_with_deadline(cmd, Duration::from_secs(60))
 }
 
 fn json_of(out: &Output, what: &str) -> Value {

@@ -10,8 +10,8 @@ use common::Python;
 use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 /// Prints the interpreter that runs.
 const SHOW_EXE: &str = "import sys\nprint(sys.executable)\n";
@@ -32,24 +32,8 @@ fn is_root() -> bool {
 }
 
 /// Runs `cmd` with a deadline and a null stdin.
-fn run(mut cmd: Command) -> Output {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            let out = child.wait_with_output().expect("output");
-            common::wait_background_of(&cmd);
-            return out;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("child did not finish in 120 s: {cmd:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+fn run(cmd: Command) -> Output {
+    common::run_with_deadline(cmd, Duration::from_secs(120))
 }
 
 fn text(b: &[u8]) -> String {

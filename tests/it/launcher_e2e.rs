@@ -11,6 +11,7 @@
 //! Every test gets its own project and its own `KOLOSAL_CACHE_DIR`.
 
 use crate::common;
+use common::{ok, pyc_loads, source_compiles};
 
 use common::Python;
 use std::io::Write;
@@ -150,32 +151,6 @@ fn run(cmd: &mut Command, stdin: &[u8]) -> Output {
     // "After one launch" includes its background compile, if it left one.
     common::wait_background_of(cmd);
     out
-}
-
-fn ok(o: Output, what: &str) -> Output {
-    assert!(o.status.success(), "{what}: {}", common::describe(&o));
-    o
-}
-
-/// The modules a `python -v` run compiled from source: `# code object from
-/// /x.py` (a pyc load prints the quoted `.pyc` path instead).
-fn source_compiles(verbose_stderr: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(verbose_stderr)
-        .lines()
-        .filter_map(|l| l.strip_prefix("# code object from "))
-        .map(|rest| rest.trim_matches('\'').to_string())
-        .filter(|p| p.ends_with(".py"))
-        .collect()
-}
-
-/// The pyc paths a `python -v` run loaded.
-fn pyc_loads(verbose_stderr: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(verbose_stderr)
-        .lines()
-        .filter_map(|l| l.strip_prefix("# code object from "))
-        .map(|rest| rest.trim_matches('\'').to_string())
-        .filter(|p| p.ends_with(".pyc"))
-        .collect()
 }
 
 /// The latest interpreter and the oldest: the expensive parts run on these.

@@ -9,6 +9,7 @@
 //! with `--no-compile` into temp venvs.
 
 use crate::common;
+use common::source_compiles;
 
 use common::Python;
 use std::fs;
@@ -165,16 +166,6 @@ fn wait_learners(cache: &Path) {
             }
         }
     }
-}
-
-/// The `.py` files a `python -v` run compiled from source.
-fn source_compiles(verbose_stderr: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(verbose_stderr)
-        .lines()
-        .filter_map(|l| l.strip_prefix("# code object from "))
-        .map(|rest| rest.trim_matches('\'').to_string())
-        .filter(|p| p.ends_with(".py"))
-        .collect()
 }
 
 fn newest() -> Python {

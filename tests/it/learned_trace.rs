@@ -12,30 +12,11 @@
 //! `KOLOSAL_TEST_HEAVY=1`.
 
 use crate::common;
+use common::{pyc_loads, source_compiles};
 
 use common::Python;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-
-/// The modules a `python -v` run compiled from source.
-fn source_compiles(verbose_stderr: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(verbose_stderr)
-        .lines()
-        .filter_map(|l| l.strip_prefix("# code object from "))
-        .map(|rest| rest.trim_matches('\'').to_string())
-        .filter(|p| p.ends_with(".py"))
-        .collect()
-}
-
-/// The pycs a `python -v` run loaded.
-fn pyc_loads(verbose_stderr: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(verbose_stderr)
-        .lines()
-        .filter_map(|l| l.strip_prefix("# code object from "))
-        .map(|rest| rest.trim_matches('\'').to_string())
-        .filter(|p| p.ends_with(".pyc"))
-        .collect()
-}
 
 fn output(cmd: &mut Command) -> Output {
     cmd.stdin(Stdio::null())

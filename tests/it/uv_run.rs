@@ -8,21 +8,11 @@
 //! (`UV_PYTHON_DOWNLOADS=never`, `UV_PYTHON` names a local CPython).
 
 use crate::common;
+use common::ok;
 
 use common::Python;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn ok(out: Output, what: &str) -> Output {
-    assert!(
-        out.status.success(),
-        "{what} failed: {:?}\n--- stdout\n{}--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 /// A `uv` child for `project`: its own cache and home, no user or system
 /// uv config, no interpreter downloads, this interpreter.

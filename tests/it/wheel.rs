@@ -16,22 +16,12 @@
 //! `kolosal-python` runs that project's interpreter, never the tool's.
 
 use crate::common;
+use common::ok;
 
 use common::Python;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Instant;
-
-fn ok(out: Output, what: &str) -> Output {
-    assert!(
-        out.status.success(),
-        "{what} failed: {:?}\n--- stdout\n{}--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()

@@ -450,3 +450,56 @@ pub fn venv_with(py: &Python, dir: &Path, packages: &[&str]) -> PathBuf {
     );
     vpy
 }
+
+/// Asserts that `o` succeeded (saying `what` and the output if not) and
+/// hands it back.
+pub fn ok(o: std::process::Output, what: &str) -> std::process::Output {
+    assert!(o.status.success(), "{what}: {}", describe(&o));
+    o
+}
+
+/// `# code object from <path>` lines of a `python -v` run's stderr whose
+/// path ends with `ext`: `.py` for modules compiled from source, `.pyc`
+/// for modules loaded from a pyc.
+fn code_objects_from(verbose_stderr: &[u8], ext: &str) -> Vec<String> {
+    String::from_utf8_lossy(verbose_stderr)
+        .lines()
+        .filter_map(|l| l.strip_prefix("# code object from "))
+        .map(|rest| rest.trim_matches('\'').to_string())
+        .filter(|p| p.ends_with(ext))
+        .collect()
+}
+
+/// The modules a `python -v` run compiled from source.
+pub fn source_compiles(verbose_stderr: &[u8]) -> Vec<String> {
+    code_objects_from(verbose_stderr, ".py")
+}
+
+/// The pyc paths a `python -v` run loaded.
+pub fn pyc_loads(verbose_stderr: &[u8]) -> Vec<String> {
+    code_objects_from(verbose_stderr, ".pyc")
+}
+
+/// Runs `cmd` with a null stdin and a deadline, so a launcher that execs
+/// itself forever (or hangs) fails the test instead of hanging it; then
+/// waits for the background work the launch left.
+pub fn run_with_deadline(mut cmd: Command, deadline: std::time::Duration) -> std::process::Output {
+    use std::process::Stdio;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    let until = std::time::Instant::now() + deadline;
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            let out = child.wait_with_output().expect("output");
+            wait_background_of(&cmd);
+            return out;
+        }
+        if std::time::Instant::now() > until {
+            let _ = child.kill();
+            panic!("child did not finish in {deadline:?} (exec loop?): {cmd:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
