@@ -128,7 +128,8 @@ pub(crate) fn trusted_ancestry(real: &Path, strict: usize) -> io::Result<()> {
     // The owner of the entry below the directory being checked.
     let mut child_owner = None;
     for (depth, dir) in real.ancestors().enumerate() {
-        let m = fs::symlink_metadata(dir)?;
+        let m = fs::symlink_metadata(dir)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
         if m.uid() != euid && m.uid() != 0 {
             return Err(refused(
                 dir,

@@ -100,15 +100,19 @@ pub struct Discovered {
 /// or root's, which nobody else can then rename or replace (one walk,
 /// `cache::trusted_ancestry`, shared with kolosal's cache).
 ///
-/// `Err` says which directory failed, in one line.
-pub fn dotvenv_trust(venv: &Path) -> Result<(), String> {
-    let check_chain = |start: &Path| -> Result<(), String> {
-        let real = start
-            .canonicalize()
-            .map_err(|e| format!("{} cannot be resolved ({e})", start.display()))?;
+/// `Err` says which directory failed, in one line (`PermissionDenied` for
+/// a refusal).
+pub fn dotvenv_trust(venv: &Path) -> std::io::Result<()> {
+    let check_chain = |start: &Path| -> std::io::Result<()> {
+        let real = start.canonicalize().map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("{} cannot be resolved ({e})", start.display()),
+            )
+        })?;
         // Depth 0 is the `.venv` (or the link's directory), depth 1 the
         // directory that holds it: never open to others.
-        crate::cache::trusted_ancestry(&real, 2).map_err(|e| e.to_string())
+        crate::cache::trusted_ancestry(&real, 2)
     };
     // A symlinked `.venv`: where the link lives counts too. Otherwise the
     // real `.venv`'s own ancestors are that place.
