@@ -168,6 +168,22 @@ fn dotvenv_controlled_by_others_is_ignored() {
                 err.starts_with("kolosal") && err.contains(&format!("ignoring {}", venv.display())),
                 "{err}"
             );
+            // `kolosal info` says the same, from the same place.
+            let mut c = common::clean_command(common::kolosal_bin());
+            c.env("PATH", &path_var)
+                .env("KOLOSAL_CACHE_DIR", &cache)
+                .current_dir(&cwd)
+                .args(["info", "--json"])
+                .arg(&script);
+            let o = run(c);
+            let doc: serde_json::Value = serde_json::from_slice(&o.stdout)
+                .unwrap_or_else(|e| panic!("info --json: {e}: {}", common::describe(&o)));
+            assert_eq!(doc["interpreter"]["rule"], "path", "{doc}");
+            let note = doc["ignored_venv"].as_str().unwrap_or_default();
+            assert!(
+                note.contains(&format!("ignoring {}", venv.display())),
+                "info must name the ignored .venv: {doc}"
+            );
             // KOLOSAL_LOG=off silences it.
             let mut c = launcher(&path_var, &cwd, &cache);
             c.env("KOLOSAL_LOG", "off").arg(&script);

@@ -8,6 +8,8 @@
 //! * `interpreter`: `{ "path", "resolved", "rule", "detail" }` — `rule` is one
 //!   of `explicit`, `env`, `virtualenv`, `dotvenv`, `pyenv`, `path`; `path`
 //!   is what gets exec'd (symlinks kept), `resolved` its real file;
+//! * `ignored_venv`: `null`, or one line naming a `.venv` found on the way
+//!   that was not used because another user could write it;
 //! * `facts`: `null` when the probe failed, else `{ "version" ("3.11.7"),
 //!   "releaselevel", "implementation", "executable", "prefix", "base_prefix",
 //!   "cache_tag" (string or null), "magic" (hex), "platform", "sys_path"
@@ -79,6 +81,7 @@ pub fn run(args: InfoArgs) -> anyhow::Result<i32> {
             "rule": found.rule.as_str(),
             "detail": found.detail,
         },
+        "ignored_venv": found.ignored_venv,
         "facts": facts.map(facts_json),
         "probe_error": error,
         "probe_cache": cache_json,
@@ -135,6 +138,9 @@ fn print_human(doc: &Value) {
         println!("  resolved:  {}", s(&i["resolved"]));
     }
     println!("  rule:      {} ({})", s(&i["rule"]), s(&i["detail"]));
+    if !doc["ignored_venv"].is_null() {
+        println!("  note:      {}", s(&doc["ignored_venv"]));
+    }
     let f = &doc["facts"];
     if f.is_null() {
         println!("facts: unavailable: {}", s(&doc["probe_error"]));
