@@ -17,13 +17,12 @@
 //! the closure never depends on thread timing. An [`ImportCache`] keeps
 //! unchanged files from being rescanned.
 
-use super::import_cache::{
-    Import, ImportCache, Scanned, FLAG_IN_FUNCTION, FLAG_LAZY, FLAG_TYPE_CHECKING,
-};
+use super::import_cache::{Import, ImportCache, Scanned};
 use super::resolve::{
     launch_sys_path, package_of, resolve_relative, sys_path0, LaunchForm, ModuleKind,
     ResolvedModule, Resolver,
 };
+use super::scan::ImportFlags;
 use crate::interpreter::PythonFacts;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::fs::Metadata;
@@ -764,7 +763,7 @@ impl Walk<'_> {
     /// The names an import adds to the closure: none for one under
     /// `if TYPE_CHECKING:` (never runs).
     fn import_targets(&self, imp: &Import, package: &str) -> Vec<String> {
-        if imp.flags & FLAG_TYPE_CHECKING != 0 {
+        if imp.flags.contains(ImportFlags::TYPE_CHECKING) {
             return Vec::new();
         }
         self.targets(imp, package)
@@ -881,7 +880,8 @@ impl Walk<'_> {
                         };
                         // A `lazy import` (PEP 810) runs on first use,
                         // like an import in a function body.
-                        let deferred = imp.flags & (FLAG_IN_FUNCTION | FLAG_LAZY) != 0;
+                        let deferred = imp.flags.contains(ImportFlags::IN_FUNCTION)
+                            || imp.flags.contains(ImportFlags::LAZY);
                         self.from = Some((i, deferred));
                         for t in targets {
                             self.push_name(t, &via);
@@ -1022,7 +1022,7 @@ pub(crate) fn imports_digest(imports: &[Import]) -> u64 {
         }
         h.write_u64(imp.names.len() as u64);
         h.write_u32(imp.level);
-        h.write_u32(imp.flags);
+        h.write_u32(u32::from(imp.flags.bits()));
     }
     h.write_u64(imports.len() as u64);
     h.finish()
@@ -1034,8 +1034,7 @@ pub(crate) fn scan_imports(bytes: &[u8]) -> Vec<Import> {
     super::scan::scan(bytes)
         .into_iter()
         .map(|s| Import {
-            // The cache's FLAG_* bits are the scanner's ImportFlags bits.
-            flags: u32::from(s.flags.bits()),
+            flags: s.flags,
             module: s.module,
             names: s.names,
             level: s.level,

@@ -36,14 +36,6 @@ use crate::binfmt::{put_bytes, Reader};
 
 const MAGIC: &[u8; 8] = b"KOLIMP01";
 
-// [`Import::flags`] bits: the scanner's [`ImportFlags`], one definition,
-// stored as a `u32` in the cache file.
-/// [`Import::flags`] bit: [`ImportFlags::TYPE_CHECKING`].
-pub(crate) const FLAG_TYPE_CHECKING: u32 = ImportFlags::TYPE_CHECKING.0 as u32;
-/// [`Import::flags`] bit: [`ImportFlags::IN_FUNCTION`].
-pub(crate) const FLAG_IN_FUNCTION: u32 = ImportFlags::IN_FUNCTION.0 as u32;
-/// [`Import::flags`] bit: [`ImportFlags::LAZY`].
-pub(crate) const FLAG_LAZY: u32 = ImportFlags::LAZY.0 as u32;
 const FILE_NAME: &str = "imports-v1.bin";
 /// Identifies the scanner that produced cached results (see module docs).
 fn scanner_fingerprint() -> u64 {
@@ -84,8 +76,8 @@ pub struct Import {
     pub level: u32,
     /// 1-based source line.
     pub line: u32,
-    /// `FLAG_*` bits (translated from the scanner's `ImportFlags`).
-    pub flags: u32,
+    /// The scanner's context flags (stored as a `u32` in the cache file).
+    pub flags: ImportFlags,
 }
 
 #[derive(Debug, Clone)]
@@ -309,7 +301,7 @@ fn encode_to<'a>(
             put_bytes(&mut out, i.module.as_bytes());
             out.extend_from_slice(&i.level.to_le_bytes());
             out.extend_from_slice(&i.line.to_le_bytes());
-            out.extend_from_slice(&i.flags.to_le_bytes());
+            out.extend_from_slice(&u32::from(i.flags.bits()).to_le_bytes());
             out.extend_from_slice(&(i.names.len() as u32).to_le_bytes());
             for n in &i.names {
                 put_bytes(&mut out, n.as_bytes());
@@ -359,7 +351,7 @@ fn decode(buf: &[u8]) -> Option<HashMap<OsString, Entry>> {
             let module = string(&mut r)?;
             let level = r.u32()?;
             let line = r.u32()?;
-            let flags = r.u32()?;
+            let flags = ImportFlags(u8::try_from(r.u32()?).ok()?);
             let k = r.u32()?;
             if k as usize > r.remaining() / 4 {
                 return None;
@@ -408,7 +400,7 @@ mod tests {
                     names: vec!["c".into(), "*".into()],
                     level: 2,
                     line: 7,
-                    flags: 3,
+                    flags: ImportFlags::TYPE_CHECKING | ImportFlags::IN_FUNCTION,
                 }]),
                 used: true,
             },
