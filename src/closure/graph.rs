@@ -456,6 +456,68 @@ fn compute_with(
     walk.closure
 }
 
+/// The `.pth` files of a site directory, in the order site reads them:
+/// sorted by name (`site.addsitedir`); from 3.13 a name starting with `.`
+/// is skipped.
+fn site_pth_files(names: &[std::ffi::OsString], v: (u32, u32)) -> Vec<std::ffi::OsString> {
+    site_files(names, ".pth", v >= (3, 13))
+}
+
+/// The `.start` files of a site directory (PEP 829, 3.15+:
+/// `StartupState._addsitedir`): sorted, none starting with `.`. Empty
+/// before 3.15, which does not read them.
+fn site_start_files(names: &[std::ffi::OsString], v: (u32, u32)) -> Vec<std::ffi::OsString> {
+    if v < (3, 15) {
+        return Vec::new();
+    }
+    site_files(names, ".start", true)
+}
+
+fn site_files(
+    names: &[std::ffi::OsString],
+    suffix: &str,
+    skip_dot: bool,
+) -> Vec<std::ffi::OsString> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out: Vec<std::ffi::OsString> = names
+        .iter()
+        .filter(|n| n.as_bytes().ends_with(suffix.as_bytes()))
+        .filter(|n| !(skip_dot && n.as_bytes().starts_with(b".")))
+        .cloned()
+        .collect();
+    out.sort();
+    out
+}
+
+/// The modules a `.start` file's entry points import
+/// (`StartupState._read_start_file`, then `pkgutil.resolve_name(strict=True)`
+/// at run time): each stripped line that is neither empty nor a `#`
+/// comment is `pkg.mod:callable`, and `pkg.mod` is imported. A line whose
+/// module part is not a dotted name of identifiers fails there before any
+/// import, so it adds nothing here; a file that is not UTF-8 is skipped as
+/// site skips it.
+fn start_entry_modules(text: &[u8]) -> Vec<String> {
+    let Ok(text) = std::str::from_utf8(text.strip_prefix(b"\xef\xbb\xbf").unwrap_or(text)) else {
+        return Vec::new();
+    };
+    let dotted = |s: &str| {
+        !s.is_empty()
+            && s.split('.').all(|part| {
+                let mut chars = part.chars();
+                chars.next().is_some_and(|c| c == '_' || c.is_alphabetic())
+                    && chars.all(|c| c == '_' || c.is_alphanumeric())
+            })
+    };
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| {
+            let (module, callable) = l.split_once(':')?;
+            (dotted(module) && dotted(callable)).then(|| module.to_string())
+        })
+        .collect()
+}
+
 /// Frees `value` on rayon's pool instead of the calling thread. The walk's
 /// tables hold tens of thousands of small allocations made on the pool's
 /// threads; freeing them is a few milliseconds the caller need not wait
@@ -678,30 +740,65 @@ impl Walk<'_> {
         if facts.user_site_enabled {
             site_dirs.extend(facts.user_site.iter().cloned());
         }
+        let v = (facts.version[0], facts.version[1]);
         for dir in site_dirs {
             let Ok(rd) = std::fs::read_dir(&dir) else {
                 continue;
             };
-            let mut pths: Vec<PathBuf> = rd
-                .filter_map(|e| e.ok())
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "pth"))
-                .collect();
-            pths.sort();
-            for pth in pths {
-                let Ok(text) = std::fs::read(&pth) else {
+            let names: Vec<std::ffi::OsString> =
+                rd.filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+            let start_files = site_start_files(&names, v);
+            for pth in site_pth_files(&names, v) {
+                // PEP 829 (3.15+): a `.start` file of the same name turns
+                // off the `.pth` file's import lines.
+                use std::os::unix::ffi::OsStrExt;
+                let stem = &pth.as_bytes()[..pth.len() - ".pth".len()];
+                if start_files
+                    .iter()
+                    .any(|s| &s.as_bytes()[..s.len() - ".start".len()] == stem)
+                {
+                    continue;
+                }
+                let path = dir.join(&pth);
+                let Ok(text) = std::fs::read(&path) else {
                     continue;
                 };
                 for line in text.split(|b| *b == b'\n') {
+                    // `site.addpackage` runs `line.rstrip()` through exec()
+                    // when it starts with "import" and a space or tab; from
+                    // 3.15 (`StartupState._read_pth_file`) the line is
+                    // stripped on both sides first.
+                    let line = if v >= (3, 15) {
+                        line.trim_ascii()
+                    } else {
+                        line
+                    };
                     if line.starts_with(b"import ") || line.starts_with(b"import\t") {
                         for imp in (self.scan)(line) {
                             roots.push(StartupRoot {
                                 targets: self.import_targets(&imp, ""),
-                                via: Via::Startup(format!("{}", pth.display())),
+                                via: Via::Startup(format!("{}", path.display())),
                             });
                         }
                     }
                 }
+            }
+            for start in start_files {
+                let path = dir.join(&start);
+                let Ok(text) = std::fs::read(&path) else {
+                    continue;
+                };
+                for module in start_entry_modules(&text) {
+                    roots.push(StartupRoot {
+                        targets: vec![module],
+                        via: Via::Startup(format!("{}", path.display())),
+                    });
+                }
+                // `pkgutil.resolve_name` runs each entry point.
+                roots.push(StartupRoot {
+                    targets: vec!["pkgutil".to_string()],
+                    via: Via::Startup(format!("{}", path.display())),
+                });
             }
         }
         let mut hooks = vec![("sitecustomize", "site")];

@@ -30,5 +30,6 @@ mod reliability_fuzz;
 mod resolve_differential;
 mod scan_fuzz;
 mod scan_vs_ast;
+mod startup_files;
 mod uv_run;
 mod wheel;
