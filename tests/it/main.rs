@@ -11,6 +11,7 @@ mod cache_trust;
 mod cli_ci;
 mod closure_runtime;
 mod code_cache;
+mod code_cache_restore;
 mod compile_cli;
 mod compile_pool;
 mod compile_safety;
