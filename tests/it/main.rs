@@ -25,6 +25,7 @@ mod launcher_e2e;
 mod launcher_passthrough;
 mod learned_run;
 mod learned_trace;
+mod probe_cheaper;
 mod pyc_differential;
 mod reliability_cases;
 mod reliability_fuzz;
