@@ -7,7 +7,19 @@
 # and the first `kolosal-python -c "import sympy"` in a brand-new venv
 # against a warm start. One hyperfine run per cold scenario (the scenario
 # is destroyed by running it), several for the warm start.
-# Usage: bench/codecache.sh   (figures land in bench/out/codecache-*.md)
+# Then (issue 15, session 5) ROUNDS alternated rounds of "brand-new venv,
+# first launch, warm launches": the first launch against the warm one
+# measured in the same round, the previous venv either moved aside
+# (`mv`: no mass deletion just before, as in a fresh image) or deleted
+# just before (`rm`: the file system must then skip the inodes it freed,
+# see docs/benchmarks.md session 5).
+# WAYS (default "mv rm") may add variants of the first launch, as
+# way:VAR=value, e.g. WAYS="mv mv:KOLOSAL_LEARN=0 mv:KOLOSAL_BACKGROUND=0".
+# Usage: bench/codecache.sh [--first-launch ROUNDS]
+#   (figures land in bench/out/codecache-*.md; --first-launch runs only the
+#   rounds, filling the cache from a first venv if it is empty)
+ROUNDS=8 ONLY_FIRST=0
+if [ "${1:-}" = --first-launch ]; then ONLY_FIRST=1 ROUNDS="${2:-8}"; fi
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
 VPY="$VENV/bin/python"
@@ -15,13 +27,70 @@ REQS="$OUT/requirements.txt"
 "${CLEAN_ENV[@]}" "$UV" pip freeze --python "$VPY" > "$REQS"
 KC="$OUT/codecache-kolosal-cache"
 V1="$OUT/codecache-v1" V2="$OUT/codecache-v2" V3="$OUT/codecache-v3"
-rm -rf "$KC" "$V1" "$V2" "$V3"
+[ "$ONLY_FIRST" = 1 ] || rm -rf "$KC" "$V1" "$V2" "$V3"
 
 mkvenv() {  # a venv with the bench packages, no bytecode, from uv's cache
   rm -rf "$1"
   "${NET_ENV[@]}" "$UV" venv -q --python "$PY" "$1"
   "${NET_ENV[@]}" "$UV" pip install -q --offline --python "$1/bin/python" -r "$REQS"
 }
+sp() { "${CLEAN_ENV[@]}" "$1/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'; }
+K="env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=$HOME LANG=C.UTF-8 KOLOSAL_CACHE_DIR=$KC"
+E="env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=$HOME LANG=C.UTF-8"
+IMPORT='-c "import sympy"'
+
+# Waits for the background runs and learners of every launch so far.
+wait_bg() { local lk; for lk in "$KC"/manifests/*.bg "$KC"/manifests/*.learn; do [ -e "$lk" ] && flock -s "$lk" true; done; true; }
+ms() { local t0 t1; t0=$(date +%s%N); eval "$1" >/dev/null 2>&1 || true; t1=$(date +%s%N); echo $(( (t1 - t0) / 1000000 )); }
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+# ROUNDS rounds per way of clearing the previous venv, the two ways
+# alternated round by round: new venv; first launch (timed); 3 untimed
+# launches once its background work is done; 3 timed warm launches.
+first_launch_rounds() {
+  local trash="$OUT/codecache-trash" round token way extra warm f w ratio
+  mkdir -p "$trash"
+  : > "$OUT/codecache-rounds.txt"
+  for round in $(seq 1 "$ROUNDS"); do
+    for token in ${WAYS:-mv rm}; do
+      way=${token%%:*} extra=""
+      [ "$token" = "$way" ] || extra=${token#*:}
+      wait_bg
+      if [ -d "$V3" ]; then
+        if [ "$way" = mv ]; then mv "$V3" "$trash/v3-$round-$(date +%s%N)"; else rm -rf "$V3"; fi
+      fi
+      mkvenv "$V3"
+      sleep 1
+      local load; load=$(cut -d' ' -f1 /proc/loadavg)
+      f=$(ms "$K $extra KOLOSAL_PYTHON=$V3/bin/python $KPY $IMPORT")
+      wait_bg
+      for _ in 1 2 3; do ms "$K KOLOSAL_PYTHON=$V3/bin/python $KPY $IMPORT" >/dev/null; wait_bg; done
+      warm=""
+      for _ in 1 2 3; do warm="$warm $(ms "$K KOLOSAL_PYTHON=$V3/bin/python $KPY $IMPORT")"; done
+      w=$(echo $warm | tr ' ' '\n' | median)
+      echo "$token $f $w $load" | tee -a "$OUT/codecache-rounds.txt"
+    done
+  done
+  rm -rf "$trash"
+  for token in ${WAYS:-mv rm}; do
+    f=$(awk -v w="$token" '$1==w {print $2}' "$OUT/codecache-rounds.txt" | median)
+    w=$(awk -v w="$token" '$1==w {print $3}' "$OUT/codecache-rounds.txt" | median)
+    ratio=$(awk -v f="$f" -v w="$w" 'BEGIN {printf "%.2f", f / w}')
+    echo "previous venv by $token: first launch median $f ms, warm median $w ms, ratio ${ratio}x ($ROUNDS rounds)"
+  done
+}
+
+if [ "$ONLY_FIRST" = 1 ]; then
+  machine_line
+  if [ ! -d "$KC/code" ]; then
+    mkvenv "$V1"
+    $K "$KOLOSAL" compile -q --python "$V1/bin/python" "$(sp "$V1")"
+  fi
+  first_launch_rounds
+  machine_line
+  exit 0
+fi
+
 mkvenv "$V1"; mkvenv "$V2"
 sp() { "${CLEAN_ENV[@]}" "$1/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'; }
 SP1="$(sp "$V1")" SP2="$(sp "$V2")"
@@ -66,3 +135,5 @@ hyperfine -i --runs 1 --prepare "bash $MKV3" \
 hyperfine -i --warmup 3 --runs 10 \
   --export-markdown "$OUT/codecache-warm.md" \
   -n "warm kolosal-python" "$K KOLOSAL_PYTHON=$V3/bin/python $KPY $IMPORT" || true
+first_launch_rounds
+machine_line

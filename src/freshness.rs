@@ -103,41 +103,42 @@ pub fn check_written(
     wanted: InvalidationMode,
 ) -> Freshness {
     // One open + one read of the pyc (header and the start of the body)
-    // and one stat of the source: the header says which mode it was
-    // written in, then the loader's own decision, checking the hash
-    // whatever the flags say, plus kolosal's loadable-body check.
+    // and one stat of the source, whatever the pyc holds (a missing one
+    // included): the header says which mode it was written in, then the
+    // loader's own decision, checking the hash whatever the flags say, plus
+    // kolosal's loadable-body check.
     let mut buf = [0u8; 16 + pyc::validate::MIN_BODY];
     let hl = rules.header_len();
     let read = pyc::validate::read_header(pyc_path, &mut buf[..hl + pyc::validate::MIN_BODY]);
-    let header = read
-        .as_ref()
-        .ok()
-        .and_then(|&n| parse_header(&buf[..n.min(hl)], rules).ok());
-    match (read, header) {
-        (Ok(n), Some(header)) => {
+    if let Ok(n) = read {
+        if let Ok(header) = parse_header(&buf[..n.min(hl)], rules) {
             let found = header.kind.mode();
             if found != wanted {
                 return Freshness::OtherMode(found);
             }
-            match std::fs::metadata(source) {
-                Ok(meta) => from_verdict(pyc::validate::check_loadable_read(
-                    source,
-                    &meta,
-                    &buf[..n],
-                    rules,
-                    HashCheckMode::Always,
-                )),
-                Err(_) => Freshness::Stale(StaleReason::SourceUnreadable),
-            }
         }
-        // Let the loader's check name the problem (missing, unreadable,
-        // bad magic, ...) in its own order: rare, so a second look is fine.
-        _ => from_verdict(pyc::check_loadable(
+    }
+    // mirrors SourceLoader.get_code: path_stats(source) comes before the
+    // pyc is read, so a source that cannot be stat'ed, or is not a regular
+    // file, is the reason given whatever the pyc is (as
+    // pyc::check_loadable orders them).
+    let meta = match std::fs::metadata(source) {
+        Ok(meta) => meta,
+        Err(_) => return Freshness::Stale(StaleReason::SourceUnreadable),
+    };
+    match read {
+        Ok(n) => from_verdict(pyc::validate::check_loadable_read(
             source,
-            pyc_path,
+            &meta,
+            &buf[..n],
             rules,
             HashCheckMode::Always,
         )),
+        Err(_) if !meta.is_file() => Freshness::Stale(StaleReason::NotRegularFile),
+        // Missing, unreadable or not a regular file: what the loader's
+        // read of the pyc would say (pyc::validate::read_header is that
+        // read).
+        Err(reason) => Freshness::Stale(reason),
     }
 }
 
@@ -249,6 +250,64 @@ mod tests {
             w(&checked, CheckedHash),
             Freshness::Stale(StaleReason::Hash)
         );
+    }
+
+    /// `check_written` reads the pyc once and stats the source once; its
+    /// reason must be the loader's (`check_loadable`, hashes always
+    /// checked) for every source and pyc shape, missing ones included.
+    #[test]
+    fn one_look_agrees_with_the_loader() {
+        let d = tempfile::tempdir().unwrap();
+        let r = rules();
+        let file_src = d.path().join("m.py");
+        fs::write(&file_src, b"x = 1\n").unwrap();
+        let dir_src = d.path().join("pkg.py");
+        fs::create_dir(&dir_src).unwrap();
+        let sources = [file_src.clone(), dir_src, d.path().join("gone.py")];
+        let hash = pyc::source_hash(&r, b"x = 1\n");
+        let fifo = d.path().join("fifo.pyc");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let not_dir = d.path().join("plain");
+        fs::write(&not_dir, b"").unwrap();
+        let mut pycs = vec![
+            d.path().join("missing.pyc"),
+            not_dir.join("under-a-file.pyc"),
+            d.path().to_path_buf(),
+            fifo,
+        ];
+        let bodies: Vec<(&str, Vec<u8>)> = vec![
+            ("empty", Vec::new()),
+            ("short", r.magic.to_vec()),
+            ("bad-magic", vec![0u8; 40]),
+            ("ts", ts_header(&r, &file_src)),
+            ("ts-stale", header(&r, 0, [0; 8])),
+            ("ts-header-only", ts_header(&r, &file_src)[..16].to_vec()),
+            ("checked", header(&r, 3, hash)),
+            ("checked-bad", header(&r, 3, [1; 8])),
+            ("bad-flags", header(&r, 4, [0; 8])),
+        ];
+        for (name, bytes) in &bodies {
+            let p = d.path().join(format!("{name}.pyc"));
+            fs::write(&p, bytes).unwrap();
+            pycs.push(p);
+        }
+        let mut compared = 0;
+        for source in &sources {
+            for p in &pycs {
+                for wanted in [InvalidationMode::Timestamp, InvalidationMode::CheckedHash] {
+                    let ours = check_written(source, p, &r, wanted);
+                    if matches!(ours, Freshness::OtherMode(_)) {
+                        continue;
+                    }
+                    let loader =
+                        from_verdict(pyc::check_loadable(source, p, &r, HashCheckMode::Always));
+                    assert_eq!(ours, loader, "{} / {}", source.display(), p.display());
+                    compared += 1;
+                }
+            }
+        }
+        // Every source shape met every pyc shape at least once.
+        assert!(compared >= sources.len() * pycs.len(), "{compared}");
     }
 
     #[test]

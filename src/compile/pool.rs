@@ -16,9 +16,10 @@
 //! * The pool fails as a whole ([`PoolError`]) only when no worker could be
 //!   started at all. It never spawns anything for an empty job list.
 
-use super::code_cache::{CodeCache, Identity};
+use super::code_cache::{CodeCache, Identity, Restore};
 use super::protocol::{read_frame, Reply, Request, Response, HELLO_PREFIX};
 use super::{CompileJob, OnWarning, Outcome, PoolConfig, PoolError, WORKER_SCRIPT};
+use rayon::prelude::*;
 use std::cmp::Reverse;
 use std::collections::VecDeque;
 use std::io::{self, BufReader, Read, Write};
@@ -100,12 +101,16 @@ pub fn compile_all(
         return Ok(Vec::new());
     }
     let cache = CodeCache::open(config);
-    // Jobs the cache serves are written here, without a worker.
-    let restored: Vec<bool> = match &cache {
-        Some(c) if c.identity().is_some() => crate::freshness::par_map(jobs, |j| c.restore(j)),
-        _ => vec![false; jobs.len()],
+    // Jobs the cache serves are written here, without a worker, on every
+    // core: a restore is mostly the kernel creating a file.
+    let miss = Restore::Miss { source_len: None };
+    let restored: Vec<Restore> = match &cache {
+        Some(c) if c.identity().is_some() => jobs.par_iter().map(|j| c.restore(j)).collect(),
+        _ => vec![miss; jobs.len()],
     };
-    let rest: Vec<usize> = (0..jobs.len()).filter(|&i| !restored[i]).collect();
+    let rest: Vec<usize> = (0..jobs.len())
+        .filter(|&i| restored[i] != Restore::Written)
+        .collect();
     crate::log::Log::from_env().debug(format_args!(
         "compile: code cache: {} of {} pycs restored, {} to compile",
         jobs.len() - rest.len(),
@@ -113,14 +118,25 @@ pub fn compile_all(
         rest.len()
     ));
     let mut outcomes: Vec<Option<Outcome>> = vec![None; jobs.len()];
-    for (i, _) in restored.iter().enumerate().filter(|(_, &r)| r) {
+    for (i, _) in restored
+        .iter()
+        .enumerate()
+        .filter(|(_, &r)| r == Restore::Written)
+    {
         on_done(i, &Outcome::Written);
         outcomes[i] = Some(Outcome::Written);
     }
     let rest_jobs: Vec<CompileJob> = rest.iter().map(|&i| jobs[i].clone()).collect();
+    let known_sizes: Vec<Option<u64>> = rest
+        .iter()
+        .map(|&i| match restored[i] {
+            Restore::Miss { source_len } => source_len,
+            Restore::Written => None,
+        })
+        .collect();
     let compiled = {
         let _pipes = IgnoreSigpipe::new();
-        run_pool(&rest_jobs, config, cache.as_ref(), &|i, o| {
+        run_pool(&rest_jobs, &known_sizes, config, cache.as_ref(), &|i, o| {
             on_done(rest[i], o)
         })
     };
@@ -164,9 +180,12 @@ impl Drop for IgnoreSigpipe {
 /// debug timeline: a run served by the code cache starts none).
 pub(crate) static WORKERS_STARTED: AtomicUsize = AtomicUsize::new(0);
 
-/// [`compile_all`] on workers only: every job goes to one.
+/// [`compile_all`] on workers only: every job goes to one. `known[i]` is
+/// `jobs[i]`'s source size when the cache already read it (the others are
+/// stat'ed here), for the largest-first order.
 fn run_pool(
     jobs: &[CompileJob],
+    known: &[Option<u64>],
     config: &PoolConfig,
     cache: Option<&CodeCache>,
     on_done: &(dyn Fn(usize, &Outcome) + Sync),
@@ -174,8 +193,13 @@ fn run_pool(
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
-    let sizes: Vec<u64> = crate::freshness::par_map(jobs, |j| {
-        std::fs::metadata(&j.source).map_or(0, |m| m.len())
+    let indexed: Vec<usize> = (0..jobs.len()).collect();
+    let sizes: Vec<u64> = crate::freshness::par_map(&indexed, |&i| {
+        known
+            .get(i)
+            .copied()
+            .flatten()
+            .unwrap_or_else(|| std::fs::metadata(&jobs[i].source).map_or(0, |m| m.len()))
     });
     let total: u64 = sizes.iter().sum();
     let workers = worker_count(config.workers, jobs.len(), total);

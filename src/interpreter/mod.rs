@@ -15,6 +15,9 @@ pub use discover::{
 };
 pub use facts::PythonFacts;
 pub use probe::{run_probe, ProbeConfig, ProbeError, FACT_ENV_VARS};
+/// The probe's text, for the differential tests that run it by hand.
+#[doc(hidden)]
+pub use probe::{PROBE_PROLOGUE, PROBE_SCRIPT};
 pub use probe_cache::{
     facts_for, facts_for_report, facts_in, known_unsupported, CacheReport, CacheStatus,
 };

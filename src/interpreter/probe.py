@@ -104,6 +104,54 @@ def _frozen_in_use(machinery):
     return sorted(set(out))
 
 
+_isascii = getattr(str, "isascii", None)  # 3.7+
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\b": "\\b", "\f": "\\f", "\n": "\\n",
+            "\r": "\\r", "\t": "\\t"}
+
+
+def _json_str(s):
+    # mirrors json.encoder.py_encode_basestring_ascii (json.dumps's
+    # default ensure_ascii=True): the same escapes, lowercase hex, astral
+    # characters as surrogate pairs.
+    if _isascii is not None and _isascii(s) and s.isprintable() and '"' not in s and "\\" not in s:
+        return '"' + s + '"'
+    out = []
+    for c in s:
+        if c in _ESCAPES:
+            out.append(_ESCAPES[c])
+        elif " " <= c <= "~":
+            out.append(c)
+        else:
+            n = ord(c)
+            if n < 0x10000:
+                out.append("\\u%04x" % n)
+            else:
+                n -= 0x10000
+                out.append("\\u%04x\\u%04x" % (0xD800 | (n >> 10), 0xDC00 | (n & 0x3FF)))
+    return '"' + "".join(out) + '"'
+
+
+def _json_text(value):
+    # mirrors json.dumps(value) with its defaults (", " and ": "
+    # separators) for what the probe emits: dicts with str keys, lists,
+    # str, int, bool and None. Anything else is a bug here, not data.
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if isinstance(value, str):
+        return _json_str(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join([_json_text(v) for v in value]) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join([_json_str(k) + ": " + _json_text(v) for k, v in value.items()]) + "}"
+    raise TypeError("kolosal probe: cannot encode %r" % (value,))
+
+
 def _probe(fd, launch_no_site):
     import posix
     init_modules = set(sys.modules)
@@ -119,7 +167,10 @@ def _probe(fd, launch_no_site):
     sys.path[:] = trusted
     import site  # under -S importing site does not run site.main()
     site_modules = set(sys.modules)
-    import json, _imp, importlib.util, importlib.machinery as machinery
+    # Neither json (it imports re and enum: a third of the probe's imports)
+    # nor importlib.util (for MAGIC_NUMBER, which it takes from here).
+    import _imp, importlib.machinery as machinery
+    from importlib._bootstrap_external import MAGIC_NUMBER
     if launch_no_site:
         sys_path = launch_path
         startup = init_modules
@@ -142,7 +193,7 @@ def _probe(fd, launch_no_site):
         "releaselevel": sys.version_info[3],
         "implementation": sys.implementation.name,
         "cache_tag": sys.implementation.cache_tag,
-        "magic": importlib.util.MAGIC_NUMBER.hex(),
+        "magic": MAGIC_NUMBER.hex(),
         "executable": sys.executable,
         "prefix": sys.prefix,
         "base_prefix": getattr(sys, "base_prefix", sys.prefix),
@@ -172,7 +223,7 @@ def _probe(fd, launch_no_site):
         "pycache_prefix": getattr(sys, "pycache_prefix", None),
         "check_hash_based_pycs": getattr(_imp, "check_hash_based_pycs", "default"),
     }
-    data = json.dumps(out).encode("utf-8")
+    data = _json_text(out).encode("ascii")
     while data:
         data = data[posix.write(fd, data):]
     posix.close(fd)

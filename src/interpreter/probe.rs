@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// The probe script, embedded in the binary (CPython 3.7+ only).
-pub(crate) const PROBE_SCRIPT: &str = include_str!("probe.py");
+pub const PROBE_SCRIPT: &str = include_str!("probe.py");
 
 /// What `-c` runs: a version check any Python from 2.7 on can parse, using
 /// builtin modules only (nothing on `sys.path` can shadow `sys`/`posix`).
@@ -23,7 +23,7 @@ pub(crate) const PROBE_SCRIPT: &str = include_str!("probe.py");
 /// 3.6+ runs [`PROBE_SCRIPT`] (`sys.argv[3]`). 3.6 still gets its facts
 /// (the pyc tests use them); the launcher's cut-off is [`MIN_SUPPORTED`],
 /// applied by the probe cache.
-pub(crate) const PROBE_PROLOGUE: &str = "import sys, posix
+pub const PROBE_PROLOGUE: &str = "import sys, posix
 if sys.version_info < (3, 6):
     _a = ('{\"unsupported\": [%d, %d, %d]}' % tuple(sys.version_info[:3])).encode('ascii')
     while _a:

@@ -141,6 +141,19 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// What [`CodeCache::restore`] did with one job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restore {
+    /// The pyc was written from the cache.
+    Written,
+    /// Not from the cache: the job goes to a worker.
+    Miss {
+        /// The source's size when the restore got as far as reading it (so
+        /// the pool need not stat it again to order the jobs).
+        source_len: Option<u64>,
+    },
+}
+
 /// Counters of one [`CodeCache`]'s use.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
@@ -270,31 +283,27 @@ impl CodeCache {
         self.dir.join(&k[..2]).join(&k[2..])
     }
 
-    /// Writes `job`'s pyc from the cache. True when it did; false sends the
-    /// job to a worker (no entry, no identity yet, a damaged entry, or
-    /// anything unusual about the paths, which the worker then reports
-    /// exactly as it would have).
-    pub(crate) fn restore(&self, job: &CompileJob) -> bool {
-        let written = self.try_restore(job).is_some();
+    /// Writes `job`'s pyc from the cache. [`Restore::Written`] when it did;
+    /// a miss sends the job to a worker (no entry, no identity yet, a
+    /// damaged entry, or anything unusual about the paths, which the worker
+    /// then reports exactly as it would have).
+    pub(crate) fn restore(&self, job: &CompileJob) -> Restore {
+        let mut source_len = None;
+        let written = self.try_restore(job, &mut source_len).is_some();
         if written {
             self.counters.restored.fetch_add(1, Ordering::Relaxed);
+            Restore::Written
+        } else {
+            Restore::Miss { source_len }
         }
-        written
     }
 
-    fn try_restore(&self, job: &CompileJob) -> Option<()> {
+    fn try_restore(&self, job: &CompileJob, source_len: &mut Option<u64>) -> Option<()> {
         let id = self.identity.get()?;
         let path = usable_path(job, id)?;
-        // mirrors py_compile.compile: symlink and non-regular targets are
-        // refused (left to the worker, which says so).
-        let existing = match fs::symlink_metadata(&job.cfile) {
-            Ok(m) if m.file_type().is_file() => true,
-            Ok(_) => return None,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
-            Err(_) => return None,
-        };
         // mirrors SourceLoader.get_code: stat, then read, the source.
         let (meta, source) = read_source(&job.source).ok()?;
+        *source_len = Some(meta.len());
         if memchr::memmem::find(&source, path).is_some() {
             return None;
         }
@@ -311,21 +320,21 @@ impl CodeCache {
         let mut data = Vec::with_capacity(16 + body.len());
         data.extend_from_slice(&pyc_header(&rules, job.invalidation, &meta, &source));
         data.extend_from_slice(&body);
-        write_pyc(&job.cfile, &data, meta.mode(), existing).ok()
+        write_pyc(&job.cfile, &data, meta.mode()).ok()
     }
 
     /// Reads and checks the entry for `key`; a damaged one is removed.
     fn read_entry(&self, key: &[u8; 32]) -> Option<Vec<u8>> {
         let path = self.entry_path(key);
         let mut file = crate::cache::open_private(&path).ok()?;
-        let mut bytes = Vec::new();
-        let ok = file.read_to_end(&mut bytes).is_ok();
-        let body = ok.then(|| check_entry(&bytes, key)).flatten();
-        match body {
-            Some(range) => {
-                let fresh = file
-                    .metadata()
-                    .and_then(|m| m.modified())
+        // One fstat for the size and the age (open_private made its own).
+        let meta = file.metadata().ok()?;
+        let read = read_all(&mut file, meta.len());
+        let body = read.as_ref().ok().and_then(|b| check_entry(b, key));
+        match (read, body) {
+            (Ok(mut bytes), Some(range)) => {
+                let fresh = meta
+                    .modified()
                     .ok()
                     .and_then(|t| SystemTime::now().duration_since(t).ok())
                     .map_or(true, |age| age < TOUCH_AFTER);
@@ -335,7 +344,7 @@ impl CodeCache {
                 bytes.drain(..range);
                 Some(bytes)
             }
-            None => {
+            _ => {
                 self.counters.damaged.fetch_add(1, Ordering::Relaxed);
                 let _ = fs::remove_file(&path);
                 None
@@ -472,9 +481,32 @@ fn read_source(path: &Path) -> io::Result<(fs::Metadata, Vec<u8>)> {
     if !meta.is_file() {
         return Err(io::ErrorKind::InvalidInput.into());
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    f.read_to_end(&mut bytes)?;
+    let bytes = read_all(&mut f, meta.len())?;
     Ok((meta, bytes))
+}
+
+/// The whole of `file`, expected to hold `hint` bytes (from an `fstat`
+/// already made): reads until end of file with no further `fstat` or
+/// `lseek` (`read_to_end` makes both), and copes with a file that grew or
+/// shrank meanwhile.
+fn read_all(file: &mut File, hint: u64) -> io::Result<Vec<u8>> {
+    // One byte more than expected, so a file of the stat'ed size ends with
+    // one short read.
+    let mut buf = vec![0u8; usize::try_from(hint).unwrap_or(0).saturating_add(1)];
+    let mut n = 0;
+    loop {
+        if n == buf.len() {
+            buf.resize(n * 2, 0);
+        }
+        match file.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(n);
+    Ok(buf)
 }
 
 /// The 16-byte header of a pyc for a source with metadata `meta` and
@@ -515,14 +547,16 @@ fn pyc_header(
 /// written.
 ///
 /// The file is written unnamed (`O_TMPFILE`) and given its name only when
-/// whole: linked straight to `cfile` when there is none, else linked to a
-/// temp name `<cfile>.<n>` and renamed over it. So a kolosal killed while
-/// writing leaves nothing in the tree (the worker's temp files are cleaned
-/// by the pool; this process has nobody to clean after it). File systems
-/// without `O_TMPFILE` get an exclusive temp file + `rename`, as
+/// whole: linked straight to `cfile` (which fails rather than replace
+/// anything), and only when something is already there, checked to be a
+/// regular file, linked to a temp name `<cfile>.<n>` and renamed over it.
+/// So a kolosal killed while writing leaves nothing in the tree (the
+/// worker's temp files are cleaned by the pool; this process has nobody to
+/// clean after it), and the usual case (no pyc yet) costs no `lstat`. File
+/// systems without `O_TMPFILE` get an exclusive temp file + `rename`, as
 /// `_write_atomic`.
 // mirrors importlib._bootstrap_external._calc_mode and _write_atomic
-fn write_pyc(cfile: &Path, data: &[u8], source_mode: u32, existing: bool) -> io::Result<()> {
+fn write_pyc(cfile: &Path, data: &[u8], source_mode: u32) -> io::Result<()> {
     let mode = (source_mode | 0o200) & 0o666;
     let dir = match cfile.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -530,7 +564,7 @@ fn write_pyc(cfile: &Path, data: &[u8], source_mode: u32, existing: bool) -> io:
     };
     // The directory is made only when the first try says it is missing.
     let unnamed = match open_unnamed(dir, mode) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound && !existing => {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
             fs::create_dir_all(dir)?;
             open_unnamed(dir, mode)
         }
@@ -540,12 +574,11 @@ fn write_pyc(cfile: &Path, data: &[u8], source_mode: u32, existing: bool) -> io:
         Ok(mut f) => {
             f.write_all(data)?;
             let fd_path = PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd()));
-            if !existing {
-                match link(&fd_path, cfile) {
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                    other => return other,
-                }
+            match link(&fd_path, cfile) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                other => return other,
             }
+            replaceable(cfile)?;
             let tmp = temp_name(cfile);
             link(&fd_path, &tmp)?;
             let renamed = fs::rename(&tmp, cfile);
@@ -555,8 +588,28 @@ fn write_pyc(cfile: &Path, data: &[u8], source_mode: u32, existing: bool) -> io:
             renamed
         }
         // No O_TMPFILE here (or no /proc): a named temp file.
-        Err(e) if e.kind() != io::ErrorKind::NotFound => write_named(cfile, data, mode),
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            match fs::symlink_metadata(cfile) {
+                Ok(m) if !m.file_type().is_file() => {
+                    return Err(io::ErrorKind::AlreadyExists.into())
+                }
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            write_named(cfile, data, mode)
+        }
         Err(e) => Err(e),
+    }
+}
+
+/// Whether what is at `cfile` may be replaced: only a regular file.
+// mirrors py_compile.compile: a symlink or non-regular target is refused
+// (the job then goes to a worker, which reports it as py_compile would).
+fn replaceable(cfile: &Path) -> io::Result<()> {
+    if fs::symlink_metadata(cfile)?.file_type().is_file() {
+        Ok(())
+    } else {
+        Err(io::ErrorKind::AlreadyExists.into())
     }
 }
 
