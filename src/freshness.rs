@@ -18,11 +18,11 @@
 //!   and rewrites every hash-based pyc on every run; kolosal keeps a
 //!   hash-based pyc whose hash still matches).
 
-use crate::pyc::{self, parse_header, HashCheckMode, InvalidationMode, PycRules};
+use crate::pyc::{self, parse_header, HashCheckMode, InvalidationMode, PycRules, PycTarget};
 use crate::pyc::{StaleReason, Verdict};
 use rayon::prelude::*;
 use std::fs::Metadata;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Below this many pairs the checks run on the calling thread: spreading
 /// them over rayon's pool costs more than it saves.
@@ -65,28 +65,28 @@ impl Freshness {
     }
 }
 
-/// The loader's verdict on every `(source, pyc)` pair, in input order, under
+/// The loader's verdict on every target's pyc, in input order, under
 /// `--check-hash-based-pycs mode` (see [`pyc::check`]).
-pub fn check_all(
-    pairs: &[(PathBuf, PathBuf)],
+pub fn check_all<T: AsRef<PycTarget> + Sync>(
+    targets: &[T],
     rules: &PycRules,
     mode: HashCheckMode,
 ) -> Vec<Verdict> {
-    check_all_known(pairs, &[], rules, mode)
+    check_all_known(targets, &[], rules, mode)
 }
 
 /// [`check_all`] where some sources' metadata is already known (`metas[i]`
-/// for `pairs[i]`; `None`, or a missing entry, means stat it): one `stat`
+/// for `targets[i]`; `None`, or a missing entry, means stat it): one `stat`
 /// less per known source.
-pub fn check_all_known(
-    pairs: &[(PathBuf, PathBuf)],
+pub fn check_all_known<T: AsRef<PycTarget> + Sync>(
+    targets: &[T],
     metas: &[Option<&Metadata>],
     rules: &PycRules,
     mode: HashCheckMode,
 ) -> Vec<Verdict> {
-    let indexed: Vec<usize> = (0..pairs.len()).collect();
+    let indexed: Vec<usize> = (0..targets.len()).collect();
     par_map(&indexed, |&i| {
-        let (source, cfile) = &pairs[i];
+        let PycTarget { source, cfile } = targets[i].as_ref();
         match metas.get(i).copied().flatten() {
             Some(meta) => pyc::check_loadable_with_meta(source, meta, cfile, rules, mode),
             None => pyc::check_loadable(source, cfile, rules, mode),
@@ -141,14 +141,15 @@ pub fn check_written(
     }
 }
 
-/// [`check_written`] for every pair, in input order.
-pub fn check_all_written(
-    pairs: &[(PathBuf, PathBuf)],
+/// [`check_written`] for every target, in input order.
+pub fn check_all_written<T: AsRef<PycTarget> + Sync>(
+    targets: &[T],
     rules: &PycRules,
     wanted: InvalidationMode,
 ) -> Vec<Freshness> {
-    par_map(pairs, |(source, cfile)| {
-        check_written(source, cfile, rules, wanted)
+    par_map(targets, |t| {
+        let t = t.as_ref();
+        check_written(&t.source, &t.cfile, rules, wanted)
     })
 }
 
@@ -173,6 +174,7 @@ pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync + Send)
 mod tests {
     use super::*;
     use std::fs;
+    use std::path::PathBuf;
     use std::time::Instant;
 
     fn rules() -> PycRules {
@@ -314,7 +316,14 @@ mod tests {
             let p = d.path().join(format!("{name}.pyc"));
             fs::write(&p, &bytes).unwrap();
             assert_eq!(
-                check_all(&[(src.clone(), p.clone())], &r, HashCheckMode::Default)[0],
+                check_all(
+                    &[PycTarget {
+                        source: src.clone(),
+                        cfile: p.clone()
+                    }],
+                    &r,
+                    HashCheckMode::Default
+                )[0],
                 want,
                 "{name}"
             );
@@ -347,7 +356,10 @@ mod tests {
             } else {
                 expect.push(Verdict::Stale(StaleReason::Missing));
             }
-            pairs.push((src, pyc_path));
+            pairs.push(PycTarget {
+                source: src,
+                cfile: pyc_path,
+            });
         }
         assert_eq!(check_all(&pairs, &r, HashCheckMode::Default), expect);
         let few = &pairs[..5];

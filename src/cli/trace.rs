@@ -42,7 +42,7 @@ use super::compile::{exclude_regex, levels, target_python, CompileArgs, TargetPy
 use crate::argv::{self, Target as ArgTarget};
 use crate::closure::graph::{self, ClosureOptions, Entry, Learned, LearnedRoot, Origin};
 use crate::compile::plan::{self, Layout};
-use crate::compile::{self, CompileJob, PoolConfig};
+use crate::compile::{self, PoolConfig};
 use crate::interpreter::{facts_for, ProbeConfig, PythonFacts};
 use crate::pyc::{source_from_cache, InvalidationMode, PycRules};
 use anyhow::{anyhow, bail, Context};
@@ -475,16 +475,7 @@ fn compile_for(
     let targets = plan::targets(&sources, rules, &levels, &layout)
         .ok_or_else(|| anyhow!("the interpreter has no cache tag"))?;
     let planned = plan::plan(targets, rules, mode, args.force);
-    let jobs: Vec<CompileJob> = planned
-        .stale
-        .iter()
-        .map(|(t, _)| CompileJob {
-            source: t.source.clone(),
-            cfile: t.cfile.clone(),
-            optimize: t.optimize,
-            invalidation: mode,
-        })
-        .collect();
+    let jobs = planned.jobs(mode);
     let mut config = PoolConfig::new(&c.target.path);
     config.workers = args.workers;
     let outcomes = compile::compile_all(&jobs, &config, &|_, _| {})?;

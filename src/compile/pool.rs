@@ -117,7 +117,7 @@ pub fn compile_all(
         on_done(i, &Outcome::Written);
         outcomes[i] = Some(Outcome::Written);
     }
-    let rest_jobs: Vec<CompileJob> = rest.iter().map(|&i| jobs[i].clone()).collect();
+    let rest_jobs: Vec<&CompileJob> = rest.iter().map(|&i| &jobs[i]).collect();
     let compiled = {
         let _pipes = IgnoreSigpipe::new();
         run_pool(&rest_jobs, config, cache.as_ref(), &|i, o| {
@@ -166,7 +166,7 @@ pub static WORKERS_STARTED: AtomicUsize = AtomicUsize::new(0);
 
 /// [`compile_all`] on workers only: every job goes to one.
 fn run_pool(
-    jobs: &[CompileJob],
+    jobs: &[&CompileJob],
     config: &PoolConfig,
     cache: Option<&CodeCache>,
     on_done: &(dyn Fn(usize, &Outcome) + Sync),
@@ -298,7 +298,7 @@ fn job_timeout(config: &PoolConfig) -> Duration {
 /// charged to it alone; the jobs queued behind it never started and go
 /// back to the queue unchanged.
 fn run_slot(
-    jobs: &[CompileJob],
+    jobs: &[&CompileJob],
     config: &PoolConfig,
     cache: Option<&CodeCache>,
     state: &State,
@@ -338,7 +338,7 @@ enum Turn {
 /// A worker slot's state: its worker (started on demand) and the jobs sent
 /// to it and not yet answered.
 struct Slot<'a> {
-    jobs: &'a [CompileJob],
+    jobs: &'a [&'a CompileJob],
     config: &'a PoolConfig,
     cache: Option<&'a CodeCache>,
     state: &'a State,
@@ -365,7 +365,7 @@ impl Slot<'_> {
         while self.in_flight.len() < IN_FLIGHT {
             let Some(task) = self.state.next() else { break };
             let sent = match self.worker() {
-                Ok(w) => w.send(&jobs[task.index], task.attempt),
+                Ok(w) => w.send(jobs[task.index], task.attempt),
                 Err(e) => {
                     // Leave the job to another slot (or to the final sweep).
                     self.state.push_front(task);
@@ -409,7 +409,7 @@ impl Slot<'_> {
         let Some(w) = self.worker.as_mut() else {
             return Turn::Lost(Lost::Died("no worker".to_string()));
         };
-        match w.receive(id, &self.jobs[task.index], self.cache, self.timeout) {
+        match w.receive(id, self.jobs[task.index], self.cache, self.timeout) {
             Ok(outcome) => {
                 self.in_flight.pop_front();
                 self.state.finish(task.index, outcome, self.on_done);
@@ -429,7 +429,7 @@ impl Slot<'_> {
             self.state.push_front(task);
         }
         let Some((_, task)) = current else { return };
-        let job = &self.jobs[task.index];
+        let job = self.jobs[task.index];
         remove_write_leftovers(&job.cfile);
         let message = match lost {
             Lost::TimedOut => format!(

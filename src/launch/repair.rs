@@ -30,7 +30,7 @@
 use super::error::PrepareError;
 use super::prepare::{
     compile_stale, interpreter_view, owned, record_and_defer, split_deferred, stale_with_reasons,
-    Context, PycTarget, PREFIX_VAR,
+    Context, PREFIX_VAR,
 };
 use crate::argv::LaunchSpec;
 use crate::closure::graph::{imports_digest, scan_imports};
@@ -38,7 +38,7 @@ use crate::closure::listing;
 use crate::freshness::par_map;
 use crate::interpreter::PythonFacts;
 use crate::manifest::{self, Expect, Manifest, ModuleRecord};
-use crate::pyc::PycRules;
+use crate::pyc::{PycRules, PycTarget};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
