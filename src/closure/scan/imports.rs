@@ -81,8 +81,7 @@ impl ImportParser {
         match self.state {
             Imp::After | Imp::AfterAlias => self.emit(Vec::new(), out),
             Imp::FromNameAfter | Imp::FromNext | Imp::FromAlias if !self.names.is_empty() => {
-                let names = std::mem::take(&mut self.names);
-                self.emit(names, out);
+                self.emit_names(out);
             }
             _ => {}
         }
@@ -97,137 +96,68 @@ impl ImportParser {
         let name = t.kind == Kind::Name && kw != Kw::Import;
         let op = if t.kind == Kind::Op { t.op } else { 0 };
         let ident = &at.lines.src()[t.start..t.end];
-        let mut reprocess = false;
-        match self.state {
-            Imp::Idle => reprocess = true,
-            Imp::Name => {
-                if name {
-                    self.module.clear();
-                    push_ident(&mut self.module, ident);
-                    self.state = Imp::After;
-                } else {
-                    self.state = Imp::Idle;
-                    reprocess = true;
-                }
+        // Whether `t` ended the statement in progress (or there was none),
+        // so that it may start the next one.
+        let reprocess = match self.state {
+            Imp::Idle => true,
+            Imp::Name if name => {
+                self.module.clear();
+                push_ident(&mut self.module, ident);
+                self.go(Imp::After)
             }
-            Imp::After => {
-                if op == b'.' {
-                    self.state = Imp::Dot;
-                } else if kw == Kw::As {
-                    self.state = Imp::Alias;
-                } else {
-                    self.emit(Vec::new(), at.out);
-                    if op == b',' {
-                        self.state = Imp::Name;
-                    } else {
-                        self.state = Imp::Idle;
-                        reprocess = true;
-                    }
-                }
-            }
-            Imp::Dot => {
-                if name {
-                    self.module.push('.');
-                    push_ident(&mut self.module, ident);
-                    self.state = Imp::After;
-                } else {
-                    self.state = Imp::Idle;
-                    reprocess = true;
-                }
-            }
+            Imp::Dot if name => self.dotted(ident, Imp::After),
+            Imp::FromModDot if name => self.dotted(ident, Imp::FromMod),
+            Imp::Name | Imp::Dot | Imp::FromModDot => self.abandon(),
+            Imp::After if op == b'.' => self.go(Imp::Dot),
+            Imp::After if kw == Kw::As => self.go(Imp::Alias),
+            Imp::Alias if name => self.go(Imp::AfterAlias),
             Imp::Alias => {
-                self.state = if name { Imp::AfterAlias } else { Imp::Idle };
-                if !name {
-                    self.emit(Vec::new(), at.out);
-                    reprocess = true;
-                }
+                self.emit(Vec::new(), at.out);
+                self.abandon()
             }
-            Imp::AfterAlias => {
+            Imp::After | Imp::AfterAlias => {
                 self.emit(Vec::new(), at.out);
                 if op == b',' {
-                    self.state = Imp::Name;
+                    self.go(Imp::Name)
                 } else {
-                    self.state = Imp::Idle;
-                    reprocess = true;
+                    self.abandon()
                 }
             }
-            Imp::FromDots => {
-                if op == b'.' {
-                    self.level = self.level.saturating_add(1);
-                } else if kw == Kw::Import && self.level > 0 {
-                    self.state = Imp::FromNames;
-                } else if name {
-                    push_ident(&mut self.module, ident);
-                    self.state = Imp::FromMod;
-                } else {
-                    self.state = Imp::Idle;
-                    reprocess = true;
-                }
+            Imp::FromDots if op == b'.' => {
+                self.level = self.level.saturating_add(1);
+                false
             }
-            Imp::FromMod => {
-                if op == b'.' {
-                    self.state = Imp::FromModDot;
-                } else if kw == Kw::Import {
-                    self.state = Imp::FromNames;
-                } else {
-                    self.state = Imp::Idle;
-                    reprocess = true;
-                }
+            Imp::FromDots if kw == Kw::Import && self.level > 0 => self.go(Imp::FromNames),
+            Imp::FromDots if name => {
+                push_ident(&mut self.module, ident);
+                self.go(Imp::FromMod)
             }
-            Imp::FromModDot => {
-                if name {
-                    self.module.push('.');
-                    push_ident(&mut self.module, ident);
-                    self.state = Imp::FromMod;
-                } else {
-                    self.state = Imp::Idle;
-                    reprocess = true;
-                }
+            Imp::FromMod if op == b'.' => self.go(Imp::FromModDot),
+            Imp::FromMod if kw == Kw::Import => self.go(Imp::FromNames),
+            Imp::FromDots | Imp::FromMod => self.abandon(),
+            Imp::FromNames if op == b'(' && !self.paren => {
+                self.paren = true;
+                false
             }
-            Imp::FromNames => {
-                if op == b'(' && !self.paren {
-                    self.paren = true;
-                } else if op == b'*' {
-                    self.emit(vec!["*".to_string()], at.out);
-                    self.state = Imp::Idle;
-                } else if name {
-                    let mut s = String::new();
-                    push_ident(&mut s, ident);
-                    self.names.push(s);
-                    self.state = Imp::FromNameAfter;
-                } else {
-                    self.state = Imp::Idle;
-                    reprocess = true;
-                }
+            Imp::FromNames if op == b'*' => {
+                self.emit(vec!["*".to_string()], at.out);
+                self.go(Imp::Idle)
             }
+            Imp::FromNames | Imp::FromNext if name => self.imported_name(ident),
+            Imp::FromNames => self.abandon(),
+            Imp::FromNameAfter if kw == Kw::As => self.go(Imp::FromAlias),
+            Imp::FromNameAfter if op == b',' => self.go(Imp::FromNext),
+            Imp::FromAlias if name => self.go(Imp::FromNameAfter),
             Imp::FromNameAfter | Imp::FromNext => {
-                if self.state == Imp::FromNameAfter && kw == Kw::As {
-                    self.state = Imp::FromAlias;
-                } else if self.state == Imp::FromNameAfter && op == b',' {
-                    self.state = Imp::FromNext;
-                } else if self.state == Imp::FromNext && name {
-                    let mut s = String::new();
-                    push_ident(&mut s, ident);
-                    self.names.push(s);
-                    self.state = Imp::FromNameAfter;
-                } else {
-                    let names = std::mem::take(&mut self.names);
-                    self.emit(names, at.out);
-                    self.state = Imp::Idle;
-                    reprocess = !(op == b')' && self.paren);
-                }
+                self.emit_names(at.out);
+                self.go(Imp::Idle);
+                !(op == b')' && self.paren)
             }
             Imp::FromAlias => {
-                if name {
-                    self.state = Imp::FromNameAfter;
-                } else {
-                    let names = std::mem::take(&mut self.names);
-                    self.emit(names, at.out);
-                    self.state = Imp::Idle;
-                    reprocess = true;
-                }
+                self.emit_names(at.out);
+                self.abandon()
             }
-        }
+        };
         if !reprocess {
             return;
         }
@@ -248,6 +178,40 @@ impl ImportParser {
             }
             _ => {}
         }
+    }
+
+    /// Moves to `state`; the token belonged to the statement.
+    fn go(&mut self, state: Imp) -> bool {
+        self.state = state;
+        false
+    }
+
+    /// The token does not continue the statement: the parser goes idle and
+    /// the token is looked at again as the start of a new one.
+    fn abandon(&mut self) -> bool {
+        self.state = Imp::Idle;
+        true
+    }
+
+    /// `.NAME` continuing a dotted module name, then `next`.
+    fn dotted(&mut self, ident: &[u8], next: Imp) -> bool {
+        self.module.push('.');
+        push_ident(&mut self.module, ident);
+        self.go(next)
+    }
+
+    /// A name imported by `from M import`.
+    fn imported_name(&mut self, ident: &[u8]) -> bool {
+        let mut s = String::new();
+        push_ident(&mut s, ident);
+        self.names.push(s);
+        self.go(Imp::FromNameAfter)
+    }
+
+    /// Reports `from M import` with the names collected.
+    fn emit_names(&mut self, out: &mut Vec<ImportStmt>) {
+        let names = std::mem::take(&mut self.names);
+        self.emit(names, out);
     }
 
     /// Records the line and flags of the import statement whose `import` /
