@@ -24,15 +24,26 @@ use rayon::prelude::*;
 use std::fs::Metadata;
 use std::path::Path;
 
-/// Below this many pairs the checks run on the calling thread: spreading
-/// them over rayon's pool costs more than it saves.
+/// From this many items a parallel loop runs in parallel; below it, on the
+/// calling thread. The one threshold for kolosal's parallel stat and pyc
+/// loops: [`par_map`] (rayon: freshness checks, re-stamping, the code
+/// cache's restores) and `manifest::check_encoded` (the warm path's stats,
+/// split over two threads).
 ///
-/// Measured with the `threshold_timing` test (release build, warm page
-/// cache, one source `stat` + one 16-byte header read per pair, ~4 µs per
-/// pair): on the shared 2-core machine this was written on, rayon lost below
-/// ~256 pairs (16 pairs: 66 µs vs 84 µs) and only broke even above, because
-/// both cores were busy; on an idle multi-core machine the crossover is
-/// lower. 256 keeps small closures on one thread and hands whole trees
+/// Measured with the `parallel_threshold_timing` test (release build, warm
+/// page cache, medians of 31 alternating runs) on the shared 2-core
+/// machine, 2026-11-30 02:57 UTC, load average 2.9-3.2: a stat costs
+/// ~1.1 µs, a pyc check (stat + 16-byte header read) ~5 µs. Sequential
+/// beat two threads at every size up to 1,024 (192 stats: 211 µs vs
+/// 270 µs; 256: 283 µs vs 357 µs) and beat rayon for stats but once
+/// (192: 212 µs vs 184 µs); pyc checks on rayon broke even from 128 to
+/// 512 (256: 1.29 ms vs 1.28 ms) and lost at 1,024. At load ~9 (02:52) the
+/// parallel side lost everywhere (256 pyc checks: 1.6 ms vs 4.9 ms). The
+/// second core is rarely free here (a second thread cost 40-60 µs: 32
+/// stats took 36 µs alone, 73 µs split); on an idle multi-core machine
+/// the crossover is lower. 256, the larger of
+/// the two former thresholds (192 for the manifest, 256 here), keeps every
+/// closure of a few hundred modules on one thread and hands whole trees
 /// (thousands of files) to the pool.
 pub const PARALLEL_THRESHOLD: usize = 256;
 
@@ -379,13 +390,22 @@ mod tests {
         assert_eq!(as_verdicts, expect);
     }
 
-    /// Prints sequential vs parallel timings around the threshold (the
-    /// figures behind [`PARALLEL_THRESHOLD`]); asserts only that both agree.
-    /// A measurement, not a check: run it on purpose, in release mode
-    /// (`cargo test --release --lib threshold_timing -- --ignored --nocapture`).
+    /// Prints sequential vs parallel timings around [`PARALLEL_THRESHOLD`]
+    /// for the three workloads it governs; asserts only that both sides
+    /// agree. A measurement, not a check: run it on purpose, in release mode
+    /// (`cargo test --release --lib parallel_threshold_timing -- --ignored
+    /// --nocapture`). Medians of 31 runs, the two sides alternating:
+    ///
+    /// * `stat`: one `manifest::observe` (a stat) per path, on the calling
+    ///   thread vs over two threads (one scoped thread spawned, as
+    ///   `manifest::check_encoded` does);
+    /// * `stat/rayon`: the same over rayon ([`par_map`] of `observe`, as the
+    ///   launch's re-stamping does);
+    /// * `pyc`: [`pyc::check`] (a stat and a 16-byte header read) per pair,
+    ///   on the calling thread vs rayon ([`check_all`]).
     #[test]
     #[ignore = "a timing measurement; run with --ignored"]
-    fn threshold_timing() {
+    fn parallel_threshold_timing() {
         let d = tempfile::tempdir().unwrap();
         let r = rules();
         let mut pairs = Vec::new();
@@ -397,24 +417,59 @@ mod tests {
             pairs.push((src, pyc_path));
         }
         let check = |p: &(PathBuf, PathBuf)| pyc::check(&p.0, &p.1, &r, HashCheckMode::Default);
+        let observe = |p: &(PathBuf, PathBuf)| crate::manifest::observe(&p.0);
+        let two_threads = |set: &[(PathBuf, PathBuf)]| {
+            let (a, b) = set.split_at(set.len() / 2);
+            std::thread::scope(|s| {
+                let other = s.spawn(|| b.iter().map(observe).collect::<Vec<_>>());
+                let mut mine: Vec<_> = a.iter().map(observe).collect();
+                mine.extend(other.join().unwrap());
+                mine
+            })
+        };
         // Warm the pool and the page cache.
         let _: Vec<_> = pairs.par_iter().map(check).collect();
-        for n in [16usize, 64, 128, 256, 1024] {
+        let median = |mut v: Vec<std::time::Duration>| {
+            v.sort();
+            v[v.len() / 2]
+        };
+        let reps = 31;
+        for n in [32usize, 64, 128, 192, 256, 384, 512, 1024] {
             let set = &pairs[..n];
-            let reps = 5;
-            let t = Instant::now();
+            let (mut seq, mut split, mut seq_r, mut ray) = (vec![], vec![], vec![], vec![]);
+            let (mut pseq, mut ppar) = (vec![], vec![]);
             for _ in 0..reps {
-                let v: Vec<_> = set.iter().map(check).collect();
-                assert!(v.iter().all(Verdict::is_fresh));
+                let t = Instant::now();
+                let a: Vec<_> = set.iter().map(observe).collect();
+                seq.push(t.elapsed());
+                let t = Instant::now();
+                let b = two_threads(set);
+                split.push(t.elapsed());
+                assert_eq!(a, b);
+                let t = Instant::now();
+                let a: Vec<_> = set.iter().map(observe).collect();
+                seq_r.push(t.elapsed());
+                let t = Instant::now();
+                let b: Vec<_> = set.par_iter().map(observe).collect();
+                ray.push(t.elapsed());
+                assert_eq!(a, b);
+                let t = Instant::now();
+                let a: Vec<_> = set.iter().map(check).collect();
+                pseq.push(t.elapsed());
+                let t = Instant::now();
+                let b: Vec<_> = set.par_iter().map(check).collect();
+                ppar.push(t.elapsed());
+                assert_eq!(a, b);
             }
-            let seq = t.elapsed() / reps;
-            let t = Instant::now();
-            for _ in 0..reps {
-                let v: Vec<_> = set.par_iter().map(check).collect();
-                assert!(v.iter().all(Verdict::is_fresh));
-            }
-            let par = t.elapsed() / reps;
-            eprintln!("[freshness] {n:5} pairs: sequential {seq:?}, parallel {par:?}");
+            eprintln!(
+                "[threshold] {n:5}: stat {:?} vs 2 threads {:?} | stat {:?} vs rayon {:?} | pyc {:?} vs rayon {:?}",
+                median(seq),
+                median(split),
+                median(seq_r),
+                median(ray),
+                median(pseq),
+                median(ppar)
+            );
         }
     }
 }
