@@ -388,7 +388,7 @@ const NO_PREV: Prev = Prev {
 struct At<'s, 'a> {
     lines: &'s mut Lines<'a>,
     /// The three tokens before it on its logical line, nearest first.
-    prev: [Prev; 3],
+    prev: &'s [Prev; 3],
     /// The context flags of its position.
     flags: u8,
     out: &'s mut Vec<ImportStmt>,
@@ -495,7 +495,7 @@ impl<'a> Scanner<'a> {
             let flags = self.line.flags() | if self.lambda_bodies > 0 { FUNC } else { 0 };
             let mut at = At {
                 lines: &mut self.lines,
-                prev: self.prev,
+                prev: &self.prev,
                 flags,
                 out: &mut self.out,
             };

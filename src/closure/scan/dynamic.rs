@@ -36,12 +36,14 @@ impl DynamicCall {
     }
 
     /// Forgets a call in progress (at the end of a statement).
+    #[inline]
     pub(super) fn reset(&mut self) {
         self.state = Dyn::Idle;
     }
 
     /// Recognises `importlib.import_module("lit"`, `import_module("lit"` and
     /// `__import__("lit"` followed by `,` or `)`.
+    #[inline]
     pub(super) fn step(&mut self, t: &Token, kw: Kw, at: &mut At<'_, '_>) {
         let op = if t.kind == Kind::Op { t.op } else { 0 };
         let plain_str = t.kind == Kind::Str
@@ -74,7 +76,7 @@ impl DynamicCall {
         if self.state != Dyn::Idle || !matches!(kw, Kw::DunderImport | Kw::ImportModule) {
             return;
         }
-        let [p1, p2, p3] = at.prev;
+        let [p1, p2, p3] = *at.prev;
         let callee = if p1.kind == Kind::Op && p1.op == b'.' {
             let attr_ok = kw == Kw::ImportModule
                 && p2.kw == Kw::Importlib

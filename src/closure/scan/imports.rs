@@ -77,6 +77,7 @@ impl ImportParser {
     }
 
     /// Ends a simple statement (`;` or end of line): flushes a pending import.
+    #[inline]
     pub(super) fn end_statement(&mut self, out: &mut Vec<ImportStmt>) {
         match self.state {
             Imp::After | Imp::AfterAlias => self.emit(Vec::new(), out),
@@ -92,6 +93,7 @@ impl ImportParser {
 
     /// Feeds token `t` (spelling `kw`) of the statement at `at`; `in_raise`:
     /// the statement is a `raise` (whose `from` is no import).
+    #[inline]
     pub(super) fn step(&mut self, t: &Token, kw: Kw, in_raise: bool, at: &mut At<'_, '_>) {
         let name = t.kind == Kind::Name && kw != Kw::Import;
         let op = if t.kind == Kind::Op { t.op } else { 0 };
@@ -181,6 +183,7 @@ impl ImportParser {
     }
 
     /// Moves to `state`; the token belonged to the statement.
+    #[inline]
     fn go(&mut self, state: Imp) -> bool {
         self.state = state;
         false
@@ -188,6 +191,7 @@ impl ImportParser {
 
     /// The token does not continue the statement: the parser goes idle and
     /// the token is looked at again as the start of a new one.
+    #[inline]
     fn abandon(&mut self) -> bool {
         self.state = Imp::Idle;
         true
@@ -222,7 +226,7 @@ impl ImportParser {
     /// logical line or follows `;` or a header's `:`; anywhere else it is a
     /// name (and the line a syntax error).
     fn start(&mut self, t: &Token, at: &mut At<'_, '_>) {
-        let [lazy, before, _] = at.prev;
+        let [lazy, before, _] = *at.prev;
         let statement_start = before.kind == Kind::Newline
             || (before.kind == Kind::Op && matches!(before.op, b';' | b':'));
         if lazy.kw == Kw::Lazy && statement_start {

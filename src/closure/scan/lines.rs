@@ -21,6 +21,7 @@ impl<'a> Lines<'a> {
 
     /// 1-based line number of byte `pos` (positions are asked in increasing
     /// order, so the total counting work is linear).
+    #[inline]
     pub(super) fn line_of(&mut self, pos: usize) -> u32 {
         let pos = pos.min(self.src.len());
         if pos < self.pos {
