@@ -95,12 +95,37 @@ impl ImportParser {
     /// the statement is a `raise` (whose `from` is no import).
     #[inline]
     pub(super) fn step(&mut self, t: &Token, kw: Kw, in_raise: bool, at: &mut At<'_, '_>) {
+        // Most tokens are outside any import statement: only a keyword
+        // starting one matters for them.
+        if self.state != Imp::Idle && !self.continue_statement(t, kw, at) {
+            return;
+        }
+        match kw {
+            Kw::Import => {
+                self.state = Imp::Name;
+                self.level = 0;
+                self.module.clear();
+                self.start(t, at);
+            }
+            Kw::From if !in_raise && at.prev[0].kw != Kw::Yield => {
+                self.state = Imp::FromDots;
+                self.level = 0;
+                self.paren = false;
+                self.module.clear();
+                self.names.clear();
+                self.start(t, at);
+            }
+            _ => {}
+        }
+    }
+
+    /// Feeds `t` to the statement in progress; returns whether `t` ended it
+    /// (or there was none), so that `t` may start the next one.
+    fn continue_statement(&mut self, t: &Token, kw: Kw, at: &mut At<'_, '_>) -> bool {
         let name = t.kind == Kind::Name && kw != Kw::Import;
         let op = if t.kind == Kind::Op { t.op } else { 0 };
         let ident = &at.lines.src()[t.start..t.end];
-        // Whether `t` ended the statement in progress (or there was none),
-        // so that it may start the next one.
-        let reprocess = match self.state {
+        match self.state {
             Imp::Idle => true,
             Imp::Name if name => {
                 self.module.clear();
@@ -159,26 +184,6 @@ impl ImportParser {
                 self.emit_names(at.out);
                 self.abandon()
             }
-        };
-        if !reprocess {
-            return;
-        }
-        match kw {
-            Kw::Import => {
-                self.state = Imp::Name;
-                self.level = 0;
-                self.module.clear();
-                self.start(t, at);
-            }
-            Kw::From if !in_raise && at.prev[0].kw != Kw::Yield => {
-                self.state = Imp::FromDots;
-                self.level = 0;
-                self.paren = false;
-                self.module.clear();
-                self.names.clear();
-                self.start(t, at);
-            }
-            _ => {}
         }
     }
 
