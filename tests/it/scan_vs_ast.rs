@@ -535,7 +535,7 @@ import b
 }
 
 /// Single-core scanner throughput over every stdlib found (files held in
-/// memory). Run in release: `cargo test --release --test scan_vs_ast -- --ignored throughput --nocapture`.
+/// memory). Run in release: `cargo test --release --test it -- --ignored --exact scan_vs_ast::throughput --nocapture`.
 #[test]
 #[ignore]
 fn throughput() {
