@@ -16,6 +16,14 @@
 //!
 //! The scanner never panics and runs in time linear in the input, whatever
 //! the input: on malformed source it still returns its best reading.
+//!
+//! Its parts, one concern each: `lexer` (tokens, and whole lines skipped
+//! without tokens), `keyword` (the names the state machine reacts to),
+//! `lines` (line numbers of byte positions), `imports` (the `import` /
+//! `from ... import` statement parser), `dynamic` (the dynamic-call
+//! recogniser); this file holds the block structure and context (indent
+//! levels, open headers, `try` bodies, lambdas) and feeds every token to
+//! the last two.
 
 mod dynamic;
 mod imports;
