@@ -51,4 +51,4 @@ PY
 
 echo
 echo "scanner throughput (one core, release):"
-(cd "$REPO" && cargo test -q --release --test scan_vs_ast -- --ignored throughput --nocapture 2>&1 | grep -E "scan throughput\] [0-9]")
+(cd "$REPO" && cargo test -q --release --test it -- --ignored --exact scan_vs_ast::throughput --nocapture 2>&1 | grep -E "scan throughput\] [0-9]")

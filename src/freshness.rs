@@ -18,21 +18,32 @@
 //!   and rewrites every hash-based pyc on every run; kolosal keeps a
 //!   hash-based pyc whose hash still matches).
 
-use crate::pyc::{self, parse_header, HashCheckMode, InvalidationMode, PycRules};
+use crate::pyc::{self, parse_header, HashCheckMode, InvalidationMode, PycRules, PycTarget};
 use crate::pyc::{StaleReason, Verdict};
 use rayon::prelude::*;
 use std::fs::Metadata;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// Below this many pairs the checks run on the calling thread: spreading
-/// them over rayon's pool costs more than it saves.
+/// From this many items a parallel loop runs in parallel; below it, on the
+/// calling thread. The one threshold for kolosal's parallel stat and pyc
+/// loops: [`par_map`] (rayon: freshness checks, re-stamping, the code
+/// cache's restores) and `manifest::check_encoded` (the warm path's stats,
+/// split over two threads).
 ///
-/// Measured with the `threshold_timing` test (release build, warm page
-/// cache, one source `stat` + one 16-byte header read per pair, ~4 µs per
-/// pair): on the shared 2-core machine this was written on, rayon lost below
-/// ~256 pairs (16 pairs: 66 µs vs 84 µs) and only broke even above, because
-/// both cores were busy; on an idle multi-core machine the crossover is
-/// lower. 256 keeps small closures on one thread and hands whole trees
+/// Measured with the `parallel_threshold_timing` test (release build, warm
+/// page cache, medians of 31 alternating runs) on the shared 2-core
+/// machine, 2026-11-30 02:57 UTC, load average 2.9-3.2: a stat costs
+/// ~1.1 µs, a pyc check (stat + 16-byte header read) ~5 µs. Sequential
+/// beat two threads at every size up to 1,024 (192 stats: 211 µs vs
+/// 270 µs; 256: 283 µs vs 357 µs) and beat rayon for stats but once
+/// (192: 212 µs vs 184 µs); pyc checks on rayon broke even from 128 to
+/// 512 (256: 1.29 ms vs 1.28 ms) and lost at 1,024. At load ~9 (02:52) the
+/// parallel side lost everywhere (256 pyc checks: 1.6 ms vs 4.9 ms). The
+/// second core is rarely free here (a second thread cost 40-60 µs: 32
+/// stats took 36 µs alone, 73 µs split); on an idle multi-core machine
+/// the crossover is lower. 256, the larger of
+/// the two former thresholds (192 for the manifest, 256 here), keeps every
+/// closure of a few hundred modules on one thread and hands whole trees
 /// (thousands of files) to the pool.
 pub(crate) const PARALLEL_THRESHOLD: usize = 256;
 
@@ -65,28 +76,28 @@ impl Freshness {
     }
 }
 
-/// The loader's verdict on every `(source, pyc)` pair, in input order, under
+/// The loader's verdict on every target's pyc, in input order, under
 /// `--check-hash-based-pycs mode` (see [`pyc::check`]).
-pub fn check_all(
-    pairs: &[(PathBuf, PathBuf)],
+pub fn check_all<T: AsRef<PycTarget> + Sync>(
+    targets: &[T],
     rules: &PycRules,
     mode: HashCheckMode,
 ) -> Vec<Verdict> {
-    check_all_known(pairs, &[], rules, mode)
+    check_all_known(targets, &[], rules, mode)
 }
 
 /// [`check_all`] where some sources' metadata is already known (`metas[i]`
-/// for `pairs[i]`; `None`, or a missing entry, means stat it): one `stat`
+/// for `targets[i]`; `None`, or a missing entry, means stat it): one `stat`
 /// less per known source.
-pub fn check_all_known(
-    pairs: &[(PathBuf, PathBuf)],
+pub fn check_all_known<T: AsRef<PycTarget> + Sync>(
+    targets: &[T],
     metas: &[Option<&Metadata>],
     rules: &PycRules,
     mode: HashCheckMode,
 ) -> Vec<Verdict> {
-    let indexed: Vec<usize> = (0..pairs.len()).collect();
+    let indexed: Vec<usize> = (0..targets.len()).collect();
     par_map(&indexed, |&i| {
-        let (source, cfile) = &pairs[i];
+        let PycTarget { source, cfile } = targets[i].as_ref();
         match metas.get(i).copied().flatten() {
             Some(meta) => pyc::check_loadable_with_meta(source, meta, cfile, rules, mode),
             None => pyc::check_loadable(source, cfile, rules, mode),
@@ -142,14 +153,15 @@ pub fn check_written(
     }
 }
 
-/// [`check_written`] for every pair, in input order.
-pub fn check_all_written(
-    pairs: &[(PathBuf, PathBuf)],
+/// [`check_written`] for every target, in input order.
+pub fn check_all_written<T: AsRef<PycTarget> + Sync>(
+    targets: &[T],
     rules: &PycRules,
     wanted: InvalidationMode,
 ) -> Vec<Freshness> {
-    par_map(pairs, |(source, cfile)| {
-        check_written(source, cfile, rules, wanted)
+    par_map(targets, |t| {
+        let t = t.as_ref();
+        check_written(&t.source, &t.cfile, rules, wanted)
     })
 }
 
@@ -174,6 +186,7 @@ pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync + Send)
 mod tests {
     use super::*;
     use std::fs;
+    use std::path::PathBuf;
     use std::time::Instant;
 
     fn rules() -> PycRules {
@@ -373,7 +386,14 @@ mod tests {
             let p = d.path().join(format!("{name}.pyc"));
             fs::write(&p, &bytes).unwrap();
             assert_eq!(
-                check_all(&[(src.clone(), p.clone())], &r, HashCheckMode::Default)[0],
+                check_all(
+                    &[PycTarget {
+                        source: src.clone(),
+                        cfile: p.clone()
+                    }],
+                    &r,
+                    HashCheckMode::Default
+                )[0],
                 want,
                 "{name}"
             );
@@ -406,7 +426,10 @@ mod tests {
             } else {
                 expect.push(Verdict::Stale(StaleReason::Missing));
             }
-            pairs.push((src, pyc_path));
+            pairs.push(PycTarget {
+                source: src,
+                cfile: pyc_path,
+            });
         }
         assert_eq!(check_all(&pairs, &r, HashCheckMode::Default), expect);
         let few = &pairs[..5];
@@ -426,13 +449,22 @@ mod tests {
         assert_eq!(as_verdicts, expect);
     }
 
-    /// Prints sequential vs parallel timings around the threshold (the
-    /// figures behind [`PARALLEL_THRESHOLD`]); asserts only that both agree.
-    /// A measurement, not a check: run it on purpose, in release mode
-    /// (`cargo test --release --lib threshold_timing -- --ignored --nocapture`).
+    /// Prints sequential vs parallel timings around [`PARALLEL_THRESHOLD`]
+    /// for the three workloads it governs; asserts only that both sides
+    /// agree. A measurement, not a check: run it on purpose, in release mode
+    /// (`cargo test --release --lib parallel_threshold_timing -- --ignored
+    /// --nocapture`). Medians of 31 runs, the two sides alternating:
+    ///
+    /// * `stat`: one `manifest::observe` (a stat) per path, on the calling
+    ///   thread vs over two threads (one scoped thread spawned, as
+    ///   `manifest::check_encoded` does);
+    /// * `stat/rayon`: the same over rayon ([`par_map`] of `observe`, as the
+    ///   launch's re-stamping does);
+    /// * `pyc`: [`pyc::check`] (a stat and a 16-byte header read) per pair,
+    ///   on the calling thread vs rayon ([`check_all`]).
     #[test]
     #[ignore = "a timing measurement; run with --ignored"]
-    fn threshold_timing() {
+    fn parallel_threshold_timing() {
         let d = tempfile::tempdir().unwrap();
         let r = rules();
         let mut pairs = Vec::new();
@@ -444,24 +476,59 @@ mod tests {
             pairs.push((src, pyc_path));
         }
         let check = |p: &(PathBuf, PathBuf)| pyc::check(&p.0, &p.1, &r, HashCheckMode::Default);
+        let observe = |p: &(PathBuf, PathBuf)| crate::manifest::observe(&p.0);
+        let two_threads = |set: &[(PathBuf, PathBuf)]| {
+            let (a, b) = set.split_at(set.len() / 2);
+            std::thread::scope(|s| {
+                let other = s.spawn(|| b.iter().map(observe).collect::<Vec<_>>());
+                let mut mine: Vec<_> = a.iter().map(observe).collect();
+                mine.extend(other.join().unwrap());
+                mine
+            })
+        };
         // Warm the pool and the page cache.
         let _: Vec<_> = pairs.par_iter().map(check).collect();
-        for n in [16usize, 64, 128, 256, 1024] {
+        let median = |mut v: Vec<std::time::Duration>| {
+            v.sort();
+            v[v.len() / 2]
+        };
+        let reps = 31;
+        for n in [32usize, 64, 128, 192, 256, 384, 512, 1024] {
             let set = &pairs[..n];
-            let reps = 5;
-            let t = Instant::now();
+            let (mut seq, mut split, mut seq_r, mut ray) = (vec![], vec![], vec![], vec![]);
+            let (mut pseq, mut ppar) = (vec![], vec![]);
             for _ in 0..reps {
-                let v: Vec<_> = set.iter().map(check).collect();
-                assert!(v.iter().all(Verdict::is_fresh));
+                let t = Instant::now();
+                let a: Vec<_> = set.iter().map(observe).collect();
+                seq.push(t.elapsed());
+                let t = Instant::now();
+                let b = two_threads(set);
+                split.push(t.elapsed());
+                assert_eq!(a, b);
+                let t = Instant::now();
+                let a: Vec<_> = set.iter().map(observe).collect();
+                seq_r.push(t.elapsed());
+                let t = Instant::now();
+                let b: Vec<_> = set.par_iter().map(observe).collect();
+                ray.push(t.elapsed());
+                assert_eq!(a, b);
+                let t = Instant::now();
+                let a: Vec<_> = set.iter().map(check).collect();
+                pseq.push(t.elapsed());
+                let t = Instant::now();
+                let b: Vec<_> = set.par_iter().map(check).collect();
+                ppar.push(t.elapsed());
+                assert_eq!(a, b);
             }
-            let seq = t.elapsed() / reps;
-            let t = Instant::now();
-            for _ in 0..reps {
-                let v: Vec<_> = set.par_iter().map(check).collect();
-                assert!(v.iter().all(Verdict::is_fresh));
-            }
-            let par = t.elapsed() / reps;
-            eprintln!("[freshness] {n:5} pairs: sequential {seq:?}, parallel {par:?}");
+            eprintln!(
+                "[threshold] {n:5}: stat {:?} vs 2 threads {:?} | stat {:?} vs rayon {:?} | pyc {:?} vs rayon {:?}",
+                median(seq),
+                median(split),
+                median(seq_r),
+                median(ray),
+                median(pseq),
+                median(ppar)
+            );
         }
     }
 }

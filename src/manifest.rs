@@ -36,17 +36,14 @@
 //! manifest at all.
 
 use crate::binfmt::{put_bytes, Reader};
+// Entries from which the check splits the stats over two threads.
+use crate::freshness::PARALLEL_THRESHOLD;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// Magic and format version at the start of every manifest file.
 const FORMAT: &[u8; 8] = b"KOLMAN03";
-
-/// Entries above which the check splits the stats over two threads; below
-/// it a thread costs more than it saves (measured: ~1.5 µs per stat here,
-/// ~30 µs per scoped thread).
-const PARALLEL_THRESHOLD: usize = 192;
 
 /// What is known about one path at record time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

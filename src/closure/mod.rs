@@ -18,4 +18,4 @@ pub use graph::{
 };
 pub use import_cache::ImportCache;
 pub use resolve::{resolve_relative, ModuleKind, Resolver};
-pub use scan::{scan, ImportFlags};
+pub use scan::{scan, ImportFlags, ImportStmt};

@@ -16,18 +16,31 @@
 //!
 //! The scanner never panics and runs in time linear in the input, whatever
 //! the input: on malformed source it still returns its best reading.
+//!
+//! Its parts, one concern each: `lexer` (tokens, and whole lines skipped
+//! without tokens), `keyword` (the names the state machine reacts to),
+//! `lines` (line numbers of byte positions), `imports` (the `import` /
+//! `from ... import` statement parser), `dynamic` (the dynamic-call
+//! recogniser); this file holds the block structure and context (indent
+//! levels, open headers, `try` bodies, lambdas) and feeds every token to
+//! the last two.
 
+mod dynamic;
+mod imports;
+mod keyword;
 mod lexer;
+mod lines;
 
 use aho_corasick::packed::Searcher;
-use lexer::{
-    First, Kind, Lexer, LineSummary, Skip, Token, WordHits, STR_BACKSLASH, STR_BYTES, STR_RAW,
-};
-use memchr::{memchr, memchr_iter, memmem};
+use dynamic::DynamicCall;
+use imports::ImportParser;
+use keyword::{keyword, Kw};
+use lexer::{First, Kind, Lexer, LineSummary, Skip, Token, WordHits};
+use lines::Lines;
+use memchr::{memchr, memmem};
 use std::fmt;
 use std::ops::{BitOr, BitOrAssign};
 use std::sync::OnceLock;
-use unicode_normalization::UnicodeNormalization;
 
 /// Context bits of an `ImportStmt`: where in the file the import sits.
 ///
@@ -254,110 +267,6 @@ const COND: u8 = ImportFlags::CONDITIONAL.0;
 const DYN: u8 = ImportFlags::DYNAMIC.0;
 const LAZY: u8 = ImportFlags::LAZY.0;
 
-/// Names the state machine cares about.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Kw {
-    Other,
-    Import,
-    From,
-    Raise,
-    Lambda,
-    Yield,
-    DunderImport,
-    ImportModule,
-    Importlib,
-    For,
-    Async,
-    As,
-    If,
-    Elif,
-    Else,
-    While,
-    Try,
-    Except,
-    Finally,
-    With,
-    Def,
-    Class,
-    Match,
-    TypeChecking,
-    /// The soft keyword `lazy` (PEP 810) when it precedes `import`/`from`.
-    Lazy,
-    /// A name whose handler catches ImportError: the class itself or a base.
-    CatchesImport,
-}
-
-/// A name of up to 7 bytes as one integer: the bytes little-endian, the
-/// length in the top byte (so no two names share a value).
-const fn pack7(b: &[u8]) -> u64 {
-    let mut k = (b.len() as u64) << 56;
-    let mut i = 0;
-    while i < b.len() && i < 7 {
-        k |= (b[i] as u64) << (8 * i);
-        i += 1;
-    }
-    k
-}
-
-#[inline]
-fn keyword(b: &[u8]) -> Kw {
-    const IMPORT: u64 = pack7(b"import");
-    const FROM: u64 = pack7(b"from");
-    const RAISE: u64 = pack7(b"raise");
-    const LAMBDA: u64 = pack7(b"lambda");
-    const YIELD: u64 = pack7(b"yield");
-    const FOR: u64 = pack7(b"for");
-    const ASYNC: u64 = pack7(b"async");
-    const AS: u64 = pack7(b"as");
-    const IF: u64 = pack7(b"if");
-    const ELIF: u64 = pack7(b"elif");
-    const ELSE: u64 = pack7(b"else");
-    const WHILE: u64 = pack7(b"while");
-    const TRY: u64 = pack7(b"try");
-    const EXCEPT: u64 = pack7(b"except");
-    const FINALLY: u64 = pack7(b"finally");
-    const WITH: u64 = pack7(b"with");
-    const DEF: u64 = pack7(b"def");
-    const CLASS: u64 = pack7(b"class");
-    const MATCH: u64 = pack7(b"match");
-    const LAZY: u64 = pack7(b"lazy");
-    if b.len() <= 7 {
-        return match pack7(b) {
-            IMPORT => Kw::Import,
-            FROM => Kw::From,
-            RAISE => Kw::Raise,
-            LAMBDA => Kw::Lambda,
-            YIELD => Kw::Yield,
-            FOR => Kw::For,
-            ASYNC => Kw::Async,
-            AS => Kw::As,
-            IF => Kw::If,
-            ELIF => Kw::Elif,
-            ELSE => Kw::Else,
-            WHILE => Kw::While,
-            TRY => Kw::Try,
-            EXCEPT => Kw::Except,
-            FINALLY => Kw::Finally,
-            WITH => Kw::With,
-            DEF => Kw::Def,
-            CLASS => Kw::Class,
-            MATCH => Kw::Match,
-            LAZY => Kw::Lazy,
-            _ => Kw::Other,
-        };
-    }
-    match b {
-        b"__import__" => Kw::DunderImport,
-        b"import_module" => Kw::ImportModule,
-        b"importlib" => Kw::Importlib,
-        b"TYPE_CHECKING" => Kw::TypeChecking,
-        b"ImportError" | b"ModuleNotFoundError" | b"Exception" | b"BaseException" => {
-            Kw::CatchesImport
-        }
-        _ => Kw::Other,
-    }
-}
-
 /// The compound statement that last ran at one indentation level (to know
 /// what an `else`/`elif`/`except` belongs to).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -467,45 +376,6 @@ impl Line {
     }
 }
 
-/// Import statement parser states.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Imp {
-    Idle,
-    /// `import` seen, or `,` after a name: expect a dotted name.
-    Name,
-    /// After a (partial) dotted name.
-    After,
-    /// After a `.` in a dotted name.
-    Dot,
-    /// After `as`.
-    Alias,
-    /// After `as NAME`.
-    AfterAlias,
-    /// `from` and dots.
-    FromDots,
-    /// `from` module name.
-    FromMod,
-    /// `.` in the `from` module name.
-    FromModDot,
-    /// After `from M import` (and an optional `(`).
-    FromNames,
-    /// After an imported name (or its alias).
-    FromNameAfter,
-    /// After `as` in the name list.
-    FromAlias,
-    /// After `,` in the name list.
-    FromNext,
-}
-
-/// Dynamic import call recogniser states.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Dyn {
-    Idle,
-    Paren,
-    Str,
-    After,
-}
-
 #[derive(Clone, Copy, Debug)]
 struct Prev {
     kind: Kind,
@@ -521,6 +391,20 @@ const NO_PREV: Prev = Prev {
     start: 0,
 };
 
+/// What the import and dynamic-call recognisers need besides the token:
+/// where it sits and where to report.
+struct At<'s, 'a> {
+    lines: &'s mut Lines<'a>,
+    /// The three tokens before it on its logical line, nearest first.
+    prev: &'s [Prev; 3],
+    /// The context flags of its position.
+    flags: u8,
+    out: &'s mut Vec<ImportStmt>,
+}
+
+/// The per-logical-line state machine: block structure and context (the
+/// indentation levels, open headers, lambdas), feeding each token to the
+/// [`ImportParser`] and the [`DynamicCall`] recogniser.
 struct Scanner<'a> {
     src: &'a [u8],
     out: Vec<ImportStmt>,
@@ -529,34 +413,14 @@ struct Scanner<'a> {
     lambdas: Vec<Lambda>,
     lambda_bodies: u32,
     line: Line,
-    line_pos: usize,
-    line_no: u32,
+    lines: Lines<'a>,
     in_raise: bool,
-    imp: Imp,
-    paren: bool,
-    module: String,
-    names: Vec<String>,
-    level: u32,
-    imp_line: u32,
-    imp_flags: u8,
-    dynst: Dyn,
-    dyn_buf: String,
-    dyn_line: u32,
-    dyn_flags: u8,
+    imports: ImportParser,
+    dynamic: DynamicCall,
     prev: [Prev; 3],
     /// Indentation of the last line when it was a skipped line whose first
     /// name opens no header ([`First::Plain`]); `None` after anything else.
     plain_indent: Option<u32>,
-}
-
-/// Appends identifier `b`, NFKC-normalised when non-ASCII (mirrors CPython's
-/// `Parser/pegen.c:_PyPegen_new_identifier`).
-fn push_ident(s: &mut String, b: &[u8]) {
-    if b.is_ascii() {
-        s.push_str(std::str::from_utf8(b).unwrap_or_default());
-    } else {
-        s.extend(String::from_utf8_lossy(b).nfkc());
-    }
 }
 
 impl<'a> Scanner<'a> {
@@ -574,20 +438,10 @@ impl<'a> Scanner<'a> {
             lambdas: Vec::new(),
             lambda_bodies: 0,
             line: Line::new(0, 0, 0),
-            line_pos: 0,
-            line_no: 1,
+            lines: Lines::new(src),
             in_raise: false,
-            imp: Imp::Idle,
-            paren: false,
-            module: String::new(),
-            names: Vec::new(),
-            level: 0,
-            imp_line: 0,
-            imp_flags: 0,
-            dynst: Dyn::Idle,
-            dyn_buf: String::new(),
-            dyn_line: 0,
-            dyn_flags: 0,
+            imports: ImportParser::new(),
+            dynamic: DynamicCall::new(),
             prev: [NO_PREV; 3],
             plain_indent: None,
         }
@@ -598,22 +452,6 @@ impl<'a> Scanner<'a> {
         self.end_statement();
         self.end_line();
         self.out
-    }
-
-    /// 1-based line number of byte `pos` (positions are asked in increasing
-    /// order, so the total counting work is linear).
-    fn line_of(&mut self, pos: usize) -> u32 {
-        let pos = pos.min(self.src.len());
-        if pos < self.line_pos {
-            self.line_pos = 0;
-            self.line_no = 1;
-        }
-        let n = memchr_iter(b'\n', &self.src[self.line_pos..pos]).count();
-        self.line_no = self
-            .line_no
-            .saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
-        self.line_pos = pos;
-        self.line_no
     }
 
     fn step(&mut self, t: &Token) {
@@ -663,8 +501,14 @@ impl<'a> Scanner<'a> {
             self.end_statement();
         } else {
             let flags = self.line.flags() | if self.lambda_bodies > 0 { FUNC } else { 0 };
-            self.import_step(t, kw, flags);
-            self.dynamic_step(t, kw, flags);
+            let mut at = At {
+                lines: &mut self.lines,
+                prev: &self.prev,
+                flags,
+                out: &mut self.out,
+            };
+            self.imports.step(t, kw, self.in_raise, &mut at);
+            self.dynamic.step(t, kw, &mut at);
             if kw == Kw::Raise {
                 self.in_raise = true;
             }
@@ -878,6 +722,13 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// Ends a simple statement (`;` or end of line): flushes a pending import.
+    fn end_statement(&mut self) {
+        self.imports.end_statement(&mut self.out);
+        self.in_raise = false;
+        self.dynamic.reset();
+    }
+
     fn end_line(&mut self) {
         let l = self.line;
         if l.header_closed && !l.body_tokens {
@@ -949,264 +800,6 @@ impl<'a> Scanner<'a> {
             });
         }
         false
-    }
-
-    fn emit(&mut self, names: Vec<String>) {
-        let module = std::mem::take(&mut self.module);
-        self.out.push(ImportStmt {
-            module,
-            names,
-            level: self.level,
-            line: self.imp_line,
-            flags: ImportFlags(self.imp_flags),
-        });
-    }
-
-    /// Ends a simple statement (`;` or end of line): flushes a pending import.
-    fn end_statement(&mut self) {
-        match self.imp {
-            Imp::After | Imp::AfterAlias => self.emit(Vec::new()),
-            Imp::FromNameAfter | Imp::FromNext | Imp::FromAlias if !self.names.is_empty() => {
-                let names = std::mem::take(&mut self.names);
-                self.emit(names);
-            }
-            _ => {}
-        }
-        self.imp = Imp::Idle;
-        self.names.clear();
-        self.module.clear();
-        self.in_raise = false;
-        self.dynst = Dyn::Idle;
-    }
-
-    fn import_step(&mut self, t: &Token, kw: Kw, flags: u8) {
-        let name = t.kind == Kind::Name && kw != Kw::Import;
-        let op = if t.kind == Kind::Op { t.op } else { 0 };
-        let ident = &self.src[t.start..t.end];
-        let mut reprocess = false;
-        match self.imp {
-            Imp::Idle => reprocess = true,
-            Imp::Name => {
-                if name {
-                    self.module.clear();
-                    push_ident(&mut self.module, ident);
-                    self.imp = Imp::After;
-                } else {
-                    self.imp = Imp::Idle;
-                    reprocess = true;
-                }
-            }
-            Imp::After => {
-                if op == b'.' {
-                    self.imp = Imp::Dot;
-                } else if kw == Kw::As {
-                    self.imp = Imp::Alias;
-                } else {
-                    self.emit(Vec::new());
-                    if op == b',' {
-                        self.imp = Imp::Name;
-                    } else {
-                        self.imp = Imp::Idle;
-                        reprocess = true;
-                    }
-                }
-            }
-            Imp::Dot => {
-                if name {
-                    self.module.push('.');
-                    push_ident(&mut self.module, ident);
-                    self.imp = Imp::After;
-                } else {
-                    self.imp = Imp::Idle;
-                    reprocess = true;
-                }
-            }
-            Imp::Alias => {
-                self.imp = if name { Imp::AfterAlias } else { Imp::Idle };
-                if !name {
-                    self.emit(Vec::new());
-                    reprocess = true;
-                }
-            }
-            Imp::AfterAlias => {
-                self.emit(Vec::new());
-                if op == b',' {
-                    self.imp = Imp::Name;
-                } else {
-                    self.imp = Imp::Idle;
-                    reprocess = true;
-                }
-            }
-            Imp::FromDots => {
-                if op == b'.' {
-                    self.level = self.level.saturating_add(1);
-                } else if kw == Kw::Import && self.level > 0 {
-                    self.imp = Imp::FromNames;
-                } else if name {
-                    push_ident(&mut self.module, ident);
-                    self.imp = Imp::FromMod;
-                } else {
-                    self.imp = Imp::Idle;
-                    reprocess = true;
-                }
-            }
-            Imp::FromMod => {
-                if op == b'.' {
-                    self.imp = Imp::FromModDot;
-                } else if kw == Kw::Import {
-                    self.imp = Imp::FromNames;
-                } else {
-                    self.imp = Imp::Idle;
-                    reprocess = true;
-                }
-            }
-            Imp::FromModDot => {
-                if name {
-                    self.module.push('.');
-                    push_ident(&mut self.module, ident);
-                    self.imp = Imp::FromMod;
-                } else {
-                    self.imp = Imp::Idle;
-                    reprocess = true;
-                }
-            }
-            Imp::FromNames => {
-                if op == b'(' && !self.paren {
-                    self.paren = true;
-                } else if op == b'*' {
-                    self.emit(vec!["*".to_string()]);
-                    self.imp = Imp::Idle;
-                } else if name {
-                    let mut s = String::new();
-                    push_ident(&mut s, ident);
-                    self.names.push(s);
-                    self.imp = Imp::FromNameAfter;
-                } else {
-                    self.imp = Imp::Idle;
-                    reprocess = true;
-                }
-            }
-            Imp::FromNameAfter | Imp::FromNext => {
-                if self.imp == Imp::FromNameAfter && kw == Kw::As {
-                    self.imp = Imp::FromAlias;
-                } else if self.imp == Imp::FromNameAfter && op == b',' {
-                    self.imp = Imp::FromNext;
-                } else if self.imp == Imp::FromNext && name {
-                    let mut s = String::new();
-                    push_ident(&mut s, ident);
-                    self.names.push(s);
-                    self.imp = Imp::FromNameAfter;
-                } else {
-                    let names = std::mem::take(&mut self.names);
-                    self.emit(names);
-                    self.imp = Imp::Idle;
-                    reprocess = !(op == b')' && self.paren);
-                }
-            }
-            Imp::FromAlias => {
-                if name {
-                    self.imp = Imp::FromNameAfter;
-                } else {
-                    let names = std::mem::take(&mut self.names);
-                    self.emit(names);
-                    self.imp = Imp::Idle;
-                    reprocess = true;
-                }
-            }
-        }
-        if !reprocess {
-            return;
-        }
-        match kw {
-            Kw::Import => {
-                self.imp = Imp::Name;
-                self.level = 0;
-                self.module.clear();
-                self.start_statement(t, flags);
-            }
-            Kw::From if !self.in_raise && self.prev[0].kw != Kw::Yield => {
-                self.imp = Imp::FromDots;
-                self.level = 0;
-                self.paren = false;
-                self.module.clear();
-                self.names.clear();
-                self.start_statement(t, flags);
-            }
-            _ => {}
-        }
-    }
-
-    /// Records the line and flags of the import statement whose `import` /
-    /// `from` keyword is `t`. A statement that starts with the soft keyword
-    /// `lazy` (PEP 810's `import_stmt: ['lazy'] import_name | ['lazy']
-    /// import_from`, 3.15+) gets [`LAZY`] and `lazy`'s line, as `ast`
-    /// reports it. `lazy` starts a statement when it is first on its
-    /// logical line or follows `;` or a header's `:`; anywhere else it is a
-    /// name (and the line a syntax error).
-    fn start_statement(&mut self, t: &Token, flags: u8) {
-        let [lazy, before, _] = self.prev;
-        let statement_start = before.kind == Kind::Newline
-            || (before.kind == Kind::Op && matches!(before.op, b';' | b':'));
-        if lazy.kw == Kw::Lazy && statement_start {
-            self.imp_line = self.line_of(lazy.start);
-            self.imp_flags = flags | LAZY;
-        } else {
-            self.imp_line = self.line_of(t.start);
-            self.imp_flags = flags;
-        }
-    }
-
-    /// Recognises `importlib.import_module("lit"`, `import_module("lit"` and
-    /// `__import__("lit"` followed by `,` or `)`.
-    fn dynamic_step(&mut self, t: &Token, kw: Kw, flags: u8) {
-        let op = if t.kind == Kind::Op { t.op } else { 0 };
-        let plain_str = t.kind == Kind::Str
-            && t.str_flags & STR_BYTES == 0
-            && (t.str_flags & STR_RAW != 0 || t.str_flags & STR_BACKSLASH == 0);
-        match self.dynst {
-            Dyn::Idle => {}
-            Dyn::Paren => self.dynst = if op == b'(' { Dyn::Str } else { Dyn::Idle },
-            Dyn::Str | Dyn::After => {
-                if plain_str {
-                    let body = &self.src[t.body.0..t.body.1.max(t.body.0)];
-                    self.dyn_buf.push_str(&String::from_utf8_lossy(body));
-                    self.dynst = Dyn::After;
-                } else if self.dynst == Dyn::After && (op == b',' || op == b')') {
-                    let s = std::mem::take(&mut self.dyn_buf);
-                    let dots = s.bytes().take_while(|&b| b == b'.').count();
-                    self.out.push(ImportStmt {
-                        module: s[dots..].to_string(),
-                        names: Vec::new(),
-                        level: u32::try_from(dots).unwrap_or(u32::MAX),
-                        line: self.dyn_line,
-                        flags: ImportFlags(self.dyn_flags | DYN),
-                    });
-                    self.dynst = Dyn::Idle;
-                } else {
-                    self.dynst = Dyn::Idle;
-                }
-            }
-        }
-        if self.dynst != Dyn::Idle || !matches!(kw, Kw::DunderImport | Kw::ImportModule) {
-            return;
-        }
-        let [p1, p2, p3] = self.prev;
-        let callee = if p1.kind == Kind::Op && p1.op == b'.' {
-            let attr_ok = kw == Kw::ImportModule
-                && p2.kw == Kw::Importlib
-                && !(p3.kind == Kind::Op && p3.op == b'.');
-            attr_ok.then_some(p2.start)
-        } else if matches!(p1.kw, Kw::Def | Kw::Class | Kw::Import) {
-            None
-        } else {
-            Some(t.start)
-        };
-        if let Some(pos) = callee {
-            self.dyn_buf.clear();
-            self.dyn_line = self.line_of(pos);
-            self.dyn_flags = flags;
-            self.dynst = Dyn::Paren;
-        }
     }
 }
 

@@ -30,6 +30,7 @@ pub(crate) mod protocol;
 pub use pool::{compile_all, worker_count};
 
 use crate::argv::LaunchSpec;
+use crate::pyc::PycTarget;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -56,18 +57,31 @@ pub enum OnWarning {
     WriteAndReport,
 }
 
-/// One pyc to write.
+/// One pyc to write: a [`PycTarget`] (which it dereferences to) and how to
+/// compile it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompileJob {
     /// The source file, as importlib would name it (it becomes the code
-    /// object's `co_filename`).
-    pub source: PathBuf,
-    /// The exact pyc path to write (its `__pycache__` is created if needed).
-    pub cfile: PathBuf,
+    /// object's `co_filename`), and the exact pyc path to write (its
+    /// `__pycache__` is created if needed).
+    pub pyc: PycTarget,
     /// Optimisation level (`compile(..., optimize=N)`); 0 for no `-O`.
     pub optimize: u32,
     /// How the pyc is tied to its source.
     pub invalidation: crate::pyc::InvalidationMode,
+}
+
+impl std::ops::Deref for CompileJob {
+    type Target = PycTarget;
+    fn deref(&self) -> &PycTarget {
+        &self.pyc
+    }
+}
+
+impl AsRef<PycTarget> for CompileJob {
+    fn as_ref(&self) -> &PycTarget {
+        &self.pyc
+    }
 }
 
 /// How to run the pool.

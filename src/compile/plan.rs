@@ -26,8 +26,9 @@
 //! reported as problems (compileall succeeds silently or prints and still
 //! exits 0); overlapping roots do not compile a file twice.
 
+use super::CompileJob;
 use crate::freshness::{self, Freshness};
-use crate::pyc::{cache_from_source, legacy_pyc_path, InvalidationMode, PycRules};
+use crate::pyc::{cache_from_source, legacy_pyc_path, InvalidationMode, PycRules, PycTarget};
 use rayon::prelude::*;
 use regex::bytes::Regex;
 use std::collections::HashSet;
@@ -251,15 +252,28 @@ pub enum Layout {
     Legacy,
 }
 
-/// One pyc to keep fresh.
+/// One pyc to keep fresh at one optimisation level: a [`PycTarget`] (the
+/// source, as walked, and where its pyc goes), which it dereferences to.
+/// A [`crate::compile::CompileJob`] adds the invalidation mode.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    /// The source, as walked.
-    pub source: PathBuf,
-    /// Where its pyc goes.
-    pub cfile: PathBuf,
+    /// The source and its pyc.
+    pub pyc: PycTarget,
     /// The optimisation level it is compiled at.
     pub optimize: u32,
+}
+
+impl std::ops::Deref for Target {
+    type Target = PycTarget;
+    fn deref(&self) -> &PycTarget {
+        &self.pyc
+    }
+}
+
+impl AsRef<PycTarget> for Target {
+    fn as_ref(&self) -> &PycTarget {
+        &self.pyc
+    }
 }
 
 /// One target per (source, level), levels in the order given (callers pass
@@ -287,8 +301,10 @@ pub fn targets(
                 }
             };
             out.push(Target {
-                source: source.clone(),
-                cfile,
+                pyc: PycTarget {
+                    source: source.clone(),
+                    cfile,
+                },
                 optimize,
             });
         }
@@ -303,6 +319,20 @@ pub struct Plan {
     pub stale: Vec<(Target, Option<Freshness>)>,
     /// Targets whose pyc is already what would be written.
     pub fresh: Vec<Target>,
+}
+
+impl Plan {
+    /// The compile jobs for the stale targets, in order, in `mode`.
+    pub fn jobs(&self, mode: InvalidationMode) -> Vec<CompileJob> {
+        self.stale
+            .iter()
+            .map(|(t, _)| CompileJob {
+                pyc: t.pyc.clone(),
+                optimize: t.optimize,
+                invalidation: mode,
+            })
+            .collect()
+    }
 }
 
 /// Decides which targets need compiling in invalidation mode `mode`, with

@@ -24,7 +24,7 @@ use std::cmp::Reverse;
 use std::collections::VecDeque;
 use std::io::{self, BufReader, Read, Write};
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -126,7 +126,7 @@ pub fn compile_all(
         on_done(i, &Outcome::Written);
         outcomes[i] = Some(Outcome::Written);
     }
-    let rest_jobs: Vec<CompileJob> = rest.iter().map(|&i| jobs[i].clone()).collect();
+    let rest_jobs: Vec<&CompileJob> = rest.iter().map(|&i| &jobs[i]).collect();
     let known_sizes: Vec<Option<u64>> = rest
         .iter()
         .map(|&i| match restored[i] {
@@ -184,7 +184,7 @@ pub(crate) static WORKERS_STARTED: AtomicUsize = AtomicUsize::new(0);
 /// `jobs[i]`'s source size when the cache already read it (the others are
 /// stat'ed here), for the largest-first order.
 fn run_pool(
-    jobs: &[CompileJob],
+    jobs: &[&CompileJob],
     known: &[Option<u64>],
     config: &PoolConfig,
     cache: Option<&CodeCache>,
@@ -295,6 +295,25 @@ use crate::sync::lock;
 /// send more (a round trip through two threads, slow on a loaded machine).
 const IN_FLIGHT: usize = 2;
 
+/// How long a worker that stopped answering is given to finish exiting on
+/// its own (so its real status, not our SIGKILL, is reported), and then
+/// its stderr reader to see the pipe close.
+const EXIT_GRACE: Duration = Duration::from_millis(500);
+
+/// How often a dying worker (and its stderr reader) is polled within
+/// [`EXIT_GRACE`].
+const EXIT_POLL: Duration = Duration::from_millis(2);
+
+/// The longest one file may take: [`PoolConfig::timeout`], or
+/// [`super::WORKER_TIMEOUT`] when that is zero.
+fn job_timeout(config: &PoolConfig) -> Duration {
+    if config.timeout.is_zero() {
+        super::WORKER_TIMEOUT
+    } else {
+        config.timeout
+    }
+}
+
 /// One worker slot: runs jobs from the queue on its worker, replacing the
 /// worker whenever it dies or is killed.
 ///
@@ -303,102 +322,159 @@ const IN_FLIGHT: usize = 2;
 /// charged to it alone; the jobs queued behind it never started and go
 /// back to the queue unchanged.
 fn run_slot(
-    jobs: &[CompileJob],
+    jobs: &[&CompileJob],
     config: &PoolConfig,
     cache: Option<&CodeCache>,
     state: &State,
     on_done: &(dyn Fn(usize, &Outcome) + Sync),
 ) {
-    let timeout = if config.timeout.is_zero() {
-        super::WORKER_TIMEOUT
-    } else {
-        config.timeout
+    let mut slot = Slot {
+        jobs,
+        config,
+        cache,
+        state,
+        on_done,
+        timeout: job_timeout(config),
+        worker: None,
+        in_flight: VecDeque::new(),
     };
-    let mut worker: Option<Worker> = None;
-    // (request id, task) in the order sent.
-    let mut in_flight: VecDeque<(u32, Task)> = VecDeque::new();
     loop {
-        // Top up the worker's pipe.
-        let mut died: Option<String> = None;
-        while in_flight.len() < IN_FLIGHT {
-            let Some(task) = state.next() else { break };
-            let w = match worker.as_mut() {
-                Some(w) => w,
-                None => match Worker::start(config, cache, timeout.max(MIN_STARTUP_TIMEOUT)) {
-                    Ok(w) => {
-                        state.ever_started.store(true, Ordering::SeqCst);
-                        worker.insert(w)
-                    }
-                    Err(e) => {
-                        // Leave the job to another slot (or to the final sweep).
-                        state.push_front(task);
-                        *lock(&state.start_error) = Some(e);
-                        return;
-                    }
-                },
+        match slot.turn() {
+            Turn::Answered => {}
+            Turn::Idle | Turn::NoWorker => return,
+            Turn::Lost(lost) => slot.bury(lost),
+        }
+    }
+}
+
+/// How one turn of a slot's loop ended.
+enum Turn {
+    /// The oldest job in flight was answered.
+    Answered,
+    /// Nothing left to send or to wait for.
+    Idle,
+    /// No worker could be started; the job taken is back in the queue.
+    NoWorker,
+    /// The worker is gone.
+    Lost(Lost),
+}
+
+/// A worker slot's state: its worker (started on demand) and the jobs sent
+/// to it and not yet answered.
+struct Slot<'a> {
+    jobs: &'a [&'a CompileJob],
+    config: &'a PoolConfig,
+    cache: Option<&'a CodeCache>,
+    state: &'a State,
+    on_done: &'a (dyn Fn(usize, &Outcome) + Sync),
+    timeout: Duration,
+    worker: Option<Worker>,
+    /// (request id, task) in the order sent.
+    in_flight: VecDeque<(u32, Task)>,
+}
+
+impl Slot<'_> {
+    /// Tops up the worker's pipe, then waits for the oldest answer.
+    fn turn(&mut self) -> Turn {
+        match self.top_up() {
+            Ok(()) => self.receive_oldest(),
+            Err(turn) => turn,
+        }
+    }
+
+    /// Sends queued jobs until [`IN_FLIGHT`] are on the worker, starting
+    /// one if needed.
+    fn top_up(&mut self) -> Result<(), Turn> {
+        let jobs = self.jobs;
+        while self.in_flight.len() < IN_FLIGHT {
+            let Some(task) = self.state.next() else { break };
+            let sent = match self.worker() {
+                Ok(w) => w.send(jobs[task.index], task.attempt),
+                Err(e) => {
+                    // Leave the job to another slot (or to the final sweep).
+                    self.state.push_front(task);
+                    *lock(&self.state.start_error) = Some(e);
+                    return Err(Turn::NoWorker);
+                }
             };
-            match w.send(&jobs[task.index], task.attempt) {
-                Sent::Yes(id) => in_flight.push_back((id, task)),
-                Sent::Refused(outcome) => state.finish(task.index, outcome, on_done),
+            match sent {
+                Sent::Yes(id) => self.in_flight.push_back((id, task)),
+                Sent::Refused(outcome) => self.state.finish(task.index, outcome, self.on_done),
                 Sent::Died(why) => {
                     // Counted as sent: if nothing else was in flight, this
-                    // job is the one charged with the death below.
-                    in_flight.push_back((0, task));
-                    died = Some(why);
-                    break;
+                    // job is the one charged with the death.
+                    self.in_flight.push_back((0, task));
+                    return Err(Turn::Lost(Lost::Died(why)));
                 }
             }
         }
-        let lost = match (died, worker.as_mut()) {
-            (Some(why), _) => Lost::Died(why),
-            (None, _) if in_flight.is_empty() => return,
-            (None, Some(w)) => {
-                let (id, task) = in_flight[0];
-                match w.receive(id, &jobs[task.index], cache, timeout) {
-                    Ok(outcome) => {
-                        in_flight.pop_front();
-                        state.finish(task.index, outcome, on_done);
-                        continue;
-                    }
-                    Err(lost) => lost,
-                }
+        Ok(())
+    }
+
+    /// The slot's worker, started now if it has none.
+    fn worker(&mut self) -> Result<&mut Worker, PoolError> {
+        let w = match self.worker.take() {
+            Some(w) => w,
+            None => {
+                let startup = self.timeout.max(MIN_STARTUP_TIMEOUT);
+                let w = Worker::start(self.config, self.cache, startup)?;
+                self.state.ever_started.store(true, Ordering::SeqCst);
+                w
             }
-            (None, None) => Lost::Died("no worker".to_string()),
         };
-        // The worker is gone: the oldest job is the one it was on; the rest
-        // never started.
-        worker = None;
-        let current = in_flight.pop_front();
-        while let Some((_, task)) = in_flight.pop_back() {
-            state.push_front(task);
+        Ok(self.worker.insert(w))
+    }
+
+    /// Waits for the answer to the oldest job in flight.
+    fn receive_oldest(&mut self) -> Turn {
+        let Some(&(id, task)) = self.in_flight.front() else {
+            return Turn::Idle;
+        };
+        let Some(w) = self.worker.as_mut() else {
+            return Turn::Lost(Lost::Died("no worker".to_string()));
+        };
+        match w.receive(id, self.jobs[task.index], self.cache, self.timeout) {
+            Ok(outcome) => {
+                self.in_flight.pop_front();
+                self.state.finish(task.index, outcome, self.on_done);
+                Turn::Answered
+            }
+            Err(lost) => Turn::Lost(lost),
         }
-        let Some((_, task)) = current else { continue };
-        let job = &jobs[task.index];
+    }
+
+    /// The worker is gone: the oldest job is the one it was on (charged
+    /// with a time-out, or retried once after a death); the rest never
+    /// started and go back to the queue.
+    fn bury(&mut self, lost: Lost) {
+        self.worker = None;
+        let current = self.in_flight.pop_front();
+        while let Some((_, task)) = self.in_flight.pop_back() {
+            self.state.push_front(task);
+        }
+        let Some((_, task)) = current else { return };
+        let job = self.jobs[task.index];
         remove_write_leftovers(&job.cfile);
-        match lost {
-            Lost::TimedOut => {
-                let message = format!(
-                    "{}: timed out after {:?}; the compile worker was killed",
-                    job.source.display(),
-                    timeout
-                );
-                state.finish(task.index, Outcome::Failed { message }, on_done);
+        let message = match lost {
+            Lost::TimedOut => format!(
+                "{}: timed out after {:?}; the compile worker was killed",
+                job.source.display(),
+                self.timeout
+            ),
+            Lost::Died(_) if task.attempt == 0 => {
+                self.state.push_front(Task {
+                    index: task.index,
+                    attempt: 1,
+                });
+                return;
             }
-            Lost::Died(why) => {
-                if task.attempt == 0 {
-                    state.push_front(Task {
-                        index: task.index,
-                        attempt: 1,
-                    });
-                } else {
-                    let message = format!(
-                        "{}: the compile worker died on this file twice ({why})",
-                        job.source.display()
-                    );
-                    state.finish(task.index, Outcome::Failed { message }, on_done);
-                }
-            }
-        }
+            Lost::Died(why) => format!(
+                "{}: the compile worker died on this file twice ({why})",
+                job.source.display()
+            ),
+        };
+        self.state
+            .finish(task.index, Outcome::Failed { message }, self.on_done);
     }
 }
 
@@ -461,33 +537,18 @@ impl Worker {
         cache: Option<&CodeCache>,
         startup_timeout: Duration,
     ) -> Result<Worker, PoolError> {
-        let mut cmd = Command::new(&config.python);
-        cmd.arg("-I")
-            .arg("-S")
-            .args(&config.extra_flags)
-            .arg("-c")
-            .arg(WORKER_SCRIPT);
-        if config.on_warning == OnWarning::WriteAndReport {
-            cmd.arg("--write-warned");
-        }
-        if config.test_hooks {
-            cmd.arg("--test-hooks");
-        }
-        if cache.is_some() {
-            cmd.arg("--return-body");
-        }
         WORKERS_STARTED.fetch_add(1, Ordering::SeqCst);
         crate::log::Log::from_env().debug(format_args!(
             "compile: starting a worker of {}",
             config.python.display()
         ));
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|error| PoolError::Spawn {
-            python: config.python.clone(),
-            error,
-        })?;
+        let mut child =
+            worker_command(config, cache)
+                .spawn()
+                .map_err(|error| PoolError::Spawn {
+                    python: config.python.clone(),
+                    error,
+                })?;
         let (Some(stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
@@ -498,73 +559,50 @@ impl Worker {
                 detail: "its pipes could not be set up".to_string(),
             });
         };
-
-        let (tx, frames) = mpsc::channel();
-        // Threads are detached: they end when the worker's pipes close.
-        thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            loop {
-                let frame = match read_frame(&mut reader) {
-                    Ok(Some(p)) => Ok(p),
-                    Ok(None) => Err(io::ErrorKind::UnexpectedEof.into()),
-                    Err(e) => Err(e),
-                };
-                let end = frame.is_err();
-                if tx.send(frame).is_err() || end {
-                    return;
-                }
-            }
-        });
-        let tail = Arc::new(Mutex::new(Vec::new()));
-        let tail_writer = Arc::clone(&tail);
-        let stderr_reader = thread::spawn(move || {
-            let mut stderr = stderr;
-            let mut buf = [0u8; 4096];
-            loop {
-                match stderr.read(&mut buf) {
-                    Ok(0) => return,
-                    Ok(n) => {
-                        let mut t = lock(&tail_writer);
-                        t.extend_from_slice(&buf[..n]);
-                        let excess = t.len().saturating_sub(STDERR_TAIL);
-                        t.drain(..excess);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => return,
-                }
-            }
-        });
+        let (stderr, stderr_reader) = keep_stderr_tail(stderr);
         let mut worker = Worker {
             child,
             stdin: Some(stdin),
-            frames,
-            stderr: tail,
+            frames: read_frames(stdout),
+            stderr,
             stderr_reader,
             seq: 0,
         };
-        let failure = match worker.frames.recv_timeout(startup_timeout) {
+        match worker.greeting(cache, startup_timeout) {
+            Ok(()) => Ok(worker),
+            Err(detail) => Err(PoolError::Handshake {
+                python: config.python.clone(),
+                detail,
+            }),
+        }
+    }
+
+    /// Waits for the worker's greeting (and teaches the code cache the
+    /// identity it announces); the reason it failed otherwise.
+    fn greeting(
+        &mut self,
+        cache: Option<&CodeCache>,
+        startup_timeout: Duration,
+    ) -> Result<(), String> {
+        match self.frames.recv_timeout(startup_timeout) {
             Ok(Ok(hello)) if hello.starts_with(HELLO_PREFIX) => {
                 if let Some(cache) = cache {
                     if let Some(id) = Identity::from_hello(&hello[HELLO_PREFIX.len()..]) {
                         cache.learn(id);
                     }
                 }
-                return Ok(worker);
+                Ok(())
             }
             Ok(Ok(_)) => {
-                let _ = worker.reap();
-                "it printed something that is not the worker's greeting".to_string()
+                let _ = self.reap();
+                Err("it printed something that is not the worker's greeting".to_string())
             }
-            Ok(Err(_)) | Err(RecvTimeoutError::Disconnected) => worker.death_reason(),
+            Ok(Err(_)) | Err(RecvTimeoutError::Disconnected) => Err(self.death_reason()),
             Err(RecvTimeoutError::Timeout) => {
-                let _ = worker.reap();
-                format!("no greeting within {startup_timeout:?}")
+                let _ = self.reap();
+                Err(format!("no greeting within {startup_timeout:?}"))
             }
-        };
-        Err(PoolError::Handshake {
-            python: config.python.clone(),
-            detail: failure,
-        })
+        }
     }
 
     /// Writes one job's request to the worker's stdin.
@@ -639,11 +677,11 @@ impl Worker {
     fn death_reason(&mut self) -> String {
         // Give a dying process a moment to finish exiting on its own, so
         // its real status (not our SIGKILL) is reported.
-        let deadline = Instant::now() + Duration::from_millis(500);
+        let deadline = Instant::now() + EXIT_GRACE;
         while Instant::now() < deadline {
             match self.child.try_wait() {
                 Ok(Some(_)) | Err(_) => break,
-                Ok(None) => thread::sleep(Duration::from_millis(2)),
+                Ok(None) => thread::sleep(EXIT_POLL),
             }
         }
         let status = match self.reap() {
@@ -651,9 +689,9 @@ impl Worker {
             Err(e) => format!("could not be reaped: {e}"),
         };
         // The stderr reader ends once the pipe closes; wait briefly for it.
-        let deadline = Instant::now() + Duration::from_millis(500);
+        let deadline = Instant::now() + EXIT_GRACE;
         while !self.stderr_reader.is_finished() && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(2));
+            thread::sleep(EXIT_POLL);
         }
         let tail = lock(&self.stderr);
         let text = String::from_utf8_lossy(&tail);
@@ -671,6 +709,75 @@ impl Drop for Worker {
         // graceful exit.
         let _ = self.reap();
     }
+}
+
+/// The command line of a worker: `python -I -S <flags> -c <worker>` and
+/// the worker's own options, every pipe captured.
+fn worker_command(config: &PoolConfig, cache: Option<&CodeCache>) -> Command {
+    let mut cmd = Command::new(&config.python);
+    cmd.arg("-I")
+        .arg("-S")
+        .args(&config.extra_flags)
+        .arg("-c")
+        .arg(WORKER_SCRIPT);
+    if config.on_warning == OnWarning::WriteAndReport {
+        cmd.arg("--write-warned");
+    }
+    if config.test_hooks {
+        cmd.arg("--test-hooks");
+    }
+    if cache.is_some() {
+        cmd.arg("--return-body");
+    }
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// A detached thread passing the worker's reply frames on; it ends (after
+/// sending the error) when the pipe closes or a frame cannot be read.
+fn read_frames(stdout: ChildStdout) -> Receiver<io::Result<Vec<u8>>> {
+    let (tx, frames) = mpsc::channel();
+    thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        loop {
+            let frame = match read_frame(&mut reader) {
+                Ok(Some(p)) => Ok(p),
+                Ok(None) => Err(io::ErrorKind::UnexpectedEof.into()),
+                Err(e) => Err(e),
+            };
+            let end = frame.is_err();
+            if tx.send(frame).is_err() || end {
+                return;
+            }
+        }
+    });
+    frames
+}
+
+/// A thread keeping the last [`STDERR_TAIL`] bytes of the worker's stderr
+/// (for error messages); it ends when the pipe closes.
+fn keep_stderr_tail(mut stderr: ChildStderr) -> (Arc<Mutex<Vec<u8>>>, thread::JoinHandle<()>) {
+    let tail = Arc::new(Mutex::new(Vec::new()));
+    let tail_writer = Arc::clone(&tail);
+    let reader = thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stderr.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    let mut t = lock(&tail_writer);
+                    t.extend_from_slice(&buf[..n]);
+                    let excess = t.len().saturating_sub(STDERR_TAIL);
+                    t.drain(..excess);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    });
+    (tail, reader)
 }
 
 /// "exited with status 3", "killed by signal 9".

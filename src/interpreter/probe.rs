@@ -21,7 +21,7 @@ pub const PROBE_SCRIPT: &str = include_str!("probe.py");
 /// builtin modules only (nothing on `sys.path` can shadow `sys`/`posix`).
 /// A Python the probe cannot ask (2.x) answers `{"unsupported": [...]}`;
 /// 3.6+ runs [`PROBE_SCRIPT`] (`sys.argv[3]`). 3.6 still gets its facts
-/// (the pyc tests use them); the launcher's cut-off is [`MIN_SUPPORTED`],
+/// (the pyc tests use them); the launcher's cut-off is `MIN_SUPPORTED`,
 /// applied by the probe cache.
 pub const PROBE_PROLOGUE: &str = "import sys, posix
 if sys.version_info < (3, 6):

@@ -73,14 +73,14 @@
 //! never writes to the program's stdout or stderr and never delays it.
 
 use super::error::StartError;
-use super::prepare::{compile_stale, interpreter_view, stale_with_reasons, Context, PycTarget};
+use super::prepare::{compile_stale, interpreter_view, stale_with_reasons, Context};
 use crate::argv::{LaunchSpec, Target};
 use crate::closure::graph::{self, ClosureOptions, Entry};
 use crate::closure::listing;
 use crate::closure::resolve::{launch_sys_path, sys_path0};
 use crate::interpreter::PythonFacts;
 use crate::manifest::{self, Expect, LaunchKey, Manifest, ModuleRecord};
-use crate::pyc::{self, PycRules, Verdict};
+use crate::pyc::{self, PycRules, PycTarget, Verdict};
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -684,12 +684,17 @@ impl Learner<'_> {
         ) else {
             return;
         };
+        let target = [PycTarget {
+            source: path,
+            cfile,
+        }];
         let verdict = crate::freshness::check_all_known(
-            &[(path.clone(), cfile)],
+            &target,
             &[Some(&meta)],
             &self.rules,
             self.spec.check_hash_based_pycs,
         );
+        let [PycTarget { source: path, .. }] = target;
         match verdict.first() {
             // The standard library has no loader of its own; its sources
             // are also read by every other Python process on the machine.

@@ -24,7 +24,7 @@ use crate::interpreter::{facts_for, Discovered, ProbeConfig, PythonFacts};
 use crate::knobs::Knobs;
 use crate::log::Log;
 use crate::manifest::{self, Expect, LaunchKey, Manifest, ModuleRecord};
-use crate::pyc::{self, PycRules, StaleReason, Verdict};
+use crate::pyc::{self, PycRules, PycTarget, StaleReason, Verdict};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::Metadata;
@@ -79,13 +79,6 @@ pub(super) fn env_is_ours<'a>(env: impl IntoIterator<Item = (&'a OsStr, &'a OsSt
         let dir = fallback.get_or_insert_with(|| crate::cache::existing_subdir("pycache").ok());
         k == PREFIX_VAR && dir.as_deref().is_some_and(|d| d.as_os_str() == v)
     })
-}
-
-/// One module whose pyc the interpreter will read: its source and pyc path.
-#[derive(Debug, Clone)]
-pub(super) struct PycTarget {
-    pub(super) source: PathBuf,
-    pub(super) cfile: PathBuf,
 }
 
 /// Makes the closure's pycs fresh and records the warm manifest. Returns the
@@ -412,16 +405,12 @@ fn stale_with_known<'a>(
     rules: &PycRules,
     spec: &LaunchSpec,
 ) -> Vec<(&'a PycTarget, StaleReason)> {
-    let pairs: Vec<(PathBuf, PathBuf)> = targets
-        .iter()
-        .map(|t| (t.source.clone(), t.cfile.clone()))
-        .collect();
     let metas: Vec<Option<&Metadata>> = targets
         .iter()
         .map(|t| known.get(t.source.as_path()).copied())
         .collect();
     let verdicts =
-        crate::freshness::check_all_known(&pairs, &metas, rules, spec.check_hash_based_pycs);
+        crate::freshness::check_all_known(targets, &metas, rules, spec.check_hash_based_pycs);
     targets
         .iter()
         .zip(verdicts)
@@ -500,8 +489,7 @@ pub(super) fn compile_stale(
     let jobs: Vec<CompileJob> = stale
         .iter()
         .map(|t| CompileJob {
-            source: t.source.clone(),
-            cfile: t.cfile.clone(),
+            pyc: PycTarget::clone(t),
             optimize: spec.optimize,
             invalidation: pyc::rewrite_mode(&t.cfile, rules),
         })

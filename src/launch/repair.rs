@@ -30,12 +30,15 @@
 use super::error::PrepareError;
 use super::prepare::{
     compile_stale, interpreter_view, owned, record_and_defer, split_deferred, stale_with_reasons,
-    Context, PycTarget, PREFIX_VAR,
+    Context, PREFIX_VAR,
 };
+use crate::argv::LaunchSpec;
 use crate::closure::graph::{imports_digest, scan_imports};
 use crate::closure::listing;
 use crate::freshness::par_map;
+use crate::interpreter::PythonFacts;
 use crate::manifest::{self, Expect, Manifest, ModuleRecord};
+use crate::pyc::{PycRules, PycTarget};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -44,100 +47,210 @@ use std::path::{Path, PathBuf};
 /// when the closure is unchanged. Returns the variables the exec must set,
 /// or `Ok(None)` when the closure may have changed and the full cold path
 /// must run.
+///
+/// Phases: [`classify`] the changed stamps, check that the edited sources
+/// still import what they did ([`imports_unchanged`]), [`compile_changed`]
+/// the stale pycs, [`restamp`] the manifest, then record it.
 pub(crate) fn repair(
     ctx: &Context<'_>,
     recorded: &Manifest,
 ) -> Result<Option<Vec<(OsString, OsString)>>, PrepareError> {
     let log = ctx.log;
     let now: Vec<Expect> = par_map(&recorded.entries, |(p, _)| manifest::observe(p));
-
-    let records: HashMap<&Path, &ModuleRecord> = recorded
-        .modules
-        .iter()
-        .map(|m| (m.source.as_path(), m))
-        .collect();
-    // The closure's pycs by `__pycache__` directory.
-    let mut by_dir: HashMap<&Path, Vec<&ModuleRecord>> = HashMap::new();
-    for m in &recorded.modules {
-        if let Some(dir) = m.cfile.as_deref().and_then(Path::parent) {
-            by_dir.entry(dir).or_default().push(m);
-        }
-    }
-
-    let listings: HashMap<&Path, u64> = recorded
-        .listings
-        .iter()
-        .map(|(d, digest)| (d.as_path(), *digest))
-        .collect();
-    let mut edited: Vec<(usize, &ModuleRecord)> = Vec::new();
-    let mut dirs: BTreeSet<usize> = BTreeSet::new();
-    let mut relisted: Vec<usize> = Vec::new();
-    for (i, ((path, want), got)) in recorded.entries.iter().zip(&now).enumerate() {
-        if want == got {
-            continue;
-        }
-        match (got, records.get(path.as_path())) {
-            (Expect::File(_), Some(rec)) => edited.push((i, rec)),
-            _ if by_dir.contains_key(path.as_path()) => {
-                dirs.insert(i);
-            }
-            // Stamped before listing: a later change fails the new stamp.
-            (Expect::Dir(_), None)
-                if listings
-                    .get(path.as_path())
-                    .is_some_and(|&d| listing::digest(path) == Some(d)) =>
-            {
-                relisted.push(i);
-            }
-            _ => {
-                log.debug(format_args!(
-                    "repair: {} changed: the closure must be recomputed",
-                    path.display()
-                ));
-                return Ok(None);
-            }
-        }
-    }
-    if edited.is_empty() && dirs.is_empty() && relisted.is_empty() {
-        // Every stamp holds now: it changed and changed back. Let the cold
-        // path look at it properly.
+    let index = Index::new(recorded);
+    let Some(changes) = classify(ctx, recorded, &now, &index) else {
         return Ok(None);
-    }
-
-    // The edited sources still import what they imported.
-    for (_, rec) in &edited {
-        let Ok(bytes) = std::fs::read(&rec.source) else {
-            return Ok(None);
-        };
-        if imports_digest(&scan_imports(&bytes)) != rec.imports {
-            log.debug(format_args!(
-                "repair: the imports of {} changed",
-                rec.source.display()
-            ));
-            return Ok(None);
-        }
+    };
+    if !imports_unchanged(ctx, &changes.edited) {
+        return Ok(None);
     }
     log.debug(format_args!(
         "repair: closure unchanged ({} sources edited, {} __pycache__ changed, {} listings the same)",
-        edited.len(),
-        dirs.len(),
-        relisted.len()
+        changes.edited.len(),
+        changes.dirs.len(),
+        changes.relisted.len()
     ));
 
-    // The pycs to look at: the edited modules' and every closure pyc in a
-    // changed `__pycache__`.
     let (facts, spec, rules) = interpreter_view(ctx)?;
-    let wanted: Vec<&ModuleRecord> = edited
+    let view = View {
+        facts: &facts,
+        rules: &rules,
+        spec: &spec,
+    };
+    let compiled = compile_changed(ctx, &view, recorded, &index, &changes)?;
+    let (m, check) = restamp(recorded, &now, &index, &changes, &compiled.stale);
+    // Only an edited source can have added an import under a computed name.
+    let learn_again = !changes.edited.is_empty();
+    record_and_defer(
+        ctx,
+        m,
+        &check,
+        &compiled.failed,
+        &compiled.deferred,
+        &rules,
+        &spec,
+        learn_again,
+    );
+    log.info(format_args!(
+        "repaired: {} sources edited, {} pycs compiled, {} left to a background run ({:.1} ms)",
+        changes.edited.len(),
+        compiled.stale.len() - compiled.failed.len(),
+        compiled.deferred.len(),
+        log.elapsed_ms()
+    ));
+    Ok(Some(recorded.env.clone()))
+}
+
+/// The recorded manifest, indexed by path.
+struct Index<'m> {
+    /// Each closure module by its source.
+    records: HashMap<&'m Path, &'m ModuleRecord>,
+    /// The closure's pycs by `__pycache__` directory.
+    by_dir: HashMap<&'m Path, Vec<&'m ModuleRecord>>,
+    /// Each listed directory's recorded digest.
+    listings: HashMap<&'m Path, u64>,
+}
+
+impl<'m> Index<'m> {
+    fn new(recorded: &'m Manifest) -> Self {
+        let records = recorded
+            .modules
+            .iter()
+            .map(|m| (m.source.as_path(), m))
+            .collect();
+        let mut by_dir: HashMap<&Path, Vec<&ModuleRecord>> = HashMap::new();
+        for m in &recorded.modules {
+            if let Some(dir) = m.cfile.as_deref().and_then(Path::parent) {
+                by_dir.entry(dir).or_default().push(m);
+            }
+        }
+        let listings = recorded
+            .listings
+            .iter()
+            .map(|(d, digest)| (d.as_path(), *digest))
+            .collect();
+        Index {
+            records,
+            by_dir,
+            listings,
+        }
+    }
+}
+
+/// The changed stamps a repair can handle, as indices into the manifest's
+/// entries.
+struct Changes<'m> {
+    /// Closure sources whose stamp moved (still files).
+    edited: Vec<(usize, &'m ModuleRecord)>,
+    /// `__pycache__` directories holding closure pycs.
+    dirs: BTreeSet<usize>,
+    /// Directories whose listing still digests as recorded.
+    relisted: Vec<usize>,
+}
+
+/// Sorts every stamp that no longer holds into [`Changes`]; `None` when one
+/// of them may have changed the closure, or none changed at all.
+fn classify<'m>(
+    ctx: &Context<'_>,
+    recorded: &'m Manifest,
+    now: &[Expect],
+    index: &Index<'m>,
+) -> Option<Changes<'m>> {
+    let mut changes = Changes {
+        edited: Vec::new(),
+        dirs: BTreeSet::new(),
+        relisted: Vec::new(),
+    };
+    for (i, ((path, want), got)) in recorded.entries.iter().zip(now).enumerate() {
+        if want == got {
+            continue;
+        }
+        match (got, index.records.get(path.as_path())) {
+            (Expect::File(_), Some(rec)) => changes.edited.push((i, rec)),
+            _ if index.by_dir.contains_key(path.as_path()) => {
+                changes.dirs.insert(i);
+            }
+            // Stamped before listing: a later change fails the new stamp.
+            (Expect::Dir(_), None)
+                if index
+                    .listings
+                    .get(path.as_path())
+                    .is_some_and(|&d| listing::digest(path) == Some(d)) =>
+            {
+                changes.relisted.push(i);
+            }
+            _ => {
+                ctx.log.debug(format_args!(
+                    "repair: {} changed: the closure must be recomputed",
+                    path.display()
+                ));
+                return None;
+            }
+        }
+    }
+    if changes.edited.is_empty() && changes.dirs.is_empty() && changes.relisted.is_empty() {
+        // Every stamp holds now: it changed and changed back. Let the cold
+        // path look at it properly.
+        return None;
+    }
+    Some(changes)
+}
+
+/// Whether the edited sources still import what they imported.
+fn imports_unchanged(ctx: &Context<'_>, edited: &[(usize, &ModuleRecord)]) -> bool {
+    edited.iter().all(|(_, rec)| {
+        let Ok(bytes) = std::fs::read(&rec.source) else {
+            return false;
+        };
+        let same = imports_digest(&scan_imports(&bytes)) == rec.imports;
+        if !same {
+            ctx.log.debug(format_args!(
+                "repair: the imports of {} changed",
+                rec.source.display()
+            ));
+        }
+        same
+    })
+}
+
+/// The interpreter as this launch sees it.
+struct View<'v> {
+    facts: &'v PythonFacts,
+    rules: &'v PycRules,
+    spec: &'v LaunchSpec,
+}
+
+/// What [`compile_changed`] did.
+struct Compiled {
+    /// The pycs compiled before exec (stale or forced).
+    stale: Vec<PycTarget>,
+    /// Those left to a background run.
+    deferred: Vec<PycTarget>,
+    /// Those of `stale` that could not be written.
+    failed: HashSet<PathBuf>,
+}
+
+/// Checks the pycs of the edited modules and every closure pyc in a changed
+/// `__pycache__`, and compiles the stale ones (and the edited modules' pycs
+/// importlib would wrongly accept) under the cache lock.
+fn compile_changed(
+    ctx: &Context<'_>,
+    view: &View<'_>,
+    recorded: &Manifest,
+    index: &Index<'_>,
+    changes: &Changes<'_>,
+) -> Result<Compiled, PrepareError> {
+    let wanted = changes
+        .edited
         .iter()
         .map(|&(_, rec)| rec)
-        .chain(
-            dirs.iter()
-                .flat_map(|&i| by_dir[recorded.entries[i].0.as_path()].iter().copied()),
-        )
-        .collect();
+        .chain(changes.dirs.iter().flat_map(|&i| {
+            index.by_dir[recorded.entries[i].0.as_path()]
+                .iter()
+                .copied()
+        }));
     let mut seen: HashSet<&Path> = HashSet::new();
     let targets: Vec<PycTarget> = wanted
-        .into_iter()
         .filter(|m| m.cfile.as_deref().is_some_and(|c| seen.insert(c)))
         .filter_map(pyc_target)
         .collect();
@@ -147,7 +260,7 @@ pub(crate) fn repair(
         .filter(|m| m.lazy)
         .map(|m| m.source.as_path())
         .collect();
-    let stale = owned(stale_with_reasons(&targets, &rules, &spec));
+    let stale = owned(stale_with_reasons(&targets, view.rules, view.spec));
     // importlib compares a timestamp pyc with its source by whole-second
     // mtime and size, so an edit that keeps both (made within the second
     // the pyc was written, or followed by `touch -d` to the old mtime)
@@ -155,7 +268,8 @@ pub(crate) fn repair(
     // edit: such a pyc is compiled again before exec, whatever its header
     // says, since the interpreter would load it as it is.
     let stale_cfiles: HashSet<&Path> = stale.iter().map(|(t, _)| t.cfile.as_path()).collect();
-    let forced: Vec<PycTarget> = edited
+    let forced: Vec<PycTarget> = changes
+        .edited
         .iter()
         .filter_map(|&(_, rec)| pyc_target(rec))
         .filter(|t| !stale_cfiles.contains(t.cfile.as_path()))
@@ -168,72 +282,68 @@ pub(crate) fn repair(
         .iter()
         .find(|(k, _)| k == PREFIX_VAR)
         .map(|(_, v)| PathBuf::from(v))
-        .or_else(|| spec.pycache_prefix_resolved(ctx.cwd));
+        .or_else(|| view.spec.pycache_prefix_resolved(ctx.cwd));
     let failed = if stale.is_empty() {
         HashSet::new()
     } else {
         compile_stale(
             ctx,
-            &facts,
-            &rules,
-            &spec,
+            view.facts,
+            view.rules,
+            view.spec,
             prefix.as_deref(),
             &stale,
             &forced,
         )?
     };
+    Ok(Compiled {
+        stale,
+        deferred,
+        failed,
+    })
+}
 
-    // Re-stamp: the edited sources and re-listed directories as observed
-    // before they were read; the `__pycache__` directories (changed, or
-    // written just now) afresh, then confirm every closure pyc in them is
-    // fresh.
+/// The re-stamped manifest and the pycs it vouches for that must be fresh
+/// before it is stored. The edited sources and re-listed directories are
+/// stamped as observed before they were read (`now`); the `__pycache__`
+/// directories (changed, or written just now: `compiled`) afresh.
+fn restamp(
+    recorded: &Manifest,
+    now: &[Expect],
+    index: &Index<'_>,
+    changes: &Changes<'_>,
+    compiled: &[PycTarget],
+) -> (Manifest, Vec<PycTarget>) {
     let mut m = recorded.clone();
-    for i in edited
+    for i in changes
+        .edited
         .iter()
         .map(|&(i, _)| i)
-        .chain(relisted.iter().copied())
+        .chain(changes.relisted.iter().copied())
     {
         m.entries[i].1 = now[i];
     }
-    let written: HashSet<&Path> = stale.iter().filter_map(|t| t.cfile.parent()).collect();
+    let written: HashSet<&Path> = compiled.iter().filter_map(|t| t.cfile.parent()).collect();
     // A `__pycache__` created just now changed its package directory too.
     let parents: HashSet<&Path> = written.iter().filter_map(|d| d.parent()).collect();
     let mut check: Vec<PycTarget> = Vec::new();
     for (i, (path, expect)) in m.entries.iter_mut().enumerate() {
-        if parents.contains(path.as_path()) && !dirs.contains(&i) {
-            if let Some(&digest) = listings.get(path.as_path()) {
+        let changed_dir = changes.dirs.contains(&i);
+        if parents.contains(path.as_path()) && !changed_dir {
+            if let Some(&digest) = index.listings.get(path.as_path()) {
                 let now = manifest::observe(path);
                 if listing::digest(path) == Some(digest) {
                     *expect = now;
                 }
             }
         }
-        if dirs.contains(&i) || written.contains(path.as_path()) {
+        if changed_dir || written.contains(path.as_path()) {
             *expect = manifest::observe(path);
-            let recs = by_dir.get(path.as_path()).into_iter().flatten();
+            let recs = index.by_dir.get(path.as_path()).into_iter().flatten();
             check.extend(recs.copied().filter_map(pyc_target));
         }
     }
-    // Only an edited source can have added an import under a computed name.
-    let learn_again = !edited.is_empty();
-    record_and_defer(
-        ctx,
-        m,
-        &check,
-        &failed,
-        &deferred,
-        &rules,
-        &spec,
-        learn_again,
-    );
-    log.info(format_args!(
-        "repaired: {} sources edited, {} pycs compiled, {} left to a background run ({:.1} ms)",
-        edited.len(),
-        stale.len() - failed.len(),
-        deferred.len(),
-        log.elapsed_ms()
-    ));
-    Ok(Some(recorded.env.clone()))
+    (m, check)
 }
 
 /// The pyc a recorded module's import reads, if it has one.

@@ -21,6 +21,25 @@ pub use validate::{
     Verdict, MIN_BODY,
 };
 
+/// A source file and the pyc importlib reads for it: the pair every
+/// freshness check, plan and compile job is about. [`crate::compile::CompileJob`]
+/// and [`crate::compile::plan::Target`] hold one (and dereference to it);
+/// [`crate::freshness`] checks slices of anything that is
+/// `AsRef<PycTarget>`, so no caller copies paths into another shape.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PycTarget {
+    /// The source file, as importlib names it.
+    pub source: std::path::PathBuf,
+    /// The exact pyc path.
+    pub cfile: std::path::PathBuf,
+}
+
+impl AsRef<PycTarget> for PycTarget {
+    fn as_ref(&self) -> &PycTarget {
+        self
+    }
+}
+
 /// The facts about one interpreter that decide its pyc rules.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PycRules {

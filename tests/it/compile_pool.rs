@@ -17,6 +17,7 @@ use crate::common;
 use common::Python;
 use kolosal::compile::{compile_all, CompileJob, Outcome, PoolConfig, PoolError};
 use kolosal::pyc::InvalidationMode;
+use kolosal::pyc::PycTarget;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
@@ -306,12 +307,14 @@ fn differential(py: &Python, k: usize) {
             for (i, src) in sources.iter().enumerate() {
                 cases.push(Case {
                     job: CompileJob {
-                        source: src.clone(),
-                        cfile: tmp
-                            .path()
-                            .join("ours")
-                            .join(&combo)
-                            .join(format!("{i}.pyc")),
+                        pyc: PycTarget {
+                            source: src.clone(),
+                            cfile: tmp
+                                .path()
+                                .join("ours")
+                                .join(&combo)
+                                .join(format!("{i}.pyc")),
+                        },
                         optimize: opt,
                         invalidation: mode,
                     },
@@ -325,8 +328,10 @@ fn differential(py: &Python, k: usize) {
     let mut special = |src: &Path, ours: PathBuf, reference: PathBuf, mode: InvalidationMode| {
         cases.push(Case {
             job: CompileJob {
-                source: src.to_path_buf(),
-                cfile: ours,
+                pyc: PycTarget {
+                    source: src.to_path_buf(),
+                    cfile: ours,
+                },
                 optimize: 0,
                 invalidation: mode,
             },
@@ -391,8 +396,10 @@ fn differential(py: &Python, k: usize) {
         )));
         let (_, src) = &tree.modules[n % tree.modules.len()];
         in_place.push(CompileJob {
-            source: src.clone(),
-            cfile,
+            pyc: PycTarget {
+                source: src.clone(),
+                cfile,
+            },
             optimize: opt,
             invalidation: MODES[(opt as usize + k) % 3],
         });
@@ -657,8 +664,10 @@ fn no_debug_ranges(py: &Python, dir: &Path, tree: &Tree) {
         .iter()
         .enumerate()
         .map(|(i, src)| CompileJob {
-            source: (*src).clone(),
-            cfile: dir.join(format!("ndr-ours-{i}.pyc")),
+            pyc: PycTarget {
+                source: (*src).clone(),
+                cfile: dir.join(format!("ndr-ours-{i}.pyc")),
+            },
             optimize: 0,
             invalidation: InvalidationMode::Timestamp,
         })
@@ -735,14 +744,18 @@ fn python36_timestamp_only() {
         assert!(st.success());
         let jobs = [
             CompileJob {
-                source: src.clone(),
-                cfile: ours.clone(),
+                pyc: PycTarget {
+                    source: src.clone(),
+                    cfile: ours.clone(),
+                },
                 optimize: 1,
                 invalidation: InvalidationMode::Timestamp,
             },
             CompileJob {
-                source: src.clone(),
-                cfile: tmp.path().join("hash.pyc"),
+                pyc: PycTarget {
+                    source: src.clone(),
+                    cfile: tmp.path().join("hash.pyc"),
+                },
                 optimize: 0,
                 invalidation: InvalidationMode::CheckedHash,
             },
@@ -793,8 +806,10 @@ fn faults(py: &Python) {
             let source = tmp.path().join(format!("{n}.py"));
             fs::write(&source, format!("NAME = {n:?}\n")).unwrap();
             CompileJob {
-                source,
-                cfile: tmp.path().join("__pycache__").join(format!("{n}.pyc")),
+                pyc: PycTarget {
+                    source,
+                    cfile: tmp.path().join("__pycache__").join(format!("{n}.pyc")),
+                },
                 optimize: 0,
                 invalidation: InvalidationMode::Timestamp,
             }
@@ -868,8 +883,10 @@ fn broken_interpreters_are_pool_errors() {
     let src = tmp.path().join("m.py");
     fs::write(&src, "X = 1\n").unwrap();
     let jobs = [CompileJob {
-        source: src,
-        cfile: tmp.path().join("m.pyc"),
+        pyc: PycTarget {
+            source: src,
+            cfile: tmp.path().join("m.pyc"),
+        },
         optimize: 0,
         invalidation: InvalidationMode::Timestamp,
     }];
@@ -934,8 +951,10 @@ fn measure_throughput_and_crossover() {
             && !s.contains("/test")
         {
             jobs.push(CompileJob {
-                source: p.to_path_buf(),
-                cfile: tmp.path().join(format!("{}.pyc", jobs.len())),
+                pyc: PycTarget {
+                    source: p.to_path_buf(),
+                    cfile: tmp.path().join(format!("{}.pyc", jobs.len())),
+                },
                 optimize: 0,
                 invalidation: InvalidationMode::Timestamp,
             });
@@ -966,8 +985,10 @@ fn measure_throughput_and_crossover() {
                 let source = src_dir.join(format!("s{n}_{i}.py"));
                 fs::write(&source, module_body(i).repeat(2)).unwrap();
                 CompileJob {
-                    cfile: source.with_extension("pyc"),
-                    source,
+                    pyc: PycTarget {
+                        cfile: source.with_extension("pyc"),
+                        source,
+                    },
                     optimize: 0,
                     invalidation: InvalidationMode::Timestamp,
                 }

@@ -668,6 +668,7 @@ fn a_held_compile_lock_is_waited_for_a_bounded_time() {
 fn a_source_swapped_for_a_fifo_does_not_hang_the_worker() {
     use kolosal::compile::{compile_all, CompileJob, Outcome, PoolConfig};
     use kolosal::pyc::InvalidationMode;
+    use kolosal::pyc::PycTarget;
     let py = newest();
     let tmp = tempfile::tempdir().unwrap();
     let fifo = tmp.path().join("swapped.py");
@@ -677,11 +678,13 @@ fn a_source_swapped_for_a_fifo_does_not_hang_the_worker() {
     let jobs: Vec<CompileJob> = [&fifo, &ok]
         .iter()
         .map(|s| CompileJob {
-            source: s.to_path_buf(),
-            cfile: tmp
-                .path()
-                .join("__pycache__")
-                .join(format!("{}.pyc", s.file_stem().unwrap().to_string_lossy())),
+            pyc: PycTarget {
+                source: s.to_path_buf(),
+                cfile: tmp
+                    .path()
+                    .join("__pycache__")
+                    .join(format!("{}.pyc", s.file_stem().unwrap().to_string_lossy())),
+            },
             optimize: 0,
             invalidation: InvalidationMode::Timestamp,
         })

@@ -31,6 +31,7 @@ mod reliability_cases;
 mod reliability_fuzz;
 mod resolve_differential;
 mod scan_fuzz;
+mod scan_snapshot;
 mod scan_vs_ast;
 mod startup_files;
 mod uv_run;

@@ -18,6 +18,7 @@ use crate::common;
 use common::Python;
 use kolosal::compile::{compile_all, CompileJob, Outcome, PoolConfig};
 use kolosal::interpreter::{run_probe, ProbeConfig};
+use kolosal::pyc::PycTarget;
 use kolosal::pyc::{self, HashCheckMode, InvalidationMode, PycRules};
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
@@ -539,8 +540,10 @@ fn sources_that_change_or_vanish_before_compile() {
     for name in ["steady", "vanishes", "edited", "replaced_by_dir"] {
         let s = t.write(format!("{name}.py"), format!("V = '{name}'\n"));
         jobs.push(CompileJob {
-            cfile: cfile(&rules, &s),
-            source: s,
+            pyc: PycTarget {
+                cfile: cfile(&rules, &s),
+                source: s,
+            },
             optimize: 0,
             invalidation: InvalidationMode::Timestamp,
         });
@@ -586,8 +589,10 @@ fn sources_that_change_or_vanish_before_compile() {
     // versions; afterwards a pyc that looks fresh must hold the current text.
     let src = t.write("racy.py", "V = 'a'\n");
     let job = CompileJob {
-        cfile: cfile(&rules, &src),
-        source: src.clone(),
+        pyc: PycTarget {
+            cfile: cfile(&rules, &src),
+            source: src.clone(),
+        },
         optimize: 0,
         invalidation: InvalidationMode::Timestamp,
     };
@@ -1417,8 +1422,10 @@ fn hung_worker_times_out() {
     for name in ["a", "kolosal_hook_hang", "b", "c"] {
         let s = t.write(format!("{name}.py"), format!("N = '{name}'\n"));
         jobs.push(CompileJob {
-            cfile: cfile(&rules, &s),
-            source: s,
+            pyc: PycTarget {
+                cfile: cfile(&rules, &s),
+                source: s,
+            },
             optimize: 0,
             invalidation: InvalidationMode::Timestamp,
         });

@@ -141,12 +141,12 @@ for entry in json.load(sys.stdin):
 "#;
 
 /// (module, sorted names, level, line, flags)
-type Row = (String, Vec<String>, u32, u32, u8);
+pub(crate) type Row = (String, Vec<String>, u32, u32, u8);
 
 /// What ast says about one file (None: it could not parse it).
-struct AstFile {
-    imports: Vec<Row>,
-    dynamic: Vec<Row>,
+pub(crate) struct AstFile {
+    pub(crate) imports: Vec<Row>,
+    pub(crate) dynamic: Vec<Row>,
 }
 
 fn rows(v: &Value) -> Vec<Row> {
@@ -175,7 +175,7 @@ fn rows(v: &Value) -> Vec<Row> {
 }
 
 /// Runs AST_SIDE under `py` over `input` (a JSON list), one result per entry.
-fn ast_side(py: &Python, input: &Value) -> Vec<Option<AstFile>> {
+pub(crate) fn ast_side(py: &Python, input: &Value) -> Vec<Option<AstFile>> {
     let mut child = py
         .cmd()
         .args(["-c", AST_SIDE])
@@ -205,7 +205,7 @@ fn ast_side(py: &Python, input: &Value) -> Vec<Option<AstFile>> {
 }
 
 /// The scanner's rows for `src`, split like the ast side's.
-fn scanner_rows(src: &[u8]) -> (Vec<Row>, Vec<Row>) {
+pub(crate) fn scanner_rows(src: &[u8]) -> (Vec<Row>, Vec<Row>) {
     let (mut imports, mut dynamic) = (Vec::new(), Vec::new());
     for i in scan(src) {
         let mut names = i.names;
@@ -535,7 +535,7 @@ import b
 }
 
 /// Single-core scanner throughput over every stdlib found (files held in
-/// memory). Run in release: `cargo test --release --test scan_vs_ast -- --ignored throughput --nocapture`.
+/// memory). Run in release: `cargo test --release --test it -- --ignored --exact scan_vs_ast::throughput --nocapture`.
 #[test]
 #[ignore]
 fn throughput() {

@@ -1075,4 +1075,68 @@ mod tests {
         let toks = kinds("1if x else 2\n");
         assert_eq!(toks[1], (Kind::Name, "if".to_string()));
     }
+
+    /// The token stream of every seed-corpus file (`tests/corpus/scan`),
+    /// one line per token, against `tests/it/snapshots/scan_tokens.txt`;
+    /// `KOLOSAL_BLESS=1` rewrites it. The expectations are the lexer's own
+    /// output, pinned: what the scanner builds from them is checked against
+    /// CPython's `ast` by the `scan_vs_ast` and `scan_snapshot` suites.
+    #[test]
+    fn token_stream_matches_snapshot() {
+        use std::fmt::Write as _;
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files: Vec<_> = std::fs::read_dir(root.join("tests/corpus/scan"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "py"))
+            .collect();
+        files.sort();
+        let mut got = String::new();
+        for f in &files {
+            // As `scan` feeds it: universal newlines first.
+            let src = crate::closure::scan::normalize_newlines(&std::fs::read(f).unwrap());
+            let _ = writeln!(got, "== {}", f.file_name().unwrap().to_string_lossy());
+            let mut lx = Lexer::new(&src);
+            loop {
+                let t = lx.next_token();
+                if t.kind == Kind::Eof {
+                    break;
+                }
+                let text = src[t.start..t.end.max(t.start)].escape_ascii().to_string();
+                let text: String = text.chars().take(40).collect();
+                let _ = writeln!(
+                    got,
+                    "  {:?} {}..{} op={} flags={} first={} indent={} depth={} {text}",
+                    t.kind,
+                    t.start,
+                    t.end,
+                    t.op,
+                    t.str_flags,
+                    u8::from(t.first),
+                    t.indent,
+                    t.depth
+                );
+            }
+        }
+        let snap = root.join("tests/it/snapshots/scan_tokens.txt");
+        if std::env::var_os("KOLOSAL_BLESS").is_some() {
+            std::fs::write(&snap, &got).unwrap();
+        }
+        let want = std::fs::read_to_string(&snap)
+            .unwrap_or_else(|e| panic!("{}: {e} (KOLOSAL_BLESS=1 writes it)", snap.display()));
+        if got != want {
+            let first = got
+                .lines()
+                .zip(want.lines())
+                .position(|(g, w)| g != w)
+                .unwrap_or(got.lines().count().min(want.lines().count()));
+            panic!(
+                "the token stream differs from {} from line {} on: got {:?}, want {:?} (KOLOSAL_BLESS=1 rewrites it once the change is meant)",
+                snap.display(),
+                first + 1,
+                got.lines().nth(first),
+                want.lines().nth(first)
+            );
+        }
+    }
 }

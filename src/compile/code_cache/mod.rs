@@ -143,7 +143,7 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 
 /// What [`CodeCache::restore`] did with one job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Restore {
+pub(crate) enum Restore {
     /// The pyc was written from the cache.
     Written,
     /// Not from the cache: the job goes to a worker.

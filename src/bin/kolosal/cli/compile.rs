@@ -466,16 +466,7 @@ fn compile_group(
         version: rules.version,
         not_stripped: std::cell::Cell::new(0),
     };
-    let jobs: Vec<CompileJob> = planned
-        .stale
-        .iter()
-        .map(|(t, _)| CompileJob {
-            source: t.source.clone(),
-            cfile: t.cfile.clone(),
-            optimize: t.optimize,
-            invalidation: mode,
-        })
-        .collect();
+    let jobs = planned.jobs(mode);
     let bar = progress_bar(jobs.len(), args.quiet > 0 || args.verbose || args.json);
     let outcomes = if names.is_active() {
         let recorded: Vec<PathBuf> = jobs
@@ -1173,8 +1164,10 @@ mod tests {
         std::fs::write(p("a1.pyc"), "same").unwrap();
         std::fs::write(p("a2.pyc"), "diff").unwrap();
         let t = |n: &str, o| Target {
-            source: p("a.py"),
-            cfile: p(n),
+            pyc: kolosal::pyc::PycTarget {
+                source: p("a.py"),
+                cfile: p(n),
+            },
             optimize: o,
         };
         let stale = vec![(t("a1.pyc", 1), None), (t("a2.pyc", 2), None)];

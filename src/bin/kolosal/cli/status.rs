@@ -160,12 +160,10 @@ pub fn stats(
         ..Default::default()
     };
     let targets = plan::targets(&walk.sources, rules, levels, layout).unwrap_or_default();
-    let pairs: Vec<(PathBuf, PathBuf)> = targets
-        .iter()
-        .map(|t| (t.source.clone(), t.cfile.clone()))
-        .collect();
-    let verdicts = freshness::check_all(&pairs, rules, mode);
-    let sizes = freshness::par_map(&pairs, |(_, c)| std::fs::metadata(c).map_or(0, |m| m.len()));
+    let verdicts = freshness::check_all(&targets, rules, mode);
+    let sizes = freshness::par_map(&targets, |t| {
+        std::fs::metadata(&t.cfile).map_or(0, |m| m.len())
+    });
     let mut per: BTreeMap<u32, LevelStats> = levels
         .iter()
         .map(|&l| {
@@ -477,11 +475,7 @@ fn module_states(
     mode: HashCheckMode,
 ) -> Vec<ModuleState> {
     let targets = plan::targets(&walk.sources, rules, levels, layout).unwrap_or_default();
-    let pairs: Vec<(PathBuf, PathBuf)> = targets
-        .iter()
-        .map(|t| (t.source.clone(), t.cfile.clone()))
-        .collect();
-    let verdicts = freshness::check_all(&pairs, rules, mode);
+    let verdicts = freshness::check_all(&targets, rules, mode);
     let mut by_source: HashMap<&Path, Vec<(u32, Verdict)>> = HashMap::new();
     for (t, v) in targets.iter().zip(verdicts) {
         by_source

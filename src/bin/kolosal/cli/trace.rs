@@ -43,7 +43,7 @@ use anyhow::{anyhow, bail, Context};
 use kolosal::argv::{self, Target as ArgTarget};
 use kolosal::closure::{compute_learned, ClosureOptions, Entry, Learned, LearnedRoot, Origin};
 use kolosal::compile::plan::{self, Layout};
-use kolosal::compile::{self, CompileJob, PoolConfig};
+use kolosal::compile::{self, PoolConfig};
 use kolosal::interpreter::{facts_for, ProbeConfig, PythonFacts};
 use kolosal::pyc::{source_from_cache, InvalidationMode, PycRules};
 use std::collections::{BTreeMap, BTreeSet};
@@ -475,16 +475,7 @@ fn compile_for(
     let targets = plan::targets(&sources, rules, &levels, &layout)
         .ok_or_else(|| anyhow!("the interpreter has no cache tag"))?;
     let planned = plan::plan(targets, rules, mode, args.force);
-    let jobs: Vec<CompileJob> = planned
-        .stale
-        .iter()
-        .map(|(t, _)| CompileJob {
-            source: t.source.clone(),
-            cfile: t.cfile.clone(),
-            optimize: t.optimize,
-            invalidation: mode,
-        })
-        .collect();
+    let jobs = planned.jobs(mode);
     let mut config = PoolConfig::new(&c.target.path);
     config.workers = args.workers;
     let outcomes = compile::compile_all(&jobs, &config, &|_, _| {})?;
