@@ -940,6 +940,7 @@ impl Learner<'_> {
                 }
             }
         }
+        manifest::group_by_dir(&mut m.entries);
         if last {
             if self.learned + added.len() > 0 {
                 m.quiet_runs = 0;

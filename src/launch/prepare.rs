@@ -623,7 +623,8 @@ fn build_manifest(
         .zip(&listed)
         .filter_map(|(digest, d)| Some(((*d).clone(), digest?)))
         .collect();
-    let entries = paths.iter().cloned().zip(observed).collect();
+    let mut entries: Vec<(PathBuf, Expect)> = paths.iter().cloned().zip(observed).collect();
+    manifest::group_by_dir(&mut entries);
     // What the repair path needs to tell an edit from a closure change: each
     // file-stamped module's pyc path and import digest.
     let cfiles: HashMap<&Path, &Path> = targets
