@@ -15,8 +15,9 @@
 //!    starts `kolosal-python` with the same argv, directory and environment
 //!    as a learner (`spawn_detached`: fork, fork, exec; like the
 //!    background run it is nobody's child, in its own process group, with
-//!    stdio on `/dev/null`; it lowers itself to `nice` 10 once its watches
-//!    are in place). The lock, the pidfd and a pipe are handed down; the
+//!    stdio on `/dev/null`; once its watches are in place it switches to
+//!    `SCHED_IDLE`, inherited by its compile workers, and only then reads
+//!    the manifest). The lock, the pidfd and a pipe are handed down; the
 //!    launch waits on the pipe (at most [`LEARN_READY_WAIT`]) until the
 //!    watches are in place, so the program's imports never race them.
 //! 2. The learner puts one inotify watch (`IN_OPEN`) on every directory of
@@ -509,9 +510,20 @@ pub(super) fn carried(
         .collect()
 }
 
+/// `SCHED_IDLE` for this process (the kernel's lowest weight: it yields
+/// to any other runnable task), or `nice` 19 where that policy is refused.
+fn lower_priority() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler(2) and setpriority(2) on this process; param lives on the stack.
+    unsafe {
+        if libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) != 0 {
+            libc::setpriority(libc::PRIO_PROCESS, 0, 19);
+        }
+    }
+}
+
 fn read_manifest(key: &LaunchKey) -> Option<Manifest> {
-    let bytes = manifest::read_recorded(key)?;
-    Manifest::decode(&bytes).filter(|m| m.key == key.as_bytes())
+    super::prepare::usable_manifest(&manifest::read_recorded(key)?, key)
 }
 
 /// The learner's view of the launch.
@@ -544,9 +556,8 @@ pub fn run(ctx: &Context<'_>) {
     let Some(mut handoff) = Handoff::from_env() else {
         return;
     };
-    let Some(recorded) = read_manifest(ctx.key) else {
-        return;
-    };
+    // Only what the watches need comes before them: the launch waits until
+    // they are in place. The manifest is read (and decoded) after.
     let Ok((facts, spec, rules)) = interpreter_view(ctx) else {
         return;
     };
@@ -572,12 +583,13 @@ pub fn run(ctx: &Context<'_>) {
     watcher.watch_trees(&sys_path, ctx.knobs.learn_watches);
     handoff.watching();
     // The launch waited for this (see `watching`); from here on the kernel
-    // queues the program's opens, and the rest can wait (the compile workers inherit
-    // the priority).
-    // SAFETY: setpriority(2) on this process; no memory is involved.
-    unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
-    }
+    // queues the program's opens, and the rest can wait: the learner and
+    // its compile workers (they inherit the policy) run only on a CPU the
+    // program and everything else leave idle.
+    lower_priority();
+    let Some(recorded) = read_manifest(ctx.key) else {
+        return;
+    };
     ctx.log.debug(format_args!(
         "learn: {} directories watched",
         watcher.dirs.len()
@@ -831,7 +843,7 @@ impl Learner<'_> {
             let Ok(before) = crate::cache::read_private(&path) else {
                 return Vec::new();
             };
-            let Some(m) = Manifest::decode(&before).filter(|m| m.key == key.as_bytes()) else {
+            let Some(m) = super::prepare::usable_manifest(&before, key) else {
                 return Vec::new();
             };
             let (m, added) = self.merged(m, adds.clone(), probed, last);
