@@ -332,6 +332,8 @@ impl Handoff {
 struct Watcher {
     fd: OwnedFd,
     dirs: HashMap<i32, PathBuf>,
+    /// The watched directories in the order they were first watched.
+    order: Vec<PathBuf>,
 }
 
 impl Watcher {
@@ -342,6 +344,7 @@ impl Watcher {
         (fd >= 0).then(|| Watcher {
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
             dirs: HashMap::new(),
+            order: Vec::new(),
         })
     }
 
@@ -369,24 +372,13 @@ impl Watcher {
             if !meta.is_dir() || !trusted(&meta) || !ids.insert((meta.dev(), meta.ino())) {
                 continue;
             }
-            let mut cpath = dir.as_os_str().as_bytes().to_vec();
-            cpath.push(0);
-            let mut mask = libc::IN_OPEN | libc::IN_ONLYDIR | libc::IN_EXCL_UNLINK;
-            if !root {
-                mask |= libc::IN_DONT_FOLLOW;
-            }
-            // SAFETY: a NUL-terminated path; the fd is ours.
-            let wd = unsafe {
-                libc::inotify_add_watch(self.fd.as_raw_fd(), cpath.as_ptr().cast(), mask)
+            let wd = match self.add(&dir, root) {
+                Ok(wd) => wd,
+                Err(Full) => return,
+                Err(Refused) => continue,
             };
-            if wd < 0 {
-                if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSPC) {
-                    return;
-                }
-                continue;
-            }
             let Ok(rd) = std::fs::read_dir(&dir) else {
-                self.dirs.insert(wd, dir);
+                self.insert(wd, dir);
                 continue;
             };
             for e in rd.flatten() {
@@ -400,7 +392,60 @@ impl Watcher {
                     }
                 }
             }
-            self.dirs.insert(wd, dir);
+            self.insert(wd, dir);
+        }
+    }
+
+    /// Watches `dirs` (a list [`Self::watch_trees`] produced before) as they
+    /// are, listing nothing: each still has to be a directory this user may
+    /// act on ([`trusted`]), and only a `sys.path` entry (`roots`) is
+    /// followed if it is a symlink.
+    fn watch_listed(&mut self, dirs: &[PathBuf], roots: &[PathBuf], cap: usize) {
+        for dir in dirs {
+            if self.dirs.len() >= cap {
+                return;
+            }
+            let root = roots.contains(dir);
+            let meta = if root {
+                std::fs::metadata(dir)
+            } else {
+                std::fs::symlink_metadata(dir)
+            };
+            if !meta.is_ok_and(|m| m.is_dir() && trusted(&m)) {
+                continue;
+            }
+            match self.add(dir, root) {
+                Ok(wd) => self.insert(wd, dir.clone()),
+                Err(Full) => return,
+                Err(Refused) => {}
+            }
+        }
+    }
+
+    /// One `inotify_add_watch` (`IN_OPEN`); a directory that is not a
+    /// `sys.path` entry is never followed through a symlink.
+    fn add(&self, dir: &Path, root: bool) -> Result<i32, AddError> {
+        let mut cpath = dir.as_os_str().as_bytes().to_vec();
+        cpath.push(0);
+        let mut mask = libc::IN_OPEN | libc::IN_ONLYDIR | libc::IN_EXCL_UNLINK;
+        if !root {
+            mask |= libc::IN_DONT_FOLLOW;
+        }
+        // SAFETY: a NUL-terminated path; the fd is ours.
+        let wd =
+            unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), cpath.as_ptr().cast(), mask) };
+        if wd >= 0 {
+            Ok(wd)
+        } else if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSPC) {
+            Err(Full)
+        } else {
+            Err(Refused)
+        }
+    }
+
+    fn insert(&mut self, wd: i32, dir: PathBuf) {
+        if self.dirs.insert(wd, dir.clone()).is_none() {
+            self.order.push(dir);
         }
     }
 
@@ -439,6 +484,48 @@ impl Watcher {
             }
         }
     }
+}
+
+/// Why a watch was not added.
+enum AddError {
+    /// The kernel's limit (`ENOSPC`): no more watches at all.
+    Full,
+    /// This directory only.
+    Refused,
+}
+use AddError::{Full, Refused};
+
+/// `<cache>/manifests/<digest>.watch`: the directories the last learner of
+/// `key` watched, NUL-separated, in the order it watched them.
+fn watch_list_path(key: &LaunchKey) -> Option<PathBuf> {
+    super::background::key_lock_path(key, "watch")
+}
+
+/// The remembered watch list of `key`, read only when this user wrote it
+/// ([`crate::cache::read_private`]); empty when there is none.
+fn read_watch_list(key: &LaunchKey) -> Vec<PathBuf> {
+    let Some(bytes) = watch_list_path(key).and_then(|p| crate::cache::read_private(&p).ok()) else {
+        return Vec::new();
+    };
+    bytes
+        .split(|&b| b == 0)
+        .filter(|p| p.first() == Some(&b'/'))
+        .map(|p| PathBuf::from(OsStr::from_bytes(p)))
+        .collect()
+}
+
+/// Stores the watch list of `key`; a failure only costs the next learner
+/// its head start.
+fn store_watch_list(key: &LaunchKey, dirs: &[PathBuf]) {
+    let Some(path) = watch_list_path(key) else {
+        return;
+    };
+    let mut out = Vec::new();
+    for d in dirs {
+        out.extend_from_slice(d.as_os_str().as_bytes());
+        out.push(0);
+    }
+    let _ = crate::cache::write_atomic(&path, &out);
 }
 
 /// Whether the learner may act on a file or directory: owned by this user
@@ -580,13 +667,30 @@ pub fn run(ctx: &Context<'_>) {
     let Some(mut watcher) = Watcher::new() else {
         return;
     };
-    watcher.watch_trees(&sys_path, ctx.knobs.learn_watches);
+    let cap = ctx.knobs.learn_watches;
+    // The directories the last learner watched for this key: watched first,
+    // without listing anything, so the launch waits for one
+    // `inotify_add_watch` per directory instead of the whole walk.
+    let remembered = read_watch_list(ctx.key);
+    watcher.watch_listed(&remembered, &sys_path, cap);
+    if remembered.is_empty() {
+        watcher.watch_trees(&sys_path, cap);
+    }
     handoff.watching();
     // The launch waited for this (see `watching`); from here on the kernel
     // queues the program's opens, and the rest can wait: the learner and
     // its compile workers (they inherit the policy) run only on a CPU the
     // program and everything else leave idle.
     lower_priority();
+    if !remembered.is_empty() {
+        // The walk still runs, to watch what is new since (a package
+        // installed in between: what it opens before this point is only
+        // learned next time). Re-adding a watch returns its descriptor.
+        watcher.watch_trees(&sys_path, cap);
+    }
+    if watcher.order != remembered {
+        store_watch_list(ctx.key, &watcher.order);
+    }
     let Some(recorded) = read_manifest(ctx.key) else {
         return;
     };
@@ -998,5 +1102,57 @@ mod tests {
         assert_eq!(n("/elsewhere/x.py"), None);
         assert_eq!(n("/app/__init__.py"), None);
         assert!(is_identifier("_a1") && !is_identifier("1a") && !is_identifier("a.b"));
+    }
+
+    /// A remembered watch list puts back the walk's watches, each on the
+    /// descriptor the walk got; a listed directory that became a symlink
+    /// or writable by others is left out; and an open in a listed
+    /// directory is reported.
+    #[test]
+    fn remembered_watch_list() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("site");
+        for d in ["pkg/sub", "pkg/data", "ns/inner", "other/deep"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        std::fs::write(root.join("pkg/__init__.py"), "").unwrap();
+        std::fs::write(root.join("pkg/sub/__init__.py"), "").unwrap();
+        std::fs::write(root.join("pkg/sub/m.py"), "").unwrap();
+        let roots = vec![root.clone()];
+        let mut walked = Watcher::new().unwrap();
+        walked.watch_trees(&roots, 100);
+        assert!(walked.order.len() >= 5, "{:?}", walked.order);
+        assert_eq!(walked.order[0], root);
+        // Same instance: the listed watches come back on the walk's descriptors.
+        let mut again = Watcher {
+            fd: walked.fd.try_clone().unwrap(),
+            dirs: HashMap::new(),
+            order: Vec::new(),
+        };
+        again.watch_listed(&walked.order, &roots, 100);
+        assert_eq!(again.dirs, walked.dirs);
+        assert_eq!(again.order, walked.order);
+        // A fresh instance from the list alone sees the program's opens.
+        let mut listed = Watcher::new().unwrap();
+        listed.watch_listed(&walked.order, &roots, 100);
+        assert_eq!(listed.order, walked.order);
+        std::fs::File::open(root.join("pkg/sub/m.py")).unwrap();
+        let mut seen = Vec::new();
+        listed.read(&mut |p| seen.push(p));
+        assert_eq!(seen, vec![root.join("pkg/sub/m.py")]);
+        // What changed since is not watched from the list.
+        std::fs::remove_dir_all(root.join("pkg/sub")).unwrap();
+        std::os::unix::fs::symlink(root.join("other"), root.join("pkg/sub")).unwrap();
+        std::fs::set_permissions(root.join("ns"), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let mut changed = Watcher::new().unwrap();
+        changed.watch_listed(&walked.order, &roots, 100);
+        assert!(!changed.order.contains(&root.join("pkg/sub")));
+        assert!(!changed.order.contains(&root.join("ns")));
+        assert!(changed.order.contains(&root.join("pkg")));
+        // The cap holds.
+        let mut capped = Watcher::new().unwrap();
+        capped.watch_listed(&walked.order, &roots, 2);
+        assert_eq!(capped.order.len(), 2);
     }
 }
