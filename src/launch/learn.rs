@@ -486,6 +486,22 @@ impl Watcher {
     }
 }
 
+/// The walk of the watched trees still to do after a remembered list.
+struct Walk {
+    roots: Vec<PathBuf>,
+    cap: usize,
+    remembered: Vec<PathBuf>,
+}
+
+impl Walk {
+    /// Stores the watch list when it changed.
+    fn done(&self, key: &LaunchKey, w: &Watcher) {
+        if w.order != self.remembered {
+            store_watch_list(key, &w.order);
+        }
+    }
+}
+
 /// Why a watch was not added.
 enum AddError {
     /// The kernel's limit (`ENOSPC`): no more watches at all.
@@ -682,15 +698,21 @@ pub fn run(ctx: &Context<'_>) {
     // its compile workers (they inherit the policy) run only on a CPU the
     // program and everything else leave idle.
     lower_priority();
-    if !remembered.is_empty() {
-        // The walk still runs, to watch what is new since (a package
-        // installed in between: what it opens before this point is only
-        // learned next time). Re-adding a watch returns its descriptor.
-        watcher.watch_trees(&sys_path, cap);
-    }
-    if watcher.order != remembered {
-        store_watch_list(ctx.key, &watcher.order);
-    }
+    // With a remembered list the walk still runs, to watch what is new
+    // since (a package installed in between), but not while the program
+    // starts: once it exits or after [`IDLE_ROUND`]; what it opens there
+    // before that is learned next time.
+    let walk = Walk {
+        roots: sys_path.clone(),
+        cap,
+        remembered,
+    };
+    let walk = if walk.remembered.is_empty() {
+        walk.done(ctx.key, &watcher);
+        None
+    } else {
+        Some(walk)
+    };
     let Some(recorded) = read_manifest(ctx.key) else {
         return;
     };
@@ -730,17 +752,22 @@ pub fn run(ctx: &Context<'_>) {
         learned: 0,
     };
     drop(recorded);
-    l.watch(&watcher, &handoff);
+    l.watch(&mut watcher, &handoff, walk);
 }
 
 impl Learner<'_> {
     /// The event loop: until the program exits, then one last round.
-    fn watch(&mut self, w: &Watcher, h: &Handoff) {
+    fn watch(&mut self, w: &mut Watcher, h: &Handoff, mut walk: Option<Walk>) {
+        let started = Instant::now();
         let mut last_new = Instant::now();
         loop {
             let timeout = match (&h.pidfd, self.pending.is_empty()) {
                 (None, _) => 100,
-                (Some(_), true) => -1,
+                (Some(_), true) if walk.is_none() => -1,
+                (Some(_), true) => IDLE_ROUND
+                    .saturating_sub(started.elapsed())
+                    .as_millis()
+                    .max(1) as i32,
                 (Some(_), false) => IDLE_ROUND
                     .saturating_sub(last_new.elapsed())
                     .as_millis()
@@ -765,7 +792,14 @@ impl Learner<'_> {
             if self.pending.len() > before {
                 last_new = Instant::now();
             }
-            if !h.alive() {
+            let exited = !h.alive();
+            if walk.is_some() && (exited || started.elapsed() >= IDLE_ROUND) {
+                if let Some(walk) = walk.take() {
+                    w.watch_trees(&walk.roots, walk.cap);
+                    walk.done(self.ctx.key, w);
+                }
+            }
+            if exited {
                 // The kernel queued every event before the exit: drain them.
                 w.read(&mut |p| self.opened(p));
                 self.round(true);
