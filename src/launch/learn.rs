@@ -23,6 +23,10 @@
 //! 2. The learner puts one inotify watch (`IN_OPEN`) on every directory of
 //!    the program's `sys.path` and, breadth first, on their package
 //!    subdirectories, up to `KOLOSAL_LEARN_WATCHES` and the kernel's limit.
+//!    The directories it watched are remembered (`<digest>.watch`): the
+//!    next learner re-adds those watches first, listing nothing, tells the
+//!    launch, and walks the trees for what is new only once the program
+//!    exits or after [`IDLE_ROUND`]; the walk's result is the next list.
 //! 3. While the program runs, each `.py` opened in a watched directory is
 //!    looked at once, at once: when its pyc is not fresh (importlib's own
 //!    check) the program is loading it from source, and it becomes a
@@ -332,8 +336,6 @@ impl Handoff {
 struct Watcher {
     fd: OwnedFd,
     dirs: HashMap<i32, PathBuf>,
-    /// The watched directories in the order they were first watched.
-    order: Vec<PathBuf>,
 }
 
 impl Watcher {
@@ -344,7 +346,6 @@ impl Watcher {
         (fd >= 0).then(|| Watcher {
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
             dirs: HashMap::new(),
-            order: Vec::new(),
         })
     }
 
@@ -358,13 +359,17 @@ impl Watcher {
     /// deeper only regular packages (an `__init__.py`). That leaves out data
     /// trees (Django's `locale/*/LC_MESSAGES`: 2,972 directories to watch
     /// for a Django venv otherwise, about 400 this way).
-    fn watch_trees(&mut self, roots: &[PathBuf], cap: usize) {
+    ///
+    /// Returns the directories the walk watched, in order (some may have
+    /// been watched already: re-adding a watch returns its descriptor).
+    fn watch_trees(&mut self, roots: &[PathBuf], cap: usize) -> Vec<PathBuf> {
         let mut queue: VecDeque<(PathBuf, usize)> = roots.iter().map(|r| (r.clone(), 0)).collect();
         let mut ids: HashSet<(u64, u64)> = HashSet::new();
+        let mut walked = Vec::new();
         while let Some((dir, depth)) = queue.pop_front() {
             let root = depth == 0;
             if self.dirs.len() >= cap {
-                return;
+                return walked;
             }
             let Ok(meta) = std::fs::metadata(&dir) else {
                 continue;
@@ -374,9 +379,10 @@ impl Watcher {
             }
             let wd = match self.add(&dir, root) {
                 Ok(wd) => wd,
-                Err(Full) => return,
+                Err(Full) => return walked,
                 Err(Refused) => continue,
             };
+            walked.push(dir.clone());
             let Ok(rd) = std::fs::read_dir(&dir) else {
                 self.insert(wd, dir);
                 continue;
@@ -394,6 +400,7 @@ impl Watcher {
             }
             self.insert(wd, dir);
         }
+        walked
     }
 
     /// Watches `dirs` (a list [`Self::watch_trees`] produced before) as they
@@ -444,9 +451,7 @@ impl Watcher {
     }
 
     fn insert(&mut self, wd: i32, dir: PathBuf) {
-        if self.dirs.insert(wd, dir.clone()).is_none() {
-            self.order.push(dir);
-        }
+        self.dirs.insert(wd, dir);
     }
 
     /// Reads the queued events; calls `f` with the path of each `.py` file
@@ -494,10 +499,11 @@ struct Walk {
 }
 
 impl Walk {
-    /// Stores the watch list when it changed.
-    fn done(&self, key: &LaunchKey, w: &Watcher) {
-        if w.order != self.remembered {
-            store_watch_list(key, &w.order);
+    /// Stores what the walk watched as the next learner's list, when it
+    /// changed (directories only the old list had are dropped from it).
+    fn done(&self, key: &LaunchKey, walked: &[PathBuf]) {
+        if walked != self.remembered.as_slice() {
+            store_watch_list(key, walked);
         }
     }
 }
@@ -689,9 +695,11 @@ pub fn run(ctx: &Context<'_>) {
     // `inotify_add_watch` per directory instead of the whole walk.
     let remembered = read_watch_list(ctx.key);
     watcher.watch_listed(&remembered, &sys_path, cap);
-    if remembered.is_empty() {
-        watcher.watch_trees(&sys_path, cap);
-    }
+    let walked = if remembered.is_empty() {
+        watcher.watch_trees(&sys_path, cap)
+    } else {
+        Vec::new()
+    };
     handoff.watching();
     // The launch waited for this (see `watching`); from here on the kernel
     // queues the program's opens, and the rest can wait: the learner and
@@ -708,7 +716,7 @@ pub fn run(ctx: &Context<'_>) {
         remembered,
     };
     let walk = if walk.remembered.is_empty() {
-        walk.done(ctx.key, &watcher);
+        walk.done(ctx.key, &walked);
         None
     } else {
         Some(walk)
@@ -795,8 +803,8 @@ impl Learner<'_> {
             let exited = !h.alive();
             if walk.is_some() && (exited || started.elapsed() >= IDLE_ROUND) {
                 if let Some(walk) = walk.take() {
-                    w.watch_trees(&walk.roots, walk.cap);
-                    walk.done(self.ctx.key, w);
+                    let walked = w.watch_trees(&walk.roots, walk.cap);
+                    walk.done(self.ctx.key, &walked);
                 }
             }
             if exited {
@@ -1155,22 +1163,28 @@ mod tests {
         std::fs::write(root.join("pkg/sub/m.py"), "").unwrap();
         let roots = vec![root.clone()];
         let mut walked = Watcher::new().unwrap();
-        walked.watch_trees(&roots, 100);
-        assert!(walked.order.len() >= 5, "{:?}", walked.order);
-        assert_eq!(walked.order[0], root);
+        let list = walked.watch_trees(&roots, 100);
+        let sorted = |w: &Watcher| {
+            let mut v: Vec<PathBuf> = w.dirs.values().cloned().collect();
+            v.sort();
+            v
+        };
+        let mut all = list.clone();
+        all.sort();
+        assert_eq!(sorted(&walked), all);
+        assert!(list.len() >= 5, "{list:?}");
+        assert_eq!(list[0], root);
         // Same instance: the listed watches come back on the walk's descriptors.
         let mut again = Watcher {
             fd: walked.fd.try_clone().unwrap(),
             dirs: HashMap::new(),
-            order: Vec::new(),
         };
-        again.watch_listed(&walked.order, &roots, 100);
+        again.watch_listed(&list, &roots, 100);
         assert_eq!(again.dirs, walked.dirs);
-        assert_eq!(again.order, walked.order);
         // A fresh instance from the list alone sees the program's opens.
         let mut listed = Watcher::new().unwrap();
-        listed.watch_listed(&walked.order, &roots, 100);
-        assert_eq!(listed.order, walked.order);
+        listed.watch_listed(&list, &roots, 100);
+        assert_eq!(sorted(&listed), all);
         std::fs::File::open(root.join("pkg/sub/m.py")).unwrap();
         let mut seen = Vec::new();
         listed.read(&mut |p| seen.push(p));
@@ -1180,13 +1194,17 @@ mod tests {
         std::os::unix::fs::symlink(root.join("other"), root.join("pkg/sub")).unwrap();
         std::fs::set_permissions(root.join("ns"), std::fs::Permissions::from_mode(0o777)).unwrap();
         let mut changed = Watcher::new().unwrap();
-        changed.watch_listed(&walked.order, &roots, 100);
-        assert!(!changed.order.contains(&root.join("pkg/sub")));
-        assert!(!changed.order.contains(&root.join("ns")));
-        assert!(changed.order.contains(&root.join("pkg")));
+        changed.watch_listed(&list, &roots, 100);
+        let now = sorted(&changed);
+        assert!(!now.contains(&root.join("pkg/sub")));
+        assert!(!now.contains(&root.join("ns")));
+        assert!(now.contains(&root.join("pkg")));
+        // The walk from there no longer lists them: the next list drops them.
+        let rewalked = changed.watch_trees(&roots, 100);
+        assert!(!rewalked.contains(&root.join("pkg/sub")) && !rewalked.contains(&root.join("ns")));
         // The cap holds.
         let mut capped = Watcher::new().unwrap();
-        capped.watch_listed(&walked.order, &roots, 2);
-        assert_eq!(capped.order.len(), 2);
+        capped.watch_listed(&list, &roots, 2);
+        assert_eq!(capped.dirs.len(), 2);
     }
 }
