@@ -28,7 +28,8 @@
 //!    launch, and walks the trees for what is new only once the program
 //!    exits or after [`IDLE_ROUND`]; the walk's result is the next list.
 //! 3. While the program runs, each `.py` opened in a watched directory is
-//!    looked at once, at once: when its pyc is not fresh (importlib's own
+//!    looked at once, soon (the queue is read every [`BATCH`], so the
+//!    program is not woken beside a learner at each open): when its pyc is not fresh (importlib's own
 //!    check) the program is loading it from source, and it becomes a
 //!    candidate. When the pyc *is* fresh, something read the source for
 //!    another reason: `linecache` (a traceback) or a loader with its own
@@ -108,6 +109,10 @@ pub const QUIET_RUNS_TO_STOP: u8 = 2;
 /// A long-running program's candidates are processed once no new one has
 /// arrived for this long.
 pub const IDLE_ROUND: Duration = Duration::from_secs(2);
+
+/// While the program runs, the learner reads the queued events this often
+/// (and at its exit), not at each event.
+const BATCH: Duration = Duration::from_millis(500);
 
 /// Paths remembered per learning run at most (memory bound for servers
 /// that open many `.py` files).
@@ -771,19 +776,27 @@ impl Learner<'_> {
         loop {
             let timeout = match (&h.pidfd, self.pending.is_empty()) {
                 (None, _) => 100,
-                (Some(_), true) if walk.is_none() => -1,
-                (Some(_), true) => IDLE_ROUND
-                    .saturating_sub(started.elapsed())
+                (Some(_), true) if walk.is_none() => BATCH.as_millis() as i32,
+                (Some(_), true) => BATCH
+                    .min(IDLE_ROUND.saturating_sub(started.elapsed()))
                     .as_millis()
                     .max(1) as i32,
-                (Some(_), false) => IDLE_ROUND
-                    .saturating_sub(last_new.elapsed())
+                (Some(_), false) => BATCH
+                    .min(IDLE_ROUND.saturating_sub(last_new.elapsed()))
                     .as_millis()
                     .max(1) as i32,
             };
+            // While the program runs the queue is read in batches, every
+            // [`BATCH`] and at its exit, not as each event arrives: a learner
+            // woken at each open costs the program the wake-up (measured:
+            // ~10 ms of its CPU for 300 modules loaded from source).
             let mut fds = [
                 libc::pollfd {
-                    fd: w.fd.as_raw_fd(),
+                    fd: if h.pidfd.is_some() {
+                        -1
+                    } else {
+                        w.fd.as_raw_fd()
+                    },
                     events: libc::POLLIN,
                     revents: 0,
                 },
