@@ -26,7 +26,7 @@ RUNS="${1:-30}"
 SCENARIOS="${*:2}"; SCENARIOS="${SCENARIOS:-django pytest black}"
 mkdir -p "$OUT"
 command -v hyperfine >/dev/null || { echo "bench: hyperfine is missing (apt-get install -y hyperfine)" >&2; exit 1; }
-(cd "$REPO" && cargo build --release -q)
+(cd "$REPO" && cargo build --release -q -j1)
 KPY="$REPO/target/release/kolosal-python"
 E="env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=$HOME LANG=C.UTF-8"
 NET=(env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$HOME" LANG=C.UTF-8)

@@ -31,7 +31,7 @@ OUT="${KOLOSAL_BENCH_OUT:-$BENCH_DIR/out}/warmcheck"
 PY="${KOLOSAL_BENCH_PYTHON:-/root/.pyenv/versions/3.13.0/bin/python3}"
 RUNS="${1:-40}"
 mkdir -p "$OUT"
-(cd "$REPO" && cargo build --release -q)
+(cd "$REPO" && cargo build --release -q -j1)
 KPY="$REPO/target/release/kolosal-python"
 E="env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=$HOME LANG=C.UTF-8"
 

@@ -42,7 +42,6 @@ use crate::log::{Level, Log};
 use crate::manifest;
 use std::ffi::OsString;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::Path;
 
 /// The version the hot path parses argv as before the interpreter's real
 /// version is known: the newest rules. The cold path parses again with the
@@ -150,67 +149,42 @@ fn launch(log: &Log, argv0: Option<OsString>, args: &[OsString], stage: backgrou
         dont_write_bytecode: false,
         set: found.exec_env.clone(),
     };
-    if stage == background::Stage::Learn {
-        if let Some(spec) = spec.as_ref() {
-            learn_stage(
-                log,
-                &knobs,
-                &found,
-                (req.invoked_as.as_deref(), args),
-                spec,
-                &cwd,
-            );
+    let learner = stage == background::Stage::Learn;
+    // The learner always has work (it watches); a launch only when kolosal
+    // keeps the pycs fresh and there is a program to run.
+    let wanted = learner || knobs.auto_compile;
+    if let Some(spec) = spec
+        .as_ref()
+        .filter(|s| wanted && s.target != Target::NoRun)
+    {
+        let key = launch_key(&found.path, args, spec.script_args_start, &cwd);
+        let ctx = prepare::Context {
+            log,
+            knobs: &knobs,
+            python: &found,
+            argv0: req.invoked_as.as_deref(),
+            args,
+            cwd: &cwd,
+            key: &key,
+            first_spec: spec,
+            in_background: stage != background::Stage::Launch,
+            recorded: None,
+        };
+        if learner {
+            let _ = catch_unwind(AssertUnwindSafe(|| learn::run(&ctx)));
+            return 0;
         }
-        return 0;
-    }
-    if knobs.auto_compile {
-        if let Some(spec) = spec.as_ref().filter(|s| s.target != Target::NoRun) {
-            // Only when kolosal keeps the pycs fresh does it stop python
-            // from writing its own; otherwise python behaves as plain python.
-            if let Some((set, keep_writing)) = make_fresh(
-                log,
-                &knobs,
-                &found,
-                (req.invoked_as.as_deref(), args),
-                spec,
-                &cwd,
-                in_background,
-            ) {
-                exec_env.dont_write_bytecode = !knobs.write_bytecode && !keep_writing;
-                exec_env.set.extend(set);
-            }
+        // Only when kolosal keeps the pycs fresh does it stop python
+        // from writing its own; otherwise python behaves as plain python.
+        if let Some((set, keep_writing)) = make_fresh(&ctx) {
+            exec_env.dont_write_bytecode = !knobs.write_bytecode && !keep_writing;
+            exec_env.set.extend(set);
         }
     }
-    if in_background {
+    if in_background || learner {
         return 0;
     }
     exec(log, &found, args, &exec_env)
-}
-
-/// The learner (`learn`): the same launch key and context as the launch
-/// that started it, then watch.
-fn learn_stage(
-    log: &Log,
-    knobs: &Knobs,
-    found: &Discovered,
-    (argv0, args): (Option<&std::ffi::OsStr>, &[OsString]),
-    spec: &LaunchSpec,
-    cwd: &Path,
-) {
-    let key = launch_key(&found.path, args, spec.script_args_start, cwd);
-    let ctx = prepare::Context {
-        log,
-        knobs,
-        python: found,
-        argv0,
-        args,
-        cwd,
-        key: &key,
-        first_spec: spec,
-        in_background: true,
-        recorded: None,
-    };
-    let _ = catch_unwind(AssertUnwindSafe(|| learn::run(&ctx)));
 }
 
 /// The warm check, then (on a miss) the cold path. Returns the variables the
@@ -220,23 +194,15 @@ fn learn_stage(
 /// cannot serve, an internal failure): then python's own pyc writing stays
 /// on, as with plain python. Never fails the launch: a failure is logged
 /// and precompilation skipped.
-fn make_fresh(
-    log: &Log,
-    knobs: &Knobs,
-    found: &Discovered,
-    (argv0, args): (Option<&std::ffi::OsStr>, &[OsString]),
-    spec: &LaunchSpec,
-    cwd: &Path,
-    in_background: bool,
-) -> Option<(Vec<(OsString, OsString)>, bool)> {
-    let key = launch_key(&found.path, args, spec.script_args_start, cwd);
+fn make_fresh(ctx: &prepare::Context<'_>) -> Option<(Vec<(OsString, OsString)>, bool)> {
+    let (log, key, found) = (ctx.log, ctx.key, ctx.python);
     let mut recorded = None;
-    if let Some(bytes) = manifest::read_recorded(&key) {
+    if let Some(bytes) = manifest::read_recorded(key) {
         if let Some(warm) = manifest::check_encoded(&bytes, key.as_bytes()) {
             if prepare::env_is_ours(warm.env.iter().copied()) {
                 log.debug(format_args!("warm: manifest holds, exec"));
-                if warm.learning && knobs.learn && !in_background {
-                    start_learner(log, &key, argv0, args);
+                if warm.learning && ctx.knobs.learn && !ctx.in_background {
+                    start_learner(log, key, ctx.argv0, ctx.args);
                 }
                 log.info(format_args!(
                     "warm: every recorded stamp holds, nothing to compile ({:.1} ms)",
@@ -250,10 +216,7 @@ fn make_fresh(
                 return Some((env, warm.write_bytecode));
             }
         }
-        recorded = manifest::Manifest::decode(&bytes).filter(|m| {
-            let env = m.env.iter().map(|(k, v)| (k.as_os_str(), v.as_os_str()));
-            m.key == key.as_bytes() && prepare::env_is_ours(env)
-        });
+        recorded = prepare::usable_manifest(&bytes, key);
     }
     // Without a cache kolosal can keep nothing between launches: every
     // launch would probe, scan and compile again, and nothing it leaves to
@@ -269,22 +232,15 @@ fn make_fresh(
         return None;
     }
     let ctx = prepare::Context {
-        log,
-        knobs,
-        python: found,
-        argv0,
-        args,
-        cwd,
-        key: &key,
-        first_spec: spec,
-        in_background,
         recorded: recorded.as_ref(),
+        ..*ctx
     };
+    let ctx = &ctx;
     let keep_writing = recorded.as_ref().is_some_and(|m| m.write_bytecode);
     let cold = || {
         if let Some(recorded) = &recorded {
             log.debug(format_args!("a stamp changed: trying to repair"));
-            match repair::repair(&ctx, recorded) {
+            match repair::repair(ctx, recorded) {
                 Ok(Some(env)) => return Ok(env),
                 Ok(None) => {}
                 Err(e) => log.debug(format_args!("repair failed: {e}")),
@@ -298,7 +254,7 @@ fn make_fresh(
                 ""
             }
         ));
-        prepare::prepare(&ctx)
+        prepare::prepare(ctx)
     };
     let env = match catch_unwind(AssertUnwindSafe(cold)) {
         Ok(Ok(env)) => env,

@@ -31,6 +31,7 @@ use std::fs::Metadata;
 use std::path::{Path, PathBuf};
 
 /// Everything the cold path needs from the launch.
+#[derive(Clone, Copy)]
 pub(crate) struct Context<'a> {
     /// Diagnostics.
     pub log: &'a Log,
@@ -78,6 +79,17 @@ pub(super) fn env_is_ours<'a>(env: impl IntoIterator<Item = (&'a OsStr, &'a OsSt
     env.into_iter().all(|(k, v)| {
         let dir = fallback.get_or_insert_with(|| crate::cache::existing_subdir("pycache").ok());
         k == PREFIX_VAR && dir.as_deref().is_some_and(|d| d.as_os_str() == v)
+    })
+}
+
+/// The manifest in `bytes` (as read back for `key`) when a launch may use
+/// it: it decodes, belongs to this very key, and sets only what kolosal
+/// sets ([`env_is_ours`]). The one reading of a recorded manifest for the
+/// repair path, the cold path and the learner.
+pub(super) fn usable_manifest(bytes: &[u8], key: &LaunchKey) -> Option<Manifest> {
+    Manifest::decode(bytes).filter(|m| {
+        let env = m.env.iter().map(|(k, v)| (k.as_os_str(), v.as_os_str()));
+        m.key == key.as_bytes() && env_is_ours(env)
     })
 }
 
@@ -542,6 +554,31 @@ fn build_manifest(
     targets: &[PycTarget],
     env: &[(OsString, OsString)],
 ) -> Manifest {
+    let paths = stamped_paths(ctx, facts, spec, (closure, carried), targets);
+    let (entries, listings) = observe_stamps(paths, targets);
+    let modules = module_records(facts, (closure, carried), targets);
+    let recorded = ctx.recorded;
+    Manifest {
+        key: ctx.key.as_bytes().to_vec(),
+        env: env.to_vec(),
+        entries,
+        modules,
+        listings,
+        learning: recorded.is_some_and(|r| r.learning),
+        write_bytecode: recorded.is_some_and(|r| r.write_bytecode),
+        quiet_runs: recorded.map_or(0, |r| r.quiet_runs),
+    }
+}
+
+/// Phase 1 of [`build_manifest`]: the paths to stamp, files first, then
+/// directories.
+fn stamped_paths(
+    ctx: &Context<'_>,
+    facts: &PythonFacts,
+    spec: &LaunchSpec,
+    (closure, carried): (&graph::Closure, &[ModuleRecord]),
+    targets: &[PycTarget],
+) -> Vec<PathBuf> {
     let mut files: BTreeSet<PathBuf> = BTreeSet::new();
     let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
     // Both the path exec'd (a venv symlink, or a path whose target can be
@@ -595,7 +632,19 @@ fn build_manifest(
         };
         dirs.insert(d);
     }
-    let paths: Vec<PathBuf> = files.into_iter().chain(dirs).collect();
+    files.into_iter().chain(dirs).collect()
+}
+
+/// Directory listing digests, as [`Manifest::listings`] holds them.
+type Listings = Vec<(PathBuf, u64)>;
+
+/// Phase 2 of [`build_manifest`]: each path's stamp (grouped by directory
+/// for the warm check), and the listings of the stamped directories the
+/// closure depends on.
+fn observe_stamps(
+    paths: Vec<PathBuf>,
+    targets: &[PycTarget],
+) -> (Vec<(PathBuf, Expect)>, Listings) {
     let observed: Vec<Expect> = crate::freshness::par_map(&paths, |p| manifest::observe(p));
     // Listings of the directories the closure depends on, read after their
     // stamps were taken (a change in between leaves a stamp that fails).
@@ -611,9 +660,19 @@ fn build_manifest(
         .zip(&listed)
         .filter_map(|(digest, d)| Some(((*d).clone(), digest?)))
         .collect();
-    let entries = paths.iter().cloned().zip(observed).collect();
-    // What the repair path needs to tell an edit from a closure change: each
-    // file-stamped module's pyc path and import digest.
+    let mut entries: Vec<(PathBuf, Expect)> = paths.into_iter().zip(observed).collect();
+    manifest::group_by_dir(&mut entries);
+    (entries, listings)
+}
+
+/// Phase 3 of [`build_manifest`]: what the repair path needs to tell an
+/// edit from a closure change: each file-stamped module's pyc path and
+/// import digest.
+fn module_records(
+    facts: &PythonFacts,
+    (closure, carried): (&graph::Closure, &[ModuleRecord]),
+    targets: &[PycTarget],
+) -> Vec<ModuleRecord> {
     let cfiles: HashMap<&Path, &Path> = targets
         .iter()
         .map(|t| (t.source.as_path(), t.cfile.as_path()))
@@ -622,7 +681,7 @@ fn build_manifest(
         cfile: cfiles.get(r.source.as_path()).map(|c| c.to_path_buf()),
         ..r.clone()
     });
-    let modules = closure
+    closure
         .modules
         .iter()
         .filter_map(|m| {
@@ -643,16 +702,5 @@ fn build_manifest(
             })
         })
         .chain(carried)
-        .collect();
-    let recorded = ctx.recorded;
-    Manifest {
-        key: ctx.key.as_bytes().to_vec(),
-        env: env.to_vec(),
-        entries,
-        modules,
-        listings,
-        learning: recorded.is_some_and(|r| r.learning),
-        write_bytecode: recorded.is_some_and(|r| r.write_bytecode),
-        quiet_runs: recorded.map_or(0, |r| r.quiet_runs),
-    }
+        .collect()
 }
