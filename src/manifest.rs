@@ -338,7 +338,7 @@ fn holds(st: Option<libc::stat>, kind: u8, want: &Stamp) -> bool {
 /// (by parent, then name), which lets the warm check stat a directory's
 /// entries relative to one descriptor ([`DirCursor`]). Stable for equal
 /// keys; the order carries no other meaning.
-pub fn group_by_dir<T>(entries: &mut [(PathBuf, T)]) {
+pub(crate) fn group_by_dir<T>(entries: &mut [(PathBuf, T)]) {
     fn split(p: &Path) -> (&[u8], &[u8]) {
         let b = p.as_os_str().as_bytes();
         match b.iter().rposition(|&c| c == b'/') {
