@@ -120,6 +120,28 @@ print("  wall, interleaved x%d: kolosal median %.1f ms (min %.1f), KOLOSAL_AUTO_
          statistics.median(k) - statistics.median(p), min(k) - min(p)))
 PYEOF
 
+# --- the machine's floor under the warm check --------------------------------
+# The same stats with nothing of kolosal's around them: the paths a warm
+# launch stats (strace -y names each directory descriptor), fed to
+# bench/statfloor.c, which opens each directory O_PATH and fstatat()s its
+# entries, on one thread and split over two, as the launcher does.
+if command -v strace >/dev/null && command -v cc >/dev/null; then
+  cc -O2 -pthread -o "$OUT/statfloor" "$BENCH_DIR/statfloor.c"
+  (cd "$APP" && $KE strace -f -y -e trace=newfstatat,execve -o "$OUT/warm.strace" "$KPY" main.py) >/dev/null
+  # Only the launcher's: up to the execve of the interpreter (the second).
+  awk '/execve\(/ { n++; if (n == 2) exit } { print }' "$OUT/warm.strace" \
+    | grep -oE 'newfstatat\([0-9]+<[^>]*>, "[^"]+"' \
+    | sed -E 's/newfstatat\([0-9]+<([^>]*)>, "([^"]*)"/\1\/\2/' > "$OUT/warm.paths"
+  echo "  floor, one warm process (200 rounds): $("$OUT/statfloor" 200 < "$OUT/warm.paths")"
+  # As cold as a launch: a new process per round, one round each.
+  for mode in 1 2; do
+    for _ in $(seq 1 "$RUNS"); do "$OUT/statfloor" 1 "$mode" < "$OUT/warm.paths"; done \
+      | sed -nE "s/.*$mode threads? min ([0-9]+) us.*/\1/p" | sort -n \
+      | awk -v m="$mode" '{v[NR]=$1} END {printf "  floor, a new process per round, %s thread(s), x%d: min %d us, median %d us\n", m, NR, v[1], v[int((NR+1)/2)]}'
+  done
+  echo "  launcher stats in that strace: $(wc -l < "$OUT/warm.paths") fstatat calls"
+fi
+
 # --- learncost ---------------------------------------------------------------
 learncost() { # CASE
   local case="$1" snap="$OUT/snap-$1"
