@@ -16,8 +16,9 @@
 //! ```
 //!
 //! The scanner fingerprint hashes the crate version and the source of the
-//! scanner (lexer included) and of the flag translation, so a kolosal build
-//! whose scanner differs never trusts another build's results.
+//! scanner (every file of it: `scan.rs` and `scan/*.rs`) and of the flag
+//! translation, so a kolosal build whose scanner differs never trusts
+//! another build's results.
 
 use crate::cache;
 use rustc_hash::FxHashMap as HashMap;
@@ -50,6 +51,10 @@ fn hash_scanner_sources() -> u64 {
         env!("CARGO_PKG_VERSION"),
         include_str!("scan.rs"),
         include_str!("scan/lexer.rs"),
+        include_str!("scan/imports.rs"),
+        include_str!("scan/dynamic.rs"),
+        include_str!("scan/keyword.rs"),
+        include_str!("scan/lines.rs"),
         include_str!("graph.rs"),
         include_str!("import_cache.rs"),
     ] {
@@ -418,6 +423,27 @@ mod tests {
         assert_eq!(e.size, 12);
         assert_eq!(e.mtime_ns, -5);
         assert_eq!(e.imports, m.values().next().unwrap().imports);
+    }
+
+    /// A scanner file missing from the fingerprint would let a build with a
+    /// different scanner trust this one's results.
+    #[test]
+    fn fingerprint_covers_every_scanner_file() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/closure/scan");
+        let this = include_str!("import_cache.rs");
+        let mut seen = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            if name.ends_with(".rs") {
+                seen += 1;
+                let needle = format!("include_str!(\"scan/{name}\")");
+                assert!(
+                    this.contains(&needle),
+                    "scan/{name} is not in the scanner fingerprint"
+                );
+            }
+        }
+        assert!(seen >= 2, "{}: no scanner files found", dir.display());
     }
 
     #[test]
