@@ -78,6 +78,21 @@ impl ProbeConfig {
         }
     }
 
+    /// The probe settings a launch's own flags imply (`-I`, `-E`, `-s`, `-S`,
+    /// `-X frozen_modules=off`), over the current environment: the one
+    /// mapping from a command line to the facts it needs, for the launcher
+    /// and `kolosal compile --trace` alike.
+    pub fn for_launch(spec: &crate::argv::LaunchSpec) -> Self {
+        ProbeConfig {
+            isolated: spec.isolated,
+            ignore_environment: spec.ignore_environment,
+            no_user_site: spec.no_user_site,
+            no_site: spec.no_site,
+            frozen_modules_off: spec.frozen_modules == Some(false),
+            ..ProbeConfig::from_current_env()
+        }
+    }
+
     /// The interpreter flags this config stands for, in CPython's spelling.
     pub fn python_flags(&self) -> Vec<&'static str> {
         let mut flags = Vec::new();

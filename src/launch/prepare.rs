@@ -346,7 +346,7 @@ pub(super) fn interpreter_view(
 ) -> Result<(PythonFacts, LaunchSpec, PycRules), PrepareError> {
     let env = |name: &str| std::env::var_os(name);
     // Stage 2b: the interpreter's facts under this launch's flags (cached).
-    let config = probe_config(ctx.first_spec);
+    let config = ProbeConfig::for_launch(ctx.first_spec);
     let facts = facts_for(&ctx.python.path, &config)?;
     ctx.log.debug(format_args!(
         "probe: python {}.{}.{}",
@@ -366,18 +366,6 @@ pub(super) fn interpreter_view(
 /// [`stale_with_reasons`] with the targets copied out of their list.
 pub(super) fn owned(stale: Vec<(&PycTarget, StaleReason)>) -> Vec<(PycTarget, StaleReason)> {
     stale.into_iter().map(|(t, r)| (t.clone(), r)).collect()
-}
-
-/// The probe settings this launch's flags imply.
-fn probe_config(spec: &LaunchSpec) -> ProbeConfig {
-    ProbeConfig {
-        isolated: spec.isolated,
-        ignore_environment: spec.ignore_environment,
-        no_user_site: spec.no_user_site,
-        no_site: spec.no_site,
-        frozen_modules_off: spec.frozen_modules == Some(false),
-        ..ProbeConfig::from_current_env()
-    }
 }
 
 fn pyc_targets(

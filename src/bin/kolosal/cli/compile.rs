@@ -313,15 +313,8 @@ pub fn run(mut args: CompileArgs) -> anyhow::Result<i32> {
     if let Some(list) = &args.file_list {
         paths.extend(read_file_list(list)?);
     }
-    let groups = if args.entry.is_some() || args.module.is_some() {
-        vec![super::OwnedPaths {
-            python: args.python.clone(),
-            why: None,
-            paths: Vec::new(),
-        }]
-    } else {
-        super::group_by_owner(&paths, args.python.as_deref())
-    };
+    let entry_or_module = args.entry.is_some() || args.module.is_some();
+    let groups = super::groups_for(entry_or_module, &paths, args.python.as_deref());
     if groups.len() > 1 && args.quiet < 2 {
         let names: Vec<String> = groups
             .iter()

@@ -31,6 +31,25 @@ pub fn discover_python(
     Ok(discover(&req)?)
 }
 
+/// The interpreter groups a `compile`/`status` run works on: one group
+/// (the explicit or discovered interpreter, no paths) for an entry
+/// (`--entry`/`-m`), else `paths` grouped by the interpreter owning each.
+pub fn groups_for(
+    entry_or_module: bool,
+    paths: &[PathBuf],
+    python: Option<&Path>,
+) -> Vec<OwnedPaths> {
+    if entry_or_module {
+        vec![OwnedPaths {
+            python: python.map(Path::to_path_buf),
+            why: None,
+            paths: Vec::new(),
+        }]
+    } else {
+        group_by_owner(paths, python)
+    }
+}
+
 /// The prefix of every error line the `kolosal` CLI prints (on stderr).
 pub const ERROR: &str = "kolosal: error: ";
 

@@ -268,15 +268,8 @@ pub(crate) fn pyc_level(path: &Path, tag: &str) -> Option<u32> {
 
 /// Runs `kolosal status`; returns the process exit code.
 pub fn run(args: StatusArgs) -> anyhow::Result<i32> {
-    let groups = if args.entry.is_some() || args.module.is_some() {
-        vec![super::OwnedPaths {
-            python: args.python.clone(),
-            why: None,
-            paths: Vec::new(),
-        }]
-    } else {
-        super::group_by_owner(&args.paths, args.python.as_deref())
-    };
+    let entry_or_module = args.entry.is_some() || args.module.is_some();
+    let groups = super::groups_for(entry_or_module, &args.paths, args.python.as_deref());
     let mut code = 0;
     let mut docs = Vec::new();
     for g in &groups {

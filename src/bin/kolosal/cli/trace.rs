@@ -322,14 +322,7 @@ fn with_argv(target: TargetPython, args: &[OsString]) -> Candidate {
         ArgTarget::Command(c) => Some(Entry::Code(c.to_string_lossy().into_owned())),
         _ => None,
     };
-    let config = ProbeConfig {
-        isolated: spec.isolated,
-        ignore_environment: spec.ignore_environment,
-        no_user_site: spec.no_user_site,
-        no_site: spec.no_site,
-        frozen_modules_off: spec.frozen_modules == Some(false),
-        ..ProbeConfig::from_current_env()
-    };
+    let config = ProbeConfig::for_launch(&spec);
     let facts = facts_for(&target.path, &config).unwrap_or_else(|_| target.facts.clone());
     Candidate {
         target: TargetPython { facts, ..target },
