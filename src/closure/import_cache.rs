@@ -2,14 +2,22 @@
 //! never scanned twice.
 //!
 //! Entries are keyed by path and validated by `(size, mtime_ns)` of the file
-//! at lookup time. The cache lives in one binary file,
-//! `cache_subdir("imports")/imports-v1.bin`, written atomically; a missing,
+//! at lookup time. A path the cache does not know (or whose entry no longer
+//! matches) is looked up once more by the file's identity, `(dev, ino,
+//! size, mtime_ns)`: installers that hard-link from their own cache (uv by
+//! default, pip with a linking installer, `cp -al`) put the same inodes in
+//! every venv, so a new venv's files are found under the first venv's
+//! paths without being read. An identity names one file at a time, so a hit
+//! is that very file, unchanged since it was scanned by the same rule as a
+//! path hit; the file is still opened (the stat comes from its descriptor). The cache lives in one binary file,
+//! `cache_subdir("imports")/imports-v2.bin`, written atomically; a missing,
 //! foreign, truncated or corrupt file is treated as empty.
 //!
 //! File layout (all integers little-endian):
 //! ```text
-//! "KOLIMP01" | u64 scanner fingerprint | u64 entry count |
-//! entry*: bytes path | u64 size | i64 mtime_ns | u32 import count |
+//! "KOLIMP02" | u64 scanner fingerprint | u64 entry count |
+//! entry*: bytes path | u64 size | i64 mtime_ns | u64 dev | u64 ino |
+//!         u32 import count |
 //!         import*: bytes module | u32 level | u32 line | u32 flags |
 //!                  u32 name count | bytes name*
 //! bytes = u32 length + raw bytes
@@ -35,9 +43,9 @@ use std::sync::{Arc, Mutex};
 use super::scan::ImportFlags;
 use crate::binfmt::{put_bytes, Reader};
 
-const MAGIC: &[u8; 8] = b"KOLIMP01";
+const MAGIC: &[u8; 8] = b"KOLIMP02";
 
-const FILE_NAME: &str = "imports-v1.bin";
+const FILE_NAME: &str = "imports-v2.bin";
 /// Identifies the scanner that produced cached results (see module docs).
 fn scanner_fingerprint() -> u64 {
     static FINGERPRINT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
@@ -89,8 +97,33 @@ pub struct Import {
 struct Entry {
     size: u64,
     mtime_ns: i64,
+    dev: u64,
+    ino: u64,
     imports: Arc<Vec<Import>>,
     used: bool,
+}
+
+impl Entry {
+    fn identity(&self) -> Identity {
+        (self.dev, self.ino, self.size, self.mtime_ns)
+    }
+}
+
+/// `(dev, ino, size, mtime_ns)`: one file, unchanged.
+type Identity = (u64, u64, u64, i64);
+
+/// The identity of the file `m` describes.
+fn identity(m: &std::fs::Metadata) -> Identity {
+    let (size, mtime_ns) = meta_key(m);
+    (m.dev(), m.ino(), size, mtime_ns)
+}
+
+/// The identity index of `entries`.
+fn index(entries: &HashMap<OsString, Entry>) -> HashMap<Identity, Arc<Vec<Import>>> {
+    entries
+        .values()
+        .map(|e| (e.identity(), e.imports.clone()))
+        .collect()
 }
 
 /// What [`ImportCache::get_or_scan`] found for one file.
@@ -110,6 +143,8 @@ pub struct Scanned {
 pub struct ImportCache {
     /// By path (kept as raw bytes: hashing a `Path` walks its components).
     entries: Mutex<HashMap<OsString, Entry>>,
+    /// The same results by file identity (see the module docs).
+    by_identity: Mutex<HashMap<Identity, Arc<Vec<Import>>>>,
     dirty: AtomicBool,
     location: Option<PathBuf>,
 }
@@ -187,6 +222,7 @@ impl ImportCache {
             .and_then(|bytes| decode(&bytes))
             .unwrap_or_default();
         ImportCache {
+            by_identity: Mutex::new(index(&entries)),
             entries: Mutex::new(entries),
             dirty: AtomicBool::new(false),
             location,
@@ -197,8 +233,10 @@ impl ImportCache {
     /// `None` when they are not a valid cache file of this kolosal build.
     /// The result is never saved.
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let entries = decode(bytes)?;
         Some(ImportCache {
-            entries: Mutex::new(decode(bytes)?),
+            by_identity: Mutex::new(index(&entries)),
+            entries: Mutex::new(entries),
             dirty: AtomicBool::new(false),
             location: None,
         })
@@ -245,25 +283,32 @@ impl ImportCache {
         }
         let file = File::open(path)?;
         let meta = file.metadata()?;
-        let key = meta_key(&meta);
+        let id = identity(&meta);
+        // The same file under another path (a hard link): its scan.
+        let linked = lock(&self.by_identity).get(&id).cloned();
+        let cached = linked.is_some();
         // The key is taken before the read. A file that changes while it is
         // read gets a new mtime or size, so the next lookup misses and
         // rescans it; a second stat after the read would add nothing (an
         // edit keeping both size and mtime escapes either way).
-        let imports = Arc::new(with_contents(&file, &meta, scan)?);
-        lock(&self.entries).insert(
-            path.as_os_str().to_os_string(),
-            Entry {
-                size: key.0,
-                mtime_ns: key.1,
-                imports: imports.clone(),
-                used: true,
-            },
-        );
+        let imports = match linked {
+            Some(imports) => imports,
+            None => Arc::new(with_contents(&file, &meta, scan)?),
+        };
+        let entry = Entry {
+            size: id.2,
+            mtime_ns: id.3,
+            dev: id.0,
+            ino: id.1,
+            imports: imports.clone(),
+            used: true,
+        };
+        lock(&self.by_identity).insert(id, imports.clone());
+        lock(&self.entries).insert(path.as_os_str().to_os_string(), entry);
         self.dirty.store(true, Ordering::Relaxed);
         Ok(Scanned {
             imports,
-            cached: false,
+            cached,
             meta,
         })
     }
@@ -301,6 +346,8 @@ fn encode_to<'a>(
         put_bytes(&mut out, path.as_bytes());
         out.extend_from_slice(&e.size.to_le_bytes());
         out.extend_from_slice(&e.mtime_ns.to_le_bytes());
+        out.extend_from_slice(&e.dev.to_le_bytes());
+        out.extend_from_slice(&e.ino.to_le_bytes());
         out.extend_from_slice(&(e.imports.len() as u32).to_le_bytes());
         for i in e.imports.iter() {
             put_bytes(&mut out, i.module.as_bytes());
@@ -346,6 +393,8 @@ fn decode(buf: &[u8]) -> Option<HashMap<OsString, Entry>> {
         let path = OsString::from_vec(r.bytes_field()?.to_vec());
         let size = r.u64()?;
         let mtime_ns = r.u64()? as i64;
+        let dev = r.u64()?;
+        let ino = r.u64()?;
         let n = r.u32()?;
         // Each import takes at least 20 bytes: reject absurd counts early.
         if n as usize > r.remaining() / 20 {
@@ -378,6 +427,8 @@ fn decode(buf: &[u8]) -> Option<HashMap<OsString, Entry>> {
             Entry {
                 size,
                 mtime_ns,
+                dev,
+                ino,
                 imports: Arc::new(imports),
                 used: false,
             },
@@ -400,6 +451,8 @@ mod tests {
             Entry {
                 size: 12,
                 mtime_ns: -5,
+                dev: 7,
+                ino: 1 << 40,
                 imports: Arc::new(vec![Import {
                     module: "a.b".into(),
                     names: vec!["c".into(), "*".into()],
@@ -473,5 +526,40 @@ mod tests {
         assert!(cache
             .get_or_scan(&dir.path().join("nope.py"), scan)
             .is_err());
+    }
+
+    /// A hard link of a scanned file (a second venv from a linking
+    /// installer) is answered by identity, through a saved cache file too;
+    /// a copy, or the same inode edited, is scanned.
+    #[test]
+    fn hard_links_are_found_by_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let (v1, v2) = (dir.path().join("v1"), dir.path().join("v2"));
+        std::fs::create_dir_all(&v1).unwrap();
+        std::fs::create_dir_all(&v2).unwrap();
+        let real = crate::closure::graph::scan_imports;
+        std::fs::write(v1.join("m.py"), "import os\nfrom . import sib\n").unwrap();
+        let first = ImportCache::in_memory();
+        let scanned = first.get_or_scan(&v1.join("m.py"), real).unwrap();
+        assert!(!scanned.cached);
+        assert_eq!(scanned.imports.len(), 2);
+        // Through the file format, as a later launch loads it.
+        let cache = ImportCache::from_bytes(&first.to_bytes()).expect("decodes");
+        std::fs::hard_link(v1.join("m.py"), v2.join("m.py")).unwrap();
+        std::fs::copy(v1.join("m.py"), v2.join("copy.py")).unwrap();
+        let unread = |_: &[u8]| -> Vec<Import> { panic!("a hard link must not be read") };
+        let linked = cache.get_or_scan(&v2.join("m.py"), unread).unwrap();
+        assert!(linked.cached);
+        assert_eq!(linked.imports, scanned.imports);
+        let copied = cache.get_or_scan(&v2.join("copy.py"), real).unwrap();
+        assert!(!copied.cached, "a copy is another inode: scanned");
+        assert_eq!(copied.imports, scanned.imports);
+        // An edit through one name changes the inode's size and mtime for
+        // both: neither path nor identity may answer with the old scan.
+        std::fs::write(v2.join("m.py"), "import sys\n").unwrap();
+        let edited = cache.get_or_scan(&v1.join("m.py"), real).unwrap();
+        assert!(!edited.cached);
+        assert_eq!(edited.imports.len(), 1);
+        assert_eq!(edited.imports[0].module, "sys");
     }
 }
