@@ -14,13 +14,16 @@
 //!    manifests; if someone holds it, a background run is already on its
 //!    way and nothing is started), then starts `kolosal-python` again with
 //!    the same argv, working directory and environment, plus
-//!    `KOLOSAL_INTERNAL_BACKGROUND=detach`. The lock's descriptor is handed
-//!    down to it.
-//! 3. That process starts the real background run (`...=run`) in its own
-//!    process group with stdin/stdout/stderr on `/dev/null`, and exits at
-//!    once; the launcher waits for it, so the background run is nobody's
-//!    child (not the program's: a program reaping "any child" never sees
-//!    it) and never the terminal's (Ctrl-C does not reach it).
+//!    `KOLOSAL_INTERNAL_BACKGROUND=run`, as a grandchild
+//!    ([`spawn_detached`]: fork, fork, exec; the middle process exits at
+//!    once and is reaped here), in its own process group with stdin,
+//!    stdout and stderr on `/dev/null`. The lock's descriptor is handed
+//!    down to it. So the background run is nobody's child (not the
+//!    program's: a program reaping "any child" never sees it) and never
+//!    the terminal's (Ctrl-C does not reach it), and the launch waits for
+//!    two `fork`s, not for an `exec`.
+//! 3. (A launcher of an earlier build started a `detach` step first, which
+//!    started the run and exited: [`detach`] still does that.)
 //! 4. The background run lowers its priority (`nice` 10, inherited by its
 //!    compile workers), finds the manifest's pending entries through the
 //!    repair path, compiles what is still stale under the usual cache lock,
@@ -40,9 +43,10 @@ use crate::manifest::LaunchKey;
 use nix::fcntl::{Flock, FlockArg};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// The variable that tells `kolosal-python` which background stage it is.
@@ -53,7 +57,8 @@ pub(crate) const STAGE_VAR: &str = "KOLOSAL_INTERNAL_BACKGROUND";
 pub(crate) enum Stage {
     /// A normal launch: ends in exec.
     Launch,
-    /// Step 3: start the background run and exit.
+    /// Step 3: start the background run and exit (what a launcher of an
+    /// earlier build starts; this one starts [`Stage::Run`] itself).
     Detach,
     /// Step 4: compile what the launch left, then exit.
     Run,
@@ -110,31 +115,15 @@ pub(crate) fn start(
         return Ok(false);
     };
     let exe = std::env::current_exe().map_err(StartError::CurrentExe)?;
-    let fd = lock.as_raw_fd();
-    let mut cmd = Command::new(&exe);
-    cmd.arg0(argv0.unwrap_or(exe.as_os_str()))
-        .args(args)
-        .env(STAGE_VAR, "detach")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0);
-    // SAFETY: only fcntl(2), which is async-signal-safe, runs between fork
-    // and exec: it clears close-on-exec on the lock's descriptor in the
-    // child alone, so the lock passes to the background run but not to the
-    // program this process is about to exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let status = cmd.status().map_err(StartError::Spawn)?;
-    if !status.success() {
-        return Err(StartError::DetachFailed(status));
-    }
+    // The lock's descriptor passes to the background run (close-on-exec
+    // cleared in it alone), not to the program this process execs.
+    spawn_detached(
+        &exe,
+        argv0.unwrap_or(exe.as_os_str()),
+        args,
+        &[("run", "", "")],
+        &[lock.as_raw_fd()],
+    )?;
     // Our descriptor closes with this process's exec (close-on-exec); the
     // background run keeps its own. Dropping the Flock would unlock the
     // shared open file description for the background run too.
@@ -191,4 +180,96 @@ pub(crate) fn enter_run() {
         libc::setpriority(libc::PRIO_PROCESS, 0, 10);
     }
     std::env::remove_var(STAGE_VAR);
+}
+
+/// Starts `kolosal-python` again as a grandchild (the background run or
+/// the learner): fork, fork again, exec. The middle process exits at once
+/// and is reaped here, so the grandchild is nobody's child (not the
+/// program's, which this process becomes) and the launch waits for two
+/// `fork`s, not for an `exec`. It runs in its own process group with stdio
+/// on `/dev/null`, with this process's environment plus `stage`
+/// ([`STAGE_VAR`]) and `var` set to `value`; `keep` are the descriptors it
+/// inherits (close-on-exec cleared in it alone, at most three).
+pub(super) fn spawn_detached(
+    exe: &Path,
+    argv0: &OsStr,
+    args: &[OsString],
+    &[(stage, var, value)]: &[(&str, &str, &str); 1],
+    keep: &[RawFd],
+) -> Result<(), StartError> {
+    use std::ffi::CString;
+    let c = |b: &[u8]| CString::new(b).map_err(StartError::Nul);
+    // Everything the child needs is allocated before fork.
+    let path = c(exe.as_os_str().as_bytes())?;
+    let mut argv = vec![c(argv0.as_bytes())?];
+    for a in args {
+        argv.push(c(a.as_bytes())?);
+    }
+    let mut envp = Vec::new();
+    for (k, v) in std::env::vars_os() {
+        if k == STAGE_VAR || k == super::learn::HANDOFF_VAR || k == var {
+            continue;
+        }
+        let mut kv = k.into_vec();
+        kv.push(b'=');
+        kv.extend_from_slice(v.as_bytes());
+        envp.push(c(&kv)?);
+    }
+    envp.push(c(format!("{STAGE_VAR}={stage}").as_bytes())?);
+    if !var.is_empty() {
+        envp.push(c(format!("{var}={value}").as_bytes())?);
+    }
+    let argv_p: Vec<*const libc::c_char> = argv
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain([std::ptr::null()])
+        .collect();
+    let envp_p: Vec<*const libc::c_char> = envp
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain([std::ptr::null()])
+        .collect();
+    let null = File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(StartError::DevNull)?;
+    let null_fd = null.as_raw_fd();
+    let keep: [RawFd; 3] = [
+        keep.first().copied().unwrap_or(-1),
+        keep.get(1).copied().unwrap_or(-1),
+        keep.get(2).copied().unwrap_or(-1),
+    ];
+    // SAFETY: between fork and exec/_exit the children call only
+    // async-signal-safe functions (fork, setpgid, dup2, fcntl, execve,
+    // _exit) on memory prepared above.
+    unsafe {
+        let child = libc::fork();
+        if child < 0 {
+            return Err(StartError::Fork(std::io::Error::last_os_error()));
+        }
+        if child == 0 {
+            if libc::fork() == 0 {
+                libc::setpgid(0, 0);
+                for fd in 0..3 {
+                    libc::dup2(null_fd, fd);
+                }
+                for fd in keep {
+                    if fd >= 0 {
+                        libc::fcntl(fd, libc::F_SETFD, 0);
+                    }
+                }
+                libc::execve(path.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr());
+                libc::_exit(127);
+            }
+            libc::_exit(0);
+        }
+        let mut status = 0;
+        while libc::waitpid(child, &mut status, 0) < 0 {
+            if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                break;
+            }
+        }
+    }
+    Ok(())
 }

@@ -15,7 +15,6 @@ use crate::interpreter::ProbeError;
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
-use std::process::ExitStatus;
 
 /// Why the cold path ([`super::prepare::prepare`]) or the repair path
 /// ([`super::repair::repair`]) could not make the closure's pycs fresh.
@@ -110,10 +109,6 @@ pub(crate) enum StartError {
     DevNull(io::Error),
     /// `fork` failed.
     Fork(io::Error),
-    /// The background run's detach step could not be spawned.
-    Spawn(io::Error),
-    /// The detach step ran but failed.
-    DetachFailed(ExitStatus),
 }
 
 impl fmt::Display for StartError {
@@ -125,10 +120,6 @@ impl fmt::Display for StartError {
             StartError::Nul(_) => f.write_str("a NUL byte in argv or the environment"),
             StartError::DevNull(e) => write!(f, "/dev/null: {e}"),
             StartError::Fork(e) => write!(f, "fork: {e}"),
-            StartError::Spawn(e) => write!(f, "cannot start the background compile: {e}"),
-            StartError::DetachFailed(status) => {
-                write!(f, "the background compile did not start ({status})")
-            }
         }
     }
 }
@@ -137,12 +128,9 @@ impl std::error::Error for StartError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             StartError::Lock { source, .. } => Some(source),
-            StartError::CurrentExe(e)
-            | StartError::DevNull(e)
-            | StartError::Fork(e)
-            | StartError::Spawn(e) => Some(e),
+            StartError::CurrentExe(e) | StartError::DevNull(e) | StartError::Fork(e) => Some(e),
             StartError::Nul(e) => Some(e),
-            StartError::NoCache | StartError::DetachFailed(_) => None,
+            StartError::NoCache => None,
         }
     }
 }

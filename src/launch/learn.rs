@@ -19,7 +19,8 @@
 //!    `SCHED_IDLE`, inherited by its compile workers, and only then reads
 //!    the manifest). The lock, the pidfd and a pipe are handed down; the
 //!    launch waits on the pipe (at most [`LEARN_READY_WAIT`]) until the
-//!    watches are in place, so the program's imports never race them.
+//!    watches are in place, so the program's imports never race them
+//!    (a first learner's deeper watches excepted, see 2).
 //! 2. The learner puts one inotify watch (`IN_OPEN`) on every directory of
 //!    the program's `sys.path` and, breadth first, on their package
 //!    subdirectories, up to `KOLOSAL_LEARN_WATCHES` and the kernel's limit.
@@ -27,6 +28,10 @@
 //!    next learner re-adds those watches first, listing nothing, tells the
 //!    launch, and walks the trees for what is new only once the program
 //!    exits or after [`IDLE_ROUND`]; the walk's result is the next list.
+//!    A first learner (no list yet) tells the launch once the entries and
+//!    the directories right below them are watched ([`FIRST_WATCH_DEPTH`])
+//!    and walks deeper while the program starts: what the program opens
+//!    in a directory not watched yet is learned by the next learner.
 //! 3. While the program runs, each `.py` opened in a watched directory is
 //!    looked at once, soon (the queue is read every [`BATCH`], so the
 //!    program is not woken beside a learner at each open): when its pyc is not fresh (importlib's own
@@ -89,10 +94,8 @@ use crate::manifest::{self, Expect, LaunchKey, Manifest, ModuleRecord};
 use crate::pyc::{self, PycRules, PycTarget, Verdict};
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::ffi::{OsStr, OsString};
-use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -144,11 +147,11 @@ pub(crate) fn start(
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| StartError::Fork(e.into()))?;
     let ready_fd = ready_w.as_raw_fd();
     let handoff = format!("{pid}:{pidfd_raw}:{lock_fd}:{ready_fd}");
-    let spawned = spawn_detached(
+    let spawned = super::background::spawn_detached(
         &exe,
         argv0.unwrap_or(exe.as_os_str()),
         args,
-        &handoff,
+        &[("learn", HANDOFF_VAR, &handoff)],
         &[lock_fd, pidfd_raw, ready_fd],
     );
     drop(pidfd);
@@ -181,97 +184,6 @@ fn wait_until_watching(ready: &OwnedFd) {
             break;
         }
     }
-}
-
-/// Starts the learner as a grandchild: fork, fork again, exec. The middle
-/// process exits at once and is reaped here, so the learner is nobody's
-/// child (not the program's, which this process becomes) and the launch
-/// waits for two `fork`s, not for an `exec` (a `Command` through the
-/// background run's detach step costs a few milliseconds more). The
-/// learner runs in its own process group with stdio on `/dev/null`; `keep`
-/// are the descriptors it inherits (close-on-exec cleared in it alone).
-fn spawn_detached(
-    exe: &Path,
-    argv0: &OsStr,
-    args: &[OsString],
-    handoff: &str,
-    keep: &[RawFd],
-) -> Result<(), StartError> {
-    use std::ffi::CString;
-    let c = |b: &[u8]| CString::new(b).map_err(StartError::Nul);
-    // Everything the child needs is allocated before fork.
-    let path = c(exe.as_os_str().as_bytes())?;
-    let mut argv = vec![c(argv0.as_bytes())?];
-    for a in args {
-        argv.push(c(a.as_bytes())?);
-    }
-    let mut envp = Vec::new();
-    for (k, v) in std::env::vars_os() {
-        if k == super::background::STAGE_VAR || k == HANDOFF_VAR {
-            continue;
-        }
-        let mut kv = k.into_vec();
-        kv.push(b'=');
-        kv.extend_from_slice(v.as_bytes());
-        envp.push(c(&kv)?);
-    }
-    envp.push(c(
-        format!("{}=learn", super::background::STAGE_VAR).as_bytes()
-    )?);
-    envp.push(c(format!("{HANDOFF_VAR}={handoff}").as_bytes())?);
-    let argv_p: Vec<*const libc::c_char> = argv
-        .iter()
-        .map(|a| a.as_ptr())
-        .chain([std::ptr::null()])
-        .collect();
-    let envp_p: Vec<*const libc::c_char> = envp
-        .iter()
-        .map(|a| a.as_ptr())
-        .chain([std::ptr::null()])
-        .collect();
-    let null = File::options()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-        .map_err(StartError::DevNull)?;
-    let null_fd = null.as_raw_fd();
-    let keep: [RawFd; 3] = [
-        keep.first().copied().unwrap_or(-1),
-        keep.get(1).copied().unwrap_or(-1),
-        keep.get(2).copied().unwrap_or(-1),
-    ];
-    // SAFETY: between fork and exec/_exit the children call only
-    // async-signal-safe functions (fork, setpgid, dup2, fcntl, execve,
-    // _exit) on memory prepared above.
-    unsafe {
-        let child = libc::fork();
-        if child < 0 {
-            return Err(StartError::Fork(std::io::Error::last_os_error()));
-        }
-        if child == 0 {
-            if libc::fork() == 0 {
-                libc::setpgid(0, 0);
-                for fd in 0..3 {
-                    libc::dup2(null_fd, fd);
-                }
-                for fd in keep {
-                    if fd >= 0 {
-                        libc::fcntl(fd, libc::F_SETFD, 0);
-                    }
-                }
-                libc::execve(path.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr());
-                libc::_exit(127);
-            }
-            libc::_exit(0);
-        }
-        let mut status = 0;
-        while libc::waitpid(child, &mut status, 0) < 0 {
-            if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                break;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// What the launch handed down.
@@ -349,58 +261,12 @@ impl Watcher {
         })
     }
 
-    /// Watches `roots` (followed if symlinks: they are `sys.path` entries,
-    /// which the interpreter follows too) and, breadth first, every
-    /// subdirectory a package could live in (never through a symlink), up to
-    /// `cap` directories. Stops at the kernel's limit (`ENOSPC`).
-    ///
-    /// Which subdirectories: any with an identifier name two levels below
-    /// an entry (namespace packages, PEP 420, such as `google/cloud`), and
-    /// deeper only regular packages (an `__init__.py`). That leaves out data
-    /// trees (Django's `locale/*/LC_MESSAGES`: 2,972 directories to watch
-    /// for a Django venv otherwise, about 400 this way).
-    ///
-    /// Returns the directories the walk watched, in order (some may have
-    /// been watched already: re-adding a watch returns its descriptor).
+    /// Watches `roots` and the package directories below them, the whole
+    /// [`TreeWalk`] at once. Returns the directories it watched, in order.
     fn watch_trees(&mut self, roots: &[PathBuf], cap: usize) -> Vec<PathBuf> {
-        let mut queue: VecDeque<(PathBuf, usize)> = roots.iter().map(|r| (r.clone(), 0)).collect();
-        let mut ids: HashSet<(u64, u64)> = HashSet::new();
-        let mut walked = Vec::new();
-        while let Some((dir, depth)) = queue.pop_front() {
-            let root = depth == 0;
-            if self.dirs.len() >= cap {
-                return walked;
-            }
-            let Ok(meta) = std::fs::metadata(&dir) else {
-                continue;
-            };
-            if !meta.is_dir() || !trusted(&meta) || !ids.insert((meta.dev(), meta.ino())) {
-                continue;
-            }
-            let wd = match self.add(&dir, root) {
-                Ok(wd) => wd,
-                Err(Full) => return walked,
-                Err(Refused) => continue,
-            };
-            walked.push(dir.clone());
-            let Ok(rd) = std::fs::read_dir(&dir) else {
-                self.insert(wd, dir);
-                continue;
-            };
-            for e in rd.flatten() {
-                // d_type: a symlink is not a directory here.
-                if e.file_type().is_ok_and(|t| t.is_dir())
-                    && e.file_name().to_str().is_some_and(is_identifier)
-                {
-                    let sub = e.path();
-                    if depth < 2 || sub.join("__init__.py").is_file() {
-                        queue.push_back((sub, depth + 1));
-                    }
-                }
-            }
-            self.insert(wd, dir);
-        }
-        walked
+        let mut walk = TreeWalk::new(roots);
+        walk.run(self, cap, usize::MAX);
+        walk.walked
     }
 
     /// Watches `dirs` (a list [`Self::watch_trees`] produced before) as they
@@ -490,6 +356,117 @@ impl Watcher {
         }
     }
 }
+
+/// A breadth-first walk that watches `roots` (followed if symlinks: they
+/// are `sys.path` entries, which the interpreter follows too) and every
+/// subdirectory a package could live in (never through a symlink), up to a
+/// cap of watched directories; it stops at the kernel's limit (`ENOSPC`).
+/// It can stop after a given depth and be resumed: a first learner
+/// watches the entries and their top-level directories before the program
+/// starts, and the rest while it runs ([`FIRST_WATCH_DEPTH`]).
+///
+/// Which subdirectories: any with an identifier name two levels below
+/// an entry (namespace packages, PEP 420, such as `google/cloud`), and
+/// deeper only regular packages (an `__init__.py`). That leaves out data
+/// trees (Django's `locale/*/LC_MESSAGES`: 2,972 directories to watch
+/// for a Django venv otherwise, about 400 this way).
+struct TreeWalk {
+    /// Directories still to watch, with their depth below their entry.
+    queue: VecDeque<(PathBuf, usize)>,
+    /// Watched, not yet listed (the depth a paused run stopped at).
+    unlisted: Vec<(PathBuf, usize)>,
+    ids: HashSet<(u64, u64)>,
+    /// The directories watched, in order (some may have been watched
+    /// already: re-adding a watch returns its descriptor).
+    walked: Vec<PathBuf>,
+    /// The cap or the kernel's limit was reached: nothing more to do.
+    stopped: bool,
+}
+
+impl TreeWalk {
+    fn new(roots: &[PathBuf]) -> TreeWalk {
+        TreeWalk {
+            queue: roots.iter().map(|r| (r.clone(), 0)).collect(),
+            unlisted: Vec::new(),
+            ids: HashSet::new(),
+            walked: Vec::new(),
+            stopped: false,
+        }
+    }
+
+    /// Watches the queued directories down to `depth` below their entry
+    /// (`usize::MAX`: all), listing those above it for their
+    /// subdirectories; a later run with a greater depth goes on from there.
+    fn run(&mut self, w: &mut Watcher, cap: usize, depth: usize) {
+        if depth > 0 {
+            for (dir, d) in std::mem::take(&mut self.unlisted) {
+                self.list(&dir, d);
+            }
+        }
+        while !self.stopped {
+            match self.queue.front() {
+                Some((_, d)) if *d <= depth => {}
+                _ => return,
+            }
+            let Some((dir, d)) = self.queue.pop_front() else {
+                return;
+            };
+            if w.dirs.len() >= cap {
+                self.stopped = true;
+                return;
+            }
+            let Ok(meta) = std::fs::metadata(&dir) else {
+                continue;
+            };
+            if !meta.is_dir() || !trusted(&meta) || !self.ids.insert((meta.dev(), meta.ino())) {
+                continue;
+            }
+            let wd = match w.add(&dir, d == 0) {
+                Ok(wd) => wd,
+                Err(Full) => {
+                    self.stopped = true;
+                    return;
+                }
+                Err(Refused) => continue,
+            };
+            self.walked.push(dir.clone());
+            if d < depth {
+                self.list(&dir, d);
+            } else {
+                self.unlisted.push((dir.clone(), d));
+            }
+            w.insert(wd, dir);
+        }
+    }
+
+    /// Queues the subdirectories of `dir` (at `depth`) a package could be.
+    fn list(&mut self, dir: &Path, depth: usize) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            // d_type: a symlink is not a directory here.
+            if e.file_type().is_ok_and(|t| t.is_dir())
+                && e.file_name().to_str().is_some_and(is_identifier)
+            {
+                let sub = e.path();
+                if depth < 2 || sub.join("__init__.py").is_file() {
+                    self.queue.push_back((sub, depth + 1));
+                }
+            }
+        }
+    }
+}
+
+/// How deep a first learner (no remembered watch list) watches before it
+/// lets the program start: the `sys.path` entries and the directories
+/// right below them (top-level packages: one listing per entry, no more).
+/// The deeper directories are watched while the program runs, at idle
+/// priority: an open there before its watch is learned by the next
+/// learner, which starts from the full list. Waiting for the whole walk
+/// cost a first launch in a new venv 20-50 ms (600 directories for the
+/// bench's venv, `docs/benchmarks.md`, session 6).
+const FIRST_WATCH_DEPTH: usize = 1;
 
 /// The walk of the watched trees still to do after a remembered list.
 struct Walk {
@@ -695,17 +672,25 @@ pub(crate) fn run(ctx: &Context<'_>) {
     // `inotify_add_watch` per directory instead of the whole walk.
     let remembered = read_watch_list(ctx.key);
     watcher.watch_listed(&remembered, &sys_path, cap);
-    let walked = if remembered.is_empty() {
-        watcher.watch_trees(&sys_path, cap)
-    } else {
-        Vec::new()
-    };
+    let mut first_walk = remembered.is_empty().then(|| TreeWalk::new(&sys_path));
+    if let Some(tree) = &mut first_walk {
+        tree.run(&mut watcher, cap, FIRST_WATCH_DEPTH);
+    }
     handoff.watching();
     // The launch waited for this (see `watching`); from here on the kernel
     // queues the program's opens, and the rest can wait: the learner and
     // its compile workers (they inherit the policy) run only on a CPU the
     // program and everything else leave idle.
     lower_priority();
+    // A first learner watches the deeper directories now, while the
+    // program starts.
+    let walked = match &mut first_walk {
+        Some(tree) => {
+            tree.run(&mut watcher, cap, usize::MAX);
+            std::mem::take(&mut tree.walked)
+        }
+        None => Vec::new(),
+    };
     // With a remembered list the walk still runs, to watch what is new
     // since (a package installed in between), but not while the program
     // starts: once it exits or after [`IDLE_ROUND`]; what it opens there
