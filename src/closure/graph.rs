@@ -315,7 +315,18 @@ pub fn compute_learned(
     options: &ClosureOptions,
     learned: &[LearnedRoot],
 ) -> (Closure, std::io::Result<()>) {
-    let cache = ImportCache::load();
+    compute_with_cache(ImportCache::load(), facts, entry, options, learned)
+}
+
+/// [`compute_learned`] with an import cache the caller loaded ahead (the
+/// launcher loads it while the interpreter is probed); saved like there.
+pub(crate) fn compute_with_cache(
+    cache: ImportCache,
+    facts: &PythonFacts,
+    entry: Option<&Entry>,
+    options: &ClosureOptions,
+    learned: &[LearnedRoot],
+) -> (Closure, std::io::Result<()>) {
     // The save (encoding ~1,000 entries) runs on its own thread beside the
     // walk's serial merge, as soon as nothing is left to scan.
     let (closure, saved) = std::thread::scope(|threads| {

@@ -40,6 +40,11 @@ static GAVE_UP: AtomicBool = AtomicBool::new(false);
 /// A held lock; released on drop (and by the kernel if the process dies).
 pub(super) struct CacheLock {
     _lock: Flock<File>,
+    /// Another process held it first: what it compiled meanwhile must be
+    /// checked again. Taken at the first try, nobody was compiling when the
+    /// caller's check ran moments before (one who started and finished in
+    /// between only makes the caller write the same pycs again).
+    pub(super) waited: bool,
 }
 
 /// What [`lock_cache`] got.
@@ -86,11 +91,18 @@ fn wait_for(file: File, limit: Duration) -> Locked {
     let deadline = Instant::now() + limit;
     let mut pause = LOCK_POLL_MIN;
     let mut file = file;
+    let mut waited = false;
     loop {
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => return Locked::Held(CacheLock { _lock: lock }),
+            Ok(lock) => {
+                return Locked::Held(CacheLock {
+                    _lock: lock,
+                    waited,
+                })
+            }
             Err((f, Errno::EINTR)) => file = f,
             Err((f, Errno::EWOULDBLOCK)) => {
+                waited = true;
                 let now = Instant::now();
                 if now >= deadline || GAVE_UP.load(Ordering::Relaxed) {
                     GAVE_UP.store(true, Ordering::Relaxed);

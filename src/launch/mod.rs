@@ -288,8 +288,12 @@ pub(crate) fn start_learner(
         ));
         return;
     }
+    let t = std::time::Instant::now();
     match learn::start(key, argv0, args) {
-        Ok(true) => log.debug(format_args!("learn: learner started")),
+        Ok(true) => log.debug(format_args!(
+            "learn: learner started, watching after {:.1} ms",
+            t.elapsed().as_secs_f64() * 1e3
+        )),
         Ok(false) => log.debug(format_args!("learn: a learner is already watching")),
         Err(e) => log.debug(format_args!("learn: no learner ({e})")),
     }

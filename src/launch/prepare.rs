@@ -19,6 +19,7 @@ use super::lock::{lock_cache, Locked};
 use crate::argv::{self, LaunchSpec, Target};
 use crate::closure::graph::{self, ClosureOptions, Entry};
 use crate::closure::listing;
+use crate::closure::ImportCache;
 use crate::compile::{self, CompileJob, Outcome, PoolConfig};
 use crate::interpreter::{facts_for, Discovered, ProbeConfig, PythonFacts};
 use crate::knobs::Knobs;
@@ -97,7 +98,15 @@ pub(super) fn usable_manifest(bytes: &[u8], key: &LaunchKey) -> Option<Manifest>
 /// variables the exec must set (a fallback `PYTHONPYCACHEPREFIX`).
 pub(crate) fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, PrepareError> {
     let log = ctx.log;
-    let (facts, spec, rules) = interpreter_view(ctx)?;
+    // The import cache (a file of every scan so far, megabytes once a few
+    // venvs were seen) loads while the interpreter is probed: a new
+    // interpreter's probe is a Python start-up spent waiting.
+    let (view, imports) = std::thread::scope(|s| {
+        let loading = s.spawn(ImportCache::load);
+        let view = interpreter_view(ctx);
+        (view, loading.join().unwrap_or_default())
+    });
+    let (facts, spec, rules) = view?;
 
     // Stage 3: the closure.
     let entry = match &spec.target {
@@ -116,7 +125,7 @@ pub(crate) fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, Pr
         safe_path: no_path0,
         skip_startup: false,
     };
-    let (closure, saved) = graph::compute_persisted(&facts, &entry, &options);
+    let (closure, saved) = graph::compute_with_cache(imports, &facts, Some(&entry), &options, &[]);
     if let Err(e) = saved {
         log.debug(format_args!("import cache not saved: {e}"));
     }
@@ -149,7 +158,7 @@ pub(crate) fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, Pr
         && prefix.is_none()
         && rules.supports_pycache_prefix()
         && !spec.ignore_environment
-        && stale.iter().any(|(t, _)| !writable(&t.cfile))
+        && any_unwritable(stale.iter().map(|(t, _)| t.cfile.as_path()))
     {
         let fallback =
             crate::cache::cache_subdir("pycache").map_err(PrepareError::FallbackPrefix)?;
@@ -233,6 +242,8 @@ pub(super) fn record_and_defer(
     learn_again: bool,
 ) {
     mark_pending(&mut m, deferred);
+    ctx.log
+        .debug(format_args!("manifest: {} stamps taken", m.entries.len()));
     let deferred_cfiles: HashSet<&Path> = deferred.iter().map(|t| t.cfile.as_path()).collect();
     let still_stale = stale_targets(check, rules, spec)
         .iter()
@@ -250,6 +261,8 @@ pub(super) fn record_and_defer(
             m.quiet_runs = 0;
         }
         let learn = learn && m.learning;
+        ctx.log
+            .debug(format_args!("manifest: every pyc fresh after compiling"));
         match manifest::store(ctx.key, &m) {
             Err(e) => ctx.log.debug(format_args!("manifest not stored: {e}")),
             Ok(()) if learn => {
@@ -434,6 +447,16 @@ pub(super) fn stale_targets<'a>(
         .collect()
 }
 
+/// Whether any of `cfiles` cannot be written ([`writable`]), asking once
+/// per directory (a venv's hundreds of stale pycs share a few dozen).
+fn any_unwritable<'a>(cfiles: impl Iterator<Item = &'a Path>) -> bool {
+    let mut asked: HashMap<&Path, bool> = HashMap::new();
+    cfiles.into_iter().any(|c| {
+        let dir = c.parent().unwrap_or(c);
+        !*asked.entry(dir).or_insert_with(|| writable(c))
+    })
+}
+
 /// Whether a pyc could be created at `cfile`: its directory, or the nearest
 /// existing ancestor (the `__pycache__` may not exist yet), is a writable
 /// directory. A `__pycache__` that is a plain file blocks the write for
@@ -467,13 +490,16 @@ pub(super) fn compile_stale(
     targets: &[PycTarget],
     forced: &HashSet<&Path>,
 ) -> Result<HashSet<PathBuf>, PrepareError> {
-    let _lock = match lock_cache(&ctx.python.resolved, spec.optimize, prefix) {
+    let lock = match lock_cache(&ctx.python.resolved, spec.optimize, prefix) {
         Locked::Held(lock) => Some(lock),
         Locked::Unavailable => None,
         Locked::Busy => return Err(PrepareError::LockBusy),
     };
     // Whoever held the lock before us may have compiled these already.
-    let mut stale = stale_targets(targets, rules, spec);
+    let mut stale = match &lock {
+        Some(held) if !held.waited => targets.iter().collect(),
+        _ => stale_targets(targets, rules, spec),
+    };
     let already: HashSet<&Path> = stale.iter().map(|t| t.cfile.as_path()).collect();
     let also: Vec<&PycTarget> = targets
         .iter()
