@@ -18,6 +18,7 @@
 //! unchanged files from being rescanned.
 
 use super::import_cache::{Import, ImportCache, Scanned};
+use crate::sync::drop_elsewhere;
 use super::resolve::{
     launch_sys_path, package_of, resolve_relative, sys_path0, LaunchForm, ModuleKind,
     ResolvedModule, Resolver,
@@ -390,7 +391,7 @@ struct Walk<'a> {
     /// What [`Walk::discover`] found, by module name, until merged.
     found: HashMap<String, Found>,
     /// Target lists already merged, freed with the walk's other tables
-    /// (see [`drop_elsewhere`]).
+    /// (see [`crate::sync::drop_elsewhere`]).
     spent: Vec<Vec<Vec<String>>>,
 }
 
@@ -529,14 +530,6 @@ fn start_entry_modules(text: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// Frees `value` on rayon's pool instead of the calling thread. The walk's
-/// tables hold tens of thousands of small allocations made on the pool's
-/// threads; freeing them is a few milliseconds the caller need not wait
-/// for (the pool is idle once a walk is done, and a process that execs or
-/// exits first loses nothing).
-fn drop_elsewhere<T: Send + 'static>(value: T) {
-    rayon::spawn(move || drop(value));
-}
 
 impl Walk<'_> {
     /// Adds `module` (already resolved) unless present; queues its source.

@@ -270,6 +270,8 @@ fn make_fresh(ctx: &prepare::Context<'_>) -> Option<(Vec<(OsString, OsString)>, 
             return None;
         }
     };
+    // The old manifest (thousands of records) is freed off the launch's path.
+    crate::sync::drop_elsewhere(recorded);
     Some((env, keep_writing))
 }
 

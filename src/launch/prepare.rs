@@ -221,6 +221,7 @@ pub(crate) fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, Pr
         deferred.len(),
         log.elapsed_ms()
     ));
+    crate::sync::drop_elsewhere((closure, targets, sources, stale, deferred, carried));
     Ok(exec_env)
 }
 
