@@ -18,13 +18,13 @@
 //! unchanged files from being rescanned.
 
 use super::import_cache::{Import, ImportCache, Scanned};
-use crate::sync::drop_elsewhere;
 use super::resolve::{
     launch_sys_path, package_of, resolve_relative, sys_path0, LaunchForm, ModuleKind,
     ResolvedModule, Resolver,
 };
 use super::scan::ImportFlags;
 use crate::interpreter::PythonFacts;
+use crate::sync::drop_elsewhere;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::fs::Metadata;
 use std::path::{Path, PathBuf};
@@ -529,7 +529,6 @@ fn start_entry_modules(text: &[u8]) -> Vec<String> {
         })
         .collect()
 }
-
 
 impl Walk<'_> {
     /// Adds `module` (already resolved) unless present; queues its source.

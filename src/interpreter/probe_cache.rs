@@ -15,6 +15,14 @@
 //! `pip install` that adds a `.pth` file changes `sys.path`, and must not be
 //! served stale.
 //!
+//! Each probe also leaves a *guess* file, `<hash>.guess.json`, keyed by the
+//! same key without the stats (the path, flags and variables alone): the
+//! facts this path gave last time. A venv made again at the same path (an
+//! image rebuild, a CI job, `uv venv` over the old one) misses the cache,
+//! and the launcher computes its closure from the guess while the probe
+//! runs ([`guess_for`]), keeping that closure only when the probe answers
+//! exactly the guessed facts. A guess is never used in place of a probe.
+//!
 //! An interpreter kolosal does not support (2.7, 3.6) gets a *verdict* file
 //! instead, `<hash>.unsupported`, keyed by the interpreter's identity alone
 //! (its answer does not depend on flags): later launches read it and pass
@@ -34,6 +42,7 @@ use std::path::{Path, PathBuf};
 
 const FORMAT: &str = "kolosal-probe-v1";
 const VERDICT_FORMAT: &str = "kolosal-unsupported-v1";
+const GUESS_FORMAT: &str = "kolosal-probe-guess-v1";
 
 /// Interpreters this process found unsupported, for when no verdict file
 /// could be written.
@@ -174,6 +183,9 @@ pub fn facts_in(
         Ok(()) => CacheStatus::Written { previous },
         Err(e) => CacheStatus::NotCached(format!("could not write {}: {e}", file.display())),
     };
+    if matches!(status, CacheStatus::Written { .. }) {
+        store_guess(dir, &entry.key, &entry.facts);
+    }
     Ok((
         entry.facts,
         CacheReport {
@@ -181,6 +193,58 @@ pub fn facts_in(
             status,
         },
     ))
+}
+
+/// The key of a guess file: the cache key without the parts that stat a
+/// file (the probe script's hash, the path, flags and variables remain).
+fn guess_key(key: &[String]) -> Vec<String> {
+    key.iter()
+        .filter(|p| !p.starts_with("resolved") && !p.starts_with("cfg"))
+        .cloned()
+        .collect()
+}
+
+fn guess_path(dir: &Path, key: &[String]) -> PathBuf {
+    dir.join(format!("{:016x}.guess.json", hash_key(key)))
+}
+
+/// Leaves the facts just probed as the next guess for this path.
+fn store_guess(dir: &Path, key: &[String], facts: &PythonFacts) {
+    let key = guess_key(key);
+    let guess = Entry {
+        format: GUESS_FORMAT.into(),
+        watch: Vec::new(),
+        facts: facts.clone(),
+        key,
+    };
+    if let Ok(bytes) = serde_json::to_vec(&guess) {
+        let _ = crate::cache::write_atomic(&guess_path(dir, &guess.key), &bytes);
+    }
+}
+
+/// The facts `python` gave under `config` the last time it was probed,
+/// when the cache does not hold its facts now (a venv made again at the
+/// same path): a guess, read only if this user wrote it, to be checked
+/// against the probe. `None` on a cache hit (nothing to guess), for an
+/// unsupported interpreter, or without a guess file.
+pub(crate) fn guess_for(python: &Path, config: &ProbeConfig) -> Option<PythonFacts> {
+    let dir = crate::cache::existing_subdir("probe").ok()?;
+    let key = cache_key(python, config)?;
+    if read_verdict(
+        &verdict_path(&dir, &key[..IDENTITY_PARTS]),
+        &key[..IDENTITY_PARTS],
+    )
+    .is_some()
+    {
+        return None;
+    }
+    if read_entry(&dir.join(format!("{:016x}.json", hash_key(&key))), &key).is_ok() {
+        return None;
+    }
+    let guess_key = guess_key(&key);
+    let bytes = read_own_file(&guess_path(&dir, &guess_key)).ok()?;
+    let guess: Entry = serde_json::from_slice(&bytes).ok()?;
+    (guess.format == GUESS_FORMAT && guess.key == guess_key).then_some(guess.facts)
 }
 
 #[derive(Serialize, Deserialize)]

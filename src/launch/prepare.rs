@@ -98,37 +98,9 @@ pub(super) fn usable_manifest(bytes: &[u8], key: &LaunchKey) -> Option<Manifest>
 /// variables the exec must set (a fallback `PYTHONPYCACHEPREFIX`).
 pub(crate) fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, PrepareError> {
     let log = ctx.log;
-    // The import cache (a file of every scan so far, megabytes once a few
-    // venvs were seen) loads while the interpreter is probed: a new
-    // interpreter's probe is a Python start-up spent waiting.
-    let (view, imports) = std::thread::scope(|s| {
-        let loading = s.spawn(ImportCache::load);
-        let view = interpreter_view(ctx);
-        (view, loading.join().unwrap_or_default())
-    });
-    let (facts, spec, rules) = view?;
-
-    // Stage 3: the closure.
-    let entry = match &spec.target {
-        Target::Script(p) => Entry::Script(p.clone()),
-        Target::Module(m) => Entry::Module(m.clone()),
-        Target::Command(c) => Entry::Code(c.to_string_lossy().into_owned()),
-        // The REPL and stdin programs still import site and .pth modules.
-        Target::Stdin | Target::Interactive => Entry::Code(String::new()),
-        Target::NoRun => return Ok(Vec::new()),
+    let Some((facts, spec, rules, closure)) = facts_and_closure(ctx)? else {
+        return Ok(Vec::new());
     };
-    // -I drops sys.path[0] on every version; sys.flags.safe_path (3.11+) is
-    // only one way to say so.
-    let no_path0 = spec.safe_path || spec.isolated;
-    let options = ClosureOptions {
-        cwd: Some(ctx.cwd.to_path_buf()),
-        safe_path: no_path0,
-        skip_startup: false,
-    };
-    let (closure, saved) = graph::compute_with_cache(imports, &facts, Some(&entry), &options, &[]);
-    if let Err(e) = saved {
-        log.debug(format_args!("import cache not saved: {e}"));
-    }
     log.debug(format_args!(
         "closure: {} modules ({} scanned, {} from cache)",
         closure.modules.len(),
@@ -353,12 +325,92 @@ fn defer(ctx: &Context<'_>, deferred: &[PycTarget]) {
     }
 }
 
+/// Stages 2b and 3: the interpreter's view of the launch and the closure
+/// (`None` when there is no program to run).
+///
+/// The import cache (a file of every scan so far) loads while the
+/// interpreter is probed. When the probe cache has no facts for this
+/// interpreter but a guess ([`crate::interpreter::guess_for`]: a venv made
+/// again at the same path), the closure is computed from the guess while
+/// the probe runs, and kept only if the probe answers exactly the guessed
+/// facts; else it is computed again from the probe's.
+fn facts_and_closure(
+    ctx: &Context<'_>,
+) -> Result<Option<(PythonFacts, LaunchSpec, PycRules, graph::Closure)>, PrepareError> {
+    let config = ProbeConfig::for_launch(ctx.first_spec);
+    let guess = crate::interpreter::guess_for(&ctx.python.path, &config);
+    let python = &ctx.python.path;
+    let (real, imports, guessed) = std::thread::scope(|s| {
+        let probing = s.spawn(|| facts_for(python, &config));
+        let mut imports = Some(ImportCache::load());
+        let guessed = guess.map(|g| {
+            let view = view_of(ctx, g);
+            let closure = match (&view, imports.take()) {
+                (Ok(v), Some(cache)) => closure_of(ctx, v, cache),
+                _ => None,
+            };
+            (view, closure)
+        });
+        let real = probing
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (real, imports, guessed)
+    });
+    let facts = real?;
+    ctx.log.debug(format_args!(
+        "probe: python {}.{}.{}",
+        facts.version[0], facts.version[1], facts.version[2]
+    ));
+    if let Some((Ok(view), closure)) = guessed {
+        if view.0 == facts {
+            ctx.log.debug(format_args!("probe: the guess held"));
+            let (facts, spec, rules) = view;
+            return Ok(closure.map(|c| (facts, spec, rules, c)));
+        }
+        ctx.log.debug(format_args!("probe: the guess did not hold"));
+    }
+    let view = view_of(ctx, facts)?;
+    let closure = closure_of(ctx, &view, imports.unwrap_or_else(ImportCache::load));
+    Ok(closure.map(|c| {
+        let (facts, spec, rules) = view;
+        (facts, spec, rules, c)
+    }))
+}
+
+/// The closure of the launch's program under `view` (`None` for no program).
+fn closure_of(
+    ctx: &Context<'_>,
+    (facts, spec, _): &(PythonFacts, LaunchSpec, PycRules),
+    imports: ImportCache,
+) -> Option<graph::Closure> {
+    let entry = match &spec.target {
+        Target::Script(p) => Entry::Script(p.clone()),
+        Target::Module(m) => Entry::Module(m.clone()),
+        Target::Command(c) => Entry::Code(c.to_string_lossy().into_owned()),
+        // The REPL and stdin programs still import site and .pth modules.
+        Target::Stdin | Target::Interactive => Entry::Code(String::new()),
+        Target::NoRun => return None,
+    };
+    // -I drops sys.path[0] on every version; sys.flags.safe_path (3.11+) is
+    // only one way to say so.
+    let no_path0 = spec.safe_path || spec.isolated;
+    let options = ClosureOptions {
+        cwd: Some(ctx.cwd.to_path_buf()),
+        safe_path: no_path0,
+        skip_startup: false,
+    };
+    let (closure, saved) = graph::compute_with_cache(imports, facts, Some(&entry), &options, &[]);
+    if let Err(e) = saved {
+        ctx.log.debug(format_args!("import cache not saved: {e}"));
+    }
+    Some(closure)
+}
+
 /// The interpreter's facts under this launch's flags (the probe, cached),
 /// argv parsed again with that version's rules, and its pyc rules.
 pub(super) fn interpreter_view(
     ctx: &Context<'_>,
 ) -> Result<(PythonFacts, LaunchSpec, PycRules), PrepareError> {
-    let env = |name: &str| std::env::var_os(name);
     // Stage 2b: the interpreter's facts under this launch's flags (cached).
     let config = ProbeConfig::for_launch(ctx.first_spec);
     let facts = facts_for(&ctx.python.path, &config)?;
@@ -366,6 +418,15 @@ pub(super) fn interpreter_view(
         "probe: python {}.{}.{}",
         facts.version[0], facts.version[1], facts.version[2]
     ));
+    view_of(ctx, facts)
+}
+
+/// argv parsed again with the rules of `facts`' version, and its pyc rules.
+fn view_of(
+    ctx: &Context<'_>,
+    facts: PythonFacts,
+) -> Result<(PythonFacts, LaunchSpec, PycRules), PrepareError> {
+    let env = |name: &str| std::env::var_os(name);
     // Stage 1 again, with the real version's rules.
     let spec = argv::parse(ctx.args, &env, facts.minor_version()).map_err(|source| {
         PrepareError::Argv {

@@ -26,6 +26,7 @@ mod launcher_passthrough;
 mod learned_run;
 mod learned_trace;
 mod probe_cheaper;
+mod probe_guess;
 mod pyc_differential;
 mod reliability_cases;
 mod reliability_fuzz;
