@@ -29,6 +29,9 @@
 //!    repair path, compiles what is still stale under the usual cache lock,
 //!    re-stamps the manifest, and exits. It never execs the program.
 //!
+//! The background run stores the manifest under the key's store lock
+//! ([`STORE_LOCK`]), which the learner holds across its compare and rename.
+//!
 //! The `.bg` lock is held from step 2 until the background run exits, so
 //! anything that needs the compile to be over (a test, a benchmark's
 //! clean-up) can wait with `flock <cache>/manifests/<digest>.bg true`.
@@ -99,6 +102,29 @@ pub(super) fn try_key_lock(key: &LaunchKey, ext: &str) -> Result<Option<Flock<Fi
         Err(source) => return Err(StartError::Lock { path, source }),
     };
     Ok(Flock::lock(file, FlockArg::LockExclusiveNonblock).ok())
+}
+
+/// The lock every manifest store of a background run or a learner is made
+/// under (`<digest>.store`): the learner holds it from its check that the
+/// manifest on disk is still the one it merged into until its rename, so a
+/// background run's store cannot land in between and be overwritten by a
+/// manifest that still marks its `__pycache__` directories pending. Never
+/// taken by a launch (nothing in the launch waits for a background process)
+/// nor held while anything but a store runs.
+pub(super) const STORE_LOCK: &str = "store";
+
+/// Takes the `ext` lock of `key`, waiting for it; `None` when the lock
+/// file cannot be opened or locked (the caller goes on without it).
+pub(super) fn wait_key_lock(key: &LaunchKey, ext: &str) -> Option<Flock<File>> {
+    let path = key_lock_path(key, ext)?;
+    let mut file = crate::cache::create_private(&path).ok()?;
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusive) {
+            Ok(lock) => return Some(lock),
+            Err((f, nix::errno::Errno::EINTR)) => file = f,
+            Err(_) => return None,
+        }
+    }
 }
 
 /// Step 2: starts the background run for this launch unless one is already

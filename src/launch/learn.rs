@@ -973,13 +973,19 @@ impl Learner<'_> {
         if adds.is_empty() && !last {
             return Vec::new();
         }
-        // Launches and background runs store their manifest without a lock
-        // (the background lock `.bg` must not be taken here: a launch that
-        // finds it held starts no background run). Merge into what is on
-        // disk, and store only if it is still what was read, else merge
-        // again into the newer one (the check and the rename are
-        // microseconds apart). A store that overtakes ours from an older
-        // read only costs learning: the next learning run adds it again.
+        // Merge into what is on disk, and store only if it is still what
+        // was read, else merge again into the newer one. The check and the
+        // rename are made under the key's store lock, which the background
+        // run also stores under (not the background lock `.bg`: a launch
+        // that finds it held starts no background run). Without it the
+        // background run's store could land between them (this process runs
+        // at idle priority and writes the whole file in between: 14 ms seen
+        // under load) and be overwritten by a manifest that still marks its
+        // `__pycache__` pending: every later launch repaired and restarted
+        // the background run and a learner, which raced again. A launch
+        // stores without the lock, and a store that overtakes ours from an
+        // older read (a launch's, a background run's) only costs learning:
+        // the next learning run adds it again.
         let Some(path) = manifest::manifest_path_no_create(key) else {
             return Vec::new();
         };
@@ -995,6 +1001,7 @@ impl Learner<'_> {
             if after == before {
                 return added;
             }
+            let _store = super::background::wait_key_lock(key, super::background::STORE_LOCK);
             if crate::cache::read_private(&path).ok().as_deref() != Some(&before[..]) {
                 continue;
             }

@@ -236,7 +236,16 @@ pub(super) fn record_and_defer(
         let learn = learn && m.learning;
         ctx.log
             .debug(format_args!("manifest: every pyc fresh after compiling"));
-        match manifest::store(ctx.key, &m) {
+        // A background run stores under the store lock, so that a learner's
+        // compare and rename cannot overtake it (`learn`, merge); a launch
+        // never waits for a background process.
+        let stored = {
+            let _store = ctx
+                .in_background
+                .then(|| super::background::wait_key_lock(ctx.key, super::background::STORE_LOCK));
+            manifest::store(ctx.key, &m)
+        };
+        match stored {
             Err(e) => ctx.log.debug(format_args!("manifest not stored: {e}")),
             Ok(()) if learn => {
                 super::start_learner(ctx.log, ctx.key, ctx.argv0, ctx.args);

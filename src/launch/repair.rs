@@ -168,6 +168,10 @@ fn classify<'m>(
         match (got, index.records.get(path.as_path())) {
             (Expect::File(_), Some(rec)) => changes.edited.push((i, rec)),
             _ if index.by_dir.contains_key(path.as_path()) => {
+                ctx.log.debug(format_args!(
+                    "repair: {} changed (recorded {want:?}, now {got:?})",
+                    path.display()
+                ));
                 changes.dirs.insert(i);
             }
             // Stamped before listing: a later change fails the new stamp.
