@@ -44,6 +44,25 @@ wait_bg() { local lk; for lk in "$KC"/manifests/*.bg "$KC"/manifests/*.learn; do
 ms() { local t0 t1; t0=$(date +%s%N); eval "$1" >/dev/null 2>&1 || true; t1=$(date +%s%N); echo $(( (t1 - t0) / 1000000 )); }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
+# The floor of one round (see first_launch_rounds): ms for `tar x` of the
+# pycs python loads from V3 into a brand-new venv VB, plus plain python.
+floor_round() {
+  local way=$1 round=$2 VB="$OUT/codecache-floor" tarball="$OUT/codecache-floor.tar" t0 t1
+  "${CLEAN_ENV[@]}" "$V3/bin/python" -v -c "import sympy" 2>&1 >/dev/null \
+    | sed -n "s|^# code object from '$V3/\(.*\.pyc\)'\$|\1|p" > "$OUT/codecache-floor.list"
+  tar cf "$tarball" -C "$V3" -T "$OUT/codecache-floor.list"
+  if [ -d "$VB" ]; then
+    if [ "$way" = mv ]; then mv "$VB" "$OUT/codecache-trash/floor-$round-$(date +%s%N)"; else rm -rf "$VB"; fi
+  fi
+  mkvenv "$VB" >/dev/null
+  sleep 1
+  t0=$(date +%s%N)
+  tar xf "$tarball" -C "$VB"
+  "${CLEAN_ENV[@]}" PYTHONDONTWRITEBYTECODE=1 "$VB/bin/python" -c "import sympy" >/dev/null 2>&1 || true
+  t1=$(date +%s%N)
+  echo $(( (t1 - t0) / 1000000 ))
+}
+
 # ROUNDS rounds per way of clearing the previous venv, the two ways
 # alternated round by round: new venv; first launch (timed); 3 untimed
 # launches once its background work is done; 3 timed warm launches.
@@ -68,15 +87,22 @@ first_launch_rounds() {
       warm=""
       for _ in 1 2 3; do warm="$warm $(ms "$K KOLOSAL_PYTHON=$V3/bin/python $KPY $IMPORT")"; done
       w=$(echo $warm | tr ' ' '\n' | median)
-      echo "$token $f $w $load" | tee -a "$OUT/codecache-rounds.txt"
+      # The machine's floor for this first launch, in the same round: the
+      # pycs python loads from this venv, put into another brand-new venv
+      # by one `tar x` (no reading of sources, no hashing, no checks),
+      # then plain python at once; the same as the first launch's way.
+      fl=$(floor_round "$way" "$round")
+      echo "$token $f $w $load $fl" | tee -a "$OUT/codecache-rounds.txt"
     done
   done
   rm -rf "$trash"
   for token in ${WAYS:-mv rm}; do
     f=$(awk -v w="$token" '$1==w {print $2}' "$OUT/codecache-rounds.txt" | median)
     w=$(awk -v w="$token" '$1==w {print $3}' "$OUT/codecache-rounds.txt" | median)
+    fl=$(awk -v w="$token" '$1==w {print $5}' "$OUT/codecache-rounds.txt" | median)
     ratio=$(awk -v f="$f" -v w="$w" 'BEGIN {printf "%.2f", f / w}')
-    echo "previous venv by $token: first launch median $f ms, warm median $w ms, ratio ${ratio}x ($ROUNDS rounds)"
+    fratio=$(awk -v f="$fl" -v w="$w" 'BEGIN {printf "%.2f", f / w}')
+    echo "previous venv by $token: first launch median $f ms, warm median $w ms, ratio ${ratio}x; floor (tar x of the loaded pycs + python) median $fl ms, ${fratio}x ($ROUNDS rounds)"
   done
 }
 

@@ -16,8 +16,8 @@
 //! served stale.
 //!
 //! Each probe also leaves a *guess* file, `<hash>.guess.json`, keyed by the
-//! same key without the stats (the path, flags and variables alone): the
-//! facts this path gave last time. A venv made again at the same path (an
+//! same key without the stats of `pyvenv.cfg` (the same binary, path, flags
+//! and variables): the facts this path gave last time. A venv made again at the same path (an
 //! image rebuild, a CI job, `uv venv` over the old one) misses the cache,
 //! and the launcher computes its closure from the guess while the probe
 //! runs ([`guess_for`]), keeping that closure only when the probe answers
@@ -195,11 +195,14 @@ pub fn facts_in(
     ))
 }
 
-/// The key of a guess file: the cache key without the parts that stat a
-/// file (the probe script's hash, the path, flags and variables remain).
+/// The key of a guess file: the cache key without the stats of the
+/// `pyvenv.cfg` files (the probe script's hash, the path, the resolved
+/// binary with its stat, flags and variables remain: a guess is only ever
+/// about the very same interpreter binary, whose cache tag and magic
+/// number it then has).
 fn guess_key(key: &[String]) -> Vec<String> {
     key.iter()
-        .filter(|p| !p.starts_with("resolved") && !p.starts_with("cfg"))
+        .filter(|p| !p.starts_with("cfg"))
         .cloned()
         .collect()
 }
