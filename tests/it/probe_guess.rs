@@ -2,7 +2,7 @@
 //! venv` over the old one) misses the probe cache; the launcher computes
 //! the closure from the facts that path gave last time while the new venv
 //! is probed, and keeps that closure only when the probe answers the same
-//! facts. Checked against the interpreter itself: the program's output is
+//! facts (a guess is only ever about the same interpreter binary). Checked against the interpreter itself: the program's output is
 //! plain python's, and `python -v` loads every closure pyc the launch left.
 
 use crate::common::{self, Python};
@@ -27,16 +27,24 @@ fn make_venv(py: &Python, dir: &Path) -> PathBuf {
         fs::remove_dir_all(dir).unwrap();
     }
     let vpy = common::venv_with(py, dir, &[]);
-    let out = common::clean_command(&vpy)
+    fs::write(
+        site_packages(&vpy).join("sitemod.py"),
+        "import decimal\nY = 2\n",
+    )
+    .unwrap();
+    vpy
+}
+
+/// The venv's site-packages, as its interpreter says.
+fn site_packages(vpy: &Path) -> PathBuf {
+    let out = common::clean_command(vpy)
         .args([
             "-c",
             "import sysconfig; print(sysconfig.get_paths()['purelib'])",
         ])
         .output()
         .unwrap();
-    let site = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-    fs::write(site.join("sitemod.py"), "import decimal\nY = 2\n").unwrap();
-    vpy
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
 fn launch(vpy: &Path, app: &Path, cache: &Path) -> Output {
@@ -125,14 +133,27 @@ fn a_venv_made_again_at_its_path_uses_the_guess_only_when_it_holds() {
         log(&warm)
     );
 
-    // Made again from another Python version: the guess does not hold,
-    // and the closure is computed from the probe's facts.
-    let vpy = make_venv(first, &venv);
+    // Made again with a `.pth` that adds a directory to `sys.path`, where
+    // `sitemod` now lives: the guess does not hold, and the closure is
+    // computed from the probe's facts (the module is found there).
+    let vpy = make_venv(last, &venv);
+    let extra = tmp.path().join("extra");
+    fs::create_dir_all(&extra).unwrap();
+    let site = site_packages(&vpy);
+    fs::rename(site.join("sitemod.py"), extra.join("sitemod.py")).unwrap();
+    fs::write(site.join("extra.pth"), format!("{}\n", extra.display())).unwrap();
     let o = launch(&vpy, &app, &cache);
     assert!(
         log(&o).contains("probe: the guess did not hold"),
         "{}",
         log(&o)
     );
+    same_as_python("a .pth added", &o, &vpy, &app);
+
+    // Made again from another Python version: another binary, so no guess
+    // at all (a guess only ever names the same build).
+    let vpy = make_venv(first, &venv);
+    let o = launch(&vpy, &app, &cache);
+    assert!(!log(&o).contains("probe: the guess"), "{}", log(&o));
     same_as_python("another version", &o, &vpy, &app);
 }
