@@ -26,7 +26,8 @@ use crate::knobs::Knobs;
 use crate::log::Log;
 use crate::manifest::{self, Expect, LaunchKey, Manifest, ModuleRecord};
 use crate::pyc::{self, PycRules, PycTarget, StaleReason, Verdict};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use rustc_hash::FxHashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::Metadata;
 use std::path::{Path, PathBuf};
@@ -664,8 +665,11 @@ fn stamped_paths(
     (closure, carried): (&graph::Closure, &[ModuleRecord]),
     targets: &[PycTarget],
 ) -> Vec<PathBuf> {
-    let mut files: BTreeSet<PathBuf> = BTreeSet::new();
-    let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
+    // Sets by hash, not by `Path`'s component-wise order: the entries are
+    // sorted once, by bytes, when the manifest groups them by directory
+    // (`manifest::group_by_dir`); ordered sets cost 1-2 ms here.
+    let mut files: FxHashSet<PathBuf> = FxHashSet::default();
+    let mut dirs: FxHashSet<PathBuf> = FxHashSet::default();
     // Both the path exec'd (a venv symlink, or a path whose target can be
     // swapped for another version) and the binary it resolved to.
     files.insert(ctx.python.path.clone());
@@ -688,7 +692,7 @@ fn stamped_paths(
     for m in &closure.modules {
         if let Some(origin) = &m.module.origin {
             if facts.in_stdlib(origin) {
-                if let Some(d) = origin.parent() {
+                if let Some(d) = origin.parent().filter(|d| !dirs.contains(*d)) {
                     dirs.insert(d.to_path_buf());
                 }
             } else {
@@ -706,7 +710,9 @@ fn stamped_paths(
     files.extend(carried.iter().map(|r| r.source.clone()));
     for t in targets {
         if let Some(d) = t.cfile.parent() {
-            dirs.insert(d.to_path_buf());
+            if !dirs.contains(d) {
+                dirs.insert(d.to_path_buf());
+            }
         }
     }
     for d in closure.probed_dirs.iter().chain(closure.sys_path.iter()) {
@@ -717,6 +723,11 @@ fn stamped_paths(
         };
         dirs.insert(d);
     }
+    // Files first, then directories, each by bytes (deterministic).
+    let mut files: Vec<PathBuf> = files.into_iter().collect();
+    let mut dirs: Vec<PathBuf> = dirs.into_iter().collect();
+    files.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
+    dirs.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
     files.into_iter().chain(dirs).collect()
 }
 
@@ -766,9 +777,11 @@ fn module_records(
         cfile: cfiles.get(r.source.as_path()).map(|c| c.to_path_buf()),
         ..r.clone()
     });
-    closure
+    // In parallel: each record hashes a module's import list.
+    use rayon::prelude::*;
+    let mut records: Vec<ModuleRecord> = closure
         .modules
-        .iter()
+        .par_iter()
         .filter_map(|m| {
             let source = m.module.origin.as_ref()?;
             let imports = m.imports.as_ref()?;
@@ -786,6 +799,7 @@ fn module_records(
                 learned: false,
             })
         })
-        .chain(carried)
-        .collect()
+        .collect();
+    records.extend(carried);
+    records
 }
