@@ -18,8 +18,8 @@ pub use probe::{run_probe, ProbeConfig, ProbeError, FACT_ENV_VARS};
 /// The probe's text, for the differential tests that run it by hand.
 #[doc(hidden)]
 pub use probe::{PROBE_PROLOGUE, PROBE_SCRIPT};
-pub(crate) use probe_cache::guess_for;
 pub use probe_cache::{
     facts_for, facts_for_report, facts_in, known_unsupported, CacheReport, CacheStatus,
 };
+pub(crate) use probe_cache::{known_facts, Known};
 pub use pyenv::is_executable_file;

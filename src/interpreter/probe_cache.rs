@@ -20,7 +20,7 @@
 //! and variables): the facts this path gave last time. A venv made again at the same path (an
 //! image rebuild, a CI job, `uv venv` over the old one) misses the cache,
 //! and the launcher computes its closure from the guess while the probe
-//! runs ([`guess_for`]), keeping that closure only when the probe answers
+//! runs ([`known_facts`]), keeping that closure only when the probe answers
 //! exactly the guessed facts. A guess is never used in place of a probe.
 //!
 //! An interpreter kolosal does not support (2.7, 3.6) gets a *verdict* file
@@ -139,7 +139,7 @@ pub fn facts_in(
     if let Some(version) = read_verdict(&verdict_file, ident) {
         return Err(ProbeError::Unsupported(version));
     }
-    let file = dir.join(format!("{:016x}.json", hash_key(&key)));
+    let file = entry_path(dir, &key);
     let previous = match read_entry(&file, &key) {
         Ok(facts) => {
             let facts = supported(facts)?;
@@ -225,29 +225,52 @@ fn store_guess(dir: &Path, key: &[String], facts: &PythonFacts) {
     }
 }
 
-/// The facts `python` gave under `config` the last time it was probed,
-/// when the cache does not hold its facts now (a venv made again at the
-/// same path): a guess, read only if this user wrote it, to be checked
-/// against the probe. `None` on a cache hit (nothing to guess), for an
-/// unsupported interpreter, or without a guess file.
-pub(crate) fn guess_for(python: &Path, config: &ProbeConfig) -> Option<PythonFacts> {
-    let dir = crate::cache::existing_subdir("probe").ok()?;
-    let key = cache_key(python, config)?;
-    if read_verdict(
-        &verdict_path(&dir, &key[..IDENTITY_PARTS]),
-        &key[..IDENTITY_PARTS],
-    )
-    .is_some()
-    {
-        return None;
+/// What the cache knows of an interpreter without starting it
+/// ([`known_facts`]).
+pub(crate) enum Known {
+    /// Its facts under this configuration, as [`facts_for`] would serve them.
+    Facts(PythonFacts),
+    /// Not those, but the facts the same binary at the same path gave the
+    /// last time it was probed: a guess, to be checked against the probe.
+    Guess(PythonFacts),
+    /// Neither (or an interpreter known unsupported: [`facts_for`] says so).
+    Nothing,
+}
+
+/// One read of the cache for `python` under `config`: its facts on a hit,
+/// else the guess left by its last probe (a venv made again at the same
+/// path). Every file is read only if this user wrote it.
+pub(crate) fn known_facts(python: &Path, config: &ProbeConfig) -> Known {
+    let (Ok(dir), Some(key)) = (
+        crate::cache::existing_subdir("probe"),
+        cache_key(python, config),
+    ) else {
+        return Known::Nothing;
+    };
+    let ident = &key[..IDENTITY_PARTS];
+    if read_verdict(&verdict_path(&dir, ident), ident).is_some() {
+        return Known::Nothing;
     }
-    if read_entry(&dir.join(format!("{:016x}.json", hash_key(&key))), &key).is_ok() {
-        return None;
+    if let Ok(facts) = read_entry(&entry_path(&dir, &key), &key) {
+        return match supported(facts) {
+            Ok(facts) => Known::Facts(facts),
+            Err(_) => Known::Nothing,
+        };
     }
     let guess_key = guess_key(&key);
-    let bytes = read_own_file(&guess_path(&dir, &guess_key)).ok()?;
-    let guess: Entry = serde_json::from_slice(&bytes).ok()?;
-    (guess.format == GUESS_FORMAT && guess.key == guess_key).then_some(guess.facts)
+    let guess = read_own_file(&guess_path(&dir, &guess_key))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Entry>(&bytes).ok())
+        .filter(|g| g.format == GUESS_FORMAT && g.key == guess_key);
+    match guess {
+        Some(g) => Known::Guess(g.facts),
+        None => Known::Nothing,
+    }
+}
+
+/// `<dir>/<hash>.json`: the cache entry for `key`.
+fn entry_path(dir: &Path, key: &[String]) -> PathBuf {
+    dir.join(format!("{:016x}.json", hash_key(key)))
 }
 
 #[derive(Serialize, Deserialize)]

@@ -21,7 +21,7 @@ use crate::closure::graph::{self, ClosureOptions, Entry};
 use crate::closure::listing;
 use crate::closure::ImportCache;
 use crate::compile::{self, CompileJob, Outcome, PoolConfig};
-use crate::interpreter::{facts_for, Discovered, ProbeConfig, PythonFacts};
+use crate::interpreter::{facts_for, known_facts, Discovered, Known, ProbeConfig, PythonFacts};
 use crate::knobs::Knobs;
 use crate::log::Log;
 use crate::manifest::{self, Expect, LaunchKey, Manifest, ModuleRecord};
@@ -338,20 +338,27 @@ fn defer(ctx: &Context<'_>, deferred: &[PycTarget]) {
 /// Stages 2b and 3: the interpreter's view of the launch and the closure
 /// (`None` when there is no program to run).
 ///
-/// The import cache (a file of every scan so far) loads while the
-/// interpreter is probed. When the probe cache has no facts for this
-/// interpreter but a guess ([`crate::interpreter::guess_for`]: a venv made
-/// again at the same path), the closure is computed from the guess while
-/// the probe runs, and kept only if the probe answers exactly the guessed
-/// facts; else it is computed again from the probe's.
+/// The probe cache is read once ([`known_facts`]). On a miss the probe runs
+/// on a thread while the import cache (a file of every scan so far) loads,
+/// and, when the cache holds a guess (a venv made again at the same path),
+/// while the closure is computed from the guess; that closure is kept only
+/// if the probe answers exactly the guessed facts, else it is computed
+/// again from the probe's.
 fn facts_and_closure(
     ctx: &Context<'_>,
 ) -> Result<Option<(PythonFacts, LaunchSpec, PycRules, graph::Closure)>, PrepareError> {
     let config = ProbeConfig::for_launch(ctx.first_spec);
-    let guess = crate::interpreter::guess_for(&ctx.python.path, &config);
     let python = &ctx.python.path;
+    let (cached, guess) = match known_facts(python, &config) {
+        Known::Facts(facts) => (Some(facts), None),
+        Known::Guess(guess) => (None, Some(guess)),
+        Known::Nothing => (None, None),
+    };
     let (real, imports, guessed) = std::thread::scope(|s| {
-        let probing = s.spawn(|| facts_for(python, &config));
+        let probing = match cached {
+            Some(facts) => Ok(facts),
+            None => Err(s.spawn(|| facts_for(python, &config))),
+        };
         let mut imports = Some(ImportCache::load());
         let guessed = guess.map(|g| {
             let view = view_of(ctx, g);
@@ -361,16 +368,15 @@ fn facts_and_closure(
             };
             (view, closure)
         });
-        let real = probing
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        let real = match probing {
+            Ok(facts) => Ok(facts),
+            Err(handle) => handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+        };
         (real, imports, guessed)
     });
-    let facts = real?;
-    ctx.log.debug(format_args!(
-        "probe: python {}.{}.{}",
-        facts.version[0], facts.version[1], facts.version[2]
-    ));
+    let facts = logged_probe(ctx, real?);
     if let Some((Ok(view), closure)) = guessed {
         if view.0 == facts {
             ctx.log.debug(format_args!("probe: the guess held"));
@@ -385,6 +391,15 @@ fn facts_and_closure(
         let (facts, spec, rules) = view;
         (facts, spec, rules, c)
     }))
+}
+
+/// Logs which Python the probe (or its cache) described; hands `facts` on.
+fn logged_probe(ctx: &Context<'_>, facts: PythonFacts) -> PythonFacts {
+    ctx.log.debug(format_args!(
+        "probe: python {}.{}.{}",
+        facts.version[0], facts.version[1], facts.version[2]
+    ));
+    facts
 }
 
 /// The closure of the launch's program under `view` (`None` for no program).
@@ -423,11 +438,7 @@ pub(super) fn interpreter_view(
 ) -> Result<(PythonFacts, LaunchSpec, PycRules), PrepareError> {
     // Stage 2b: the interpreter's facts under this launch's flags (cached).
     let config = ProbeConfig::for_launch(ctx.first_spec);
-    let facts = facts_for(&ctx.python.path, &config)?;
-    ctx.log.debug(format_args!(
-        "probe: python {}.{}.{}",
-        facts.version[0], facts.version[1], facts.version[2]
-    ));
+    let facts = logged_probe(ctx, facts_for(&ctx.python.path, &config)?);
     view_of(ctx, facts)
 }
 
