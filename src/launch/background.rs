@@ -96,12 +96,15 @@ pub(super) fn key_lock_path(key: &LaunchKey, ext: &str) -> Option<PathBuf> {
 /// else holds it. The file is opened as every lock in the cache is
 /// ([`crate::cache::create_private`]).
 pub(super) fn try_key_lock(key: &LaunchKey, ext: &str) -> Result<Option<Flock<File>>, StartError> {
-    let path = key_lock_path(key, ext).ok_or(StartError::NoCache)?;
-    let file = match crate::cache::create_private(&path) {
-        Ok(f) => f,
-        Err(source) => return Err(StartError::Lock { path, source }),
-    };
+    let file = key_lock_file(key, ext)?;
     Ok(Flock::lock(file, FlockArg::LockExclusiveNonblock).ok())
+}
+
+/// The `ext` lock file of `key`, opened as every lock in the cache is
+/// ([`crate::cache::create_private`]).
+fn key_lock_file(key: &LaunchKey, ext: &str) -> Result<File, StartError> {
+    let path = key_lock_path(key, ext).ok_or(StartError::NoCache)?;
+    crate::cache::create_private(&path).map_err(|source| StartError::Lock { path, source })
 }
 
 /// The lock every manifest store of a background run or a learner is made
@@ -116,8 +119,7 @@ pub(super) const STORE_LOCK: &str = "store";
 /// Takes the `ext` lock of `key`, waiting for it; `None` when the lock
 /// file cannot be opened or locked (the caller goes on without it).
 pub(super) fn wait_key_lock(key: &LaunchKey, ext: &str) -> Option<Flock<File>> {
-    let path = key_lock_path(key, ext)?;
-    let mut file = crate::cache::create_private(&path).ok()?;
+    let mut file = key_lock_file(key, ext).ok()?;
     loop {
         match Flock::lock(file, FlockArg::LockExclusive) {
             Ok(lock) => return Some(lock),
@@ -147,7 +149,8 @@ pub(crate) fn start(
         &exe,
         argv0.unwrap_or(exe.as_os_str()),
         args,
-        &[("run", "", "")],
+        "run",
+        None,
         &[lock.as_raw_fd()],
     )?;
     // Our descriptor closes with this process's exec (close-on-exec); the
@@ -214,15 +217,18 @@ pub(crate) fn enter_run() {
 /// program's, which this process becomes) and the launch waits for two
 /// `fork`s, not for an `exec`. It runs in its own process group with stdio
 /// on `/dev/null`, with this process's environment plus `stage`
-/// ([`STAGE_VAR`]) and `var` set to `value`; `keep` are the descriptors it
-/// inherits (close-on-exec cleared in it alone, at most three).
+/// ([`STAGE_VAR`]) and, for a learner, its `handoff`
+/// (`learn::HANDOFF_VAR`); `keep` are the descriptors it inherits
+/// (close-on-exec cleared in it alone, at most three).
 pub(super) fn spawn_detached(
     exe: &Path,
     argv0: &OsStr,
     args: &[OsString],
-    &[(stage, var, value)]: &[(&str, &str, &str); 1],
+    stage: &str,
+    handoff: Option<&str>,
     keep: &[RawFd],
 ) -> Result<(), StartError> {
+    use super::learn::HANDOFF_VAR;
     use std::ffi::CString;
     let c = |b: &[u8]| CString::new(b).map_err(StartError::Nul);
     // Everything the child needs is allocated before fork.
@@ -233,7 +239,7 @@ pub(super) fn spawn_detached(
     }
     let mut envp = Vec::new();
     for (k, v) in std::env::vars_os() {
-        if k == STAGE_VAR || k == super::learn::HANDOFF_VAR || k == var {
+        if k == STAGE_VAR || k == HANDOFF_VAR {
             continue;
         }
         let mut kv = k.into_vec();
@@ -242,8 +248,8 @@ pub(super) fn spawn_detached(
         envp.push(c(&kv)?);
     }
     envp.push(c(format!("{STAGE_VAR}={stage}").as_bytes())?);
-    if !var.is_empty() {
-        envp.push(c(format!("{var}={value}").as_bytes())?);
+    if let Some(handoff) = handoff {
+        envp.push(c(format!("{HANDOFF_VAR}={handoff}").as_bytes())?);
     }
     let argv_p: Vec<*const libc::c_char> = argv
         .iter()

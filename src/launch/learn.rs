@@ -151,7 +151,8 @@ pub(crate) fn start(
         &exe,
         argv0.unwrap_or(exe.as_os_str()),
         args,
-        &[("learn", HANDOFF_VAR, &handoff)],
+        "learn",
+        Some(&handoff),
         &[lock_fd, pidfd_raw, ready_fd],
     );
     drop(pidfd);
