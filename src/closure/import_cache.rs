@@ -236,11 +236,20 @@ impl ImportCache {
         let location = cache::cache_subdir("imports")
             .ok()
             .map(|d| d.join(FILE_NAME));
-        let (generation, entries) = location
+        let decoded = location
             .as_ref()
             .and_then(|p| cache::read_private(p).ok())
             .and_then(|bytes| decode(&bytes))
             .unwrap_or_default();
+        Self::from_decoded(decoded, location)
+    }
+
+    /// A cache of the `(generation, entries)` a file decoded to, saved to
+    /// `location` (if any).
+    fn from_decoded(
+        (generation, entries): (u32, HashMap<OsString, Entry>),
+        location: Option<PathBuf>,
+    ) -> Self {
         ImportCache {
             by_identity: Mutex::new(index(&entries)),
             entries: Mutex::new(entries),
@@ -254,14 +263,7 @@ impl ImportCache {
     /// `None` when they are not a valid cache file of this kolosal build.
     /// The result is never saved.
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        let (generation, entries) = decode(bytes)?;
-        Some(ImportCache {
-            by_identity: Mutex::new(index(&entries)),
-            entries: Mutex::new(entries),
-            dirty: AtomicBool::new(false),
-            location: None,
-            generation,
-        })
+        Some(Self::from_decoded(decode(bytes)?, None))
     }
 
     /// The cache file contents [`ImportCache::save`] would write (every entry).
@@ -444,7 +446,6 @@ fn encode<'a>(entries: impl Iterator<Item = (&'a OsString, &'a Entry)>) -> Vec<u
     out
 }
 
-/// A bounds-checked reader over the cache file.
 /// A UTF-8 byte string ([`Reader::bytes_field`]).
 fn string(r: &mut Reader<'_>) -> Option<String> {
     String::from_utf8(r.bytes_field()?.to_vec()).ok()
