@@ -329,23 +329,13 @@ pub fn run(mut args: CompileArgs) -> anyhow::Result<i32> {
             names.join(", ")
         );
     }
-    let mut code = 0;
-    let mut docs = Vec::new();
-    for g in &groups {
-        let (c, doc) = compile_group(&args, g, exclude.clone(), &levels)?;
-        code = code.max(c);
-        docs.extend(doc);
-    }
+    let (code, docs) = super::for_each_group(&groups, |g| {
+        compile_group(&args, g, exclude.clone(), &levels)
+    })?;
     if args.json {
-        let doc = if docs.len() == 1 {
-            docs.remove(0)
-        } else {
-            serde_json::json!({
-                "schema": 1,
-                "interpreters": docs,
-                "elapsed_s": started.elapsed().as_secs_f64(),
-            })
-        };
+        let mut extra = serde_json::Map::new();
+        extra.insert("elapsed_s".into(), started.elapsed().as_secs_f64().into());
+        let doc = super::combined_json(docs, extra);
         println!("{}", serde_json::to_string_pretty(&doc)?);
     }
     Ok(code)

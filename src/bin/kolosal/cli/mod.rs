@@ -50,6 +50,38 @@ pub fn groups_for(
     }
 }
 
+/// Runs `each` on every group: the worst exit code, and the JSON document
+/// each produced.
+pub fn for_each_group(
+    groups: &[OwnedPaths],
+    mut each: impl FnMut(&OwnedPaths) -> anyhow::Result<(i32, Option<serde_json::Value>)>,
+) -> anyhow::Result<(i32, Vec<serde_json::Value>)> {
+    let mut code = 0;
+    let mut docs = Vec::new();
+    for g in groups {
+        let (c, doc) = each(g)?;
+        code = code.max(c);
+        docs.extend(doc);
+    }
+    Ok((code, docs))
+}
+
+/// The one JSON document of a `compile`/`status` run: a single group's as
+/// it is, several under `"interpreters"` (with `extra` fields beside).
+pub fn combined_json(
+    mut docs: Vec<serde_json::Value>,
+    extra: serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Value {
+    if docs.len() == 1 {
+        return docs.remove(0);
+    }
+    let mut doc = serde_json::Map::new();
+    doc.insert("schema".into(), 1.into());
+    doc.insert("interpreters".into(), docs.into());
+    doc.extend(extra);
+    doc.into()
+}
+
 /// The prefix of every error line the `kolosal` CLI prints (on stderr).
 pub const ERROR: &str = "kolosal: error: ";
 

@@ -270,19 +270,9 @@ pub(crate) fn pyc_level(path: &Path, tag: &str) -> Option<u32> {
 pub fn run(args: StatusArgs) -> anyhow::Result<i32> {
     let entry_or_module = args.entry.is_some() || args.module.is_some();
     let groups = super::groups_for(entry_or_module, &args.paths, args.python.as_deref());
-    let mut code = 0;
-    let mut docs = Vec::new();
-    for g in &groups {
-        let (c, doc) = run_group(&args, g)?;
-        code = code.max(c);
-        docs.extend(doc);
-    }
+    let (code, docs) = super::for_each_group(&groups, |g| run_group(&args, g))?;
     if args.json {
-        let doc = if docs.len() == 1 {
-            docs.remove(0)
-        } else {
-            serde_json::json!({ "schema": 1, "interpreters": docs })
-        };
+        let doc = super::combined_json(docs, serde_json::Map::new());
         println!("{}", serde_json::to_string_pretty(&doc)?);
     }
     Ok(code)
