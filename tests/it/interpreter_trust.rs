@@ -290,14 +290,7 @@ fn probe_runs_no_user_code_and_matches_python() {
     for (i, py) in pythons.iter().enumerate() {
         let venv = root.join(format!("venv{i}"));
         make_venv(py, &venv);
-        let site = {
-            let mut c = common::clean_command(venv.join("bin/python"));
-            c.args([
-                "-c",
-                "import sysconfig; print(sysconfig.get_path('purelib'))",
-            ]);
-            PathBuf::from(text(&run(c).stdout).trim())
-        };
+        let site = common::purelib(&venv.join("bin/python"));
         assert!(site.is_dir(), "{}", site.display());
         // A .pth path line, a .pth import line, a printing sitecustomize.
         write(

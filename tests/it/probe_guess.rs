@@ -28,23 +28,11 @@ fn make_venv(py: &Python, dir: &Path) -> PathBuf {
     }
     let vpy = common::venv_with(py, dir, &[]);
     fs::write(
-        site_packages(&vpy).join("sitemod.py"),
+        common::purelib(&vpy).join("sitemod.py"),
         "import decimal\nY = 2\n",
     )
     .unwrap();
     vpy
-}
-
-/// The venv's site-packages, as its interpreter says.
-fn site_packages(vpy: &Path) -> PathBuf {
-    let out = common::clean_command(vpy)
-        .args([
-            "-c",
-            "import sysconfig; print(sysconfig.get_paths()['purelib'])",
-        ])
-        .output()
-        .unwrap();
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
 fn launch(vpy: &Path, app: &Path, cache: &Path) -> Output {
@@ -139,7 +127,7 @@ fn a_venv_made_again_at_its_path_uses_the_guess_only_when_it_holds() {
     let vpy = make_venv(last, &venv);
     let extra = tmp.path().join("extra");
     fs::create_dir_all(&extra).unwrap();
-    let site = site_packages(&vpy);
+    let site = common::purelib(&vpy);
     fs::rename(site.join("sitemod.py"), extra.join("sitemod.py")).unwrap();
     fs::write(site.join("extra.pth"), format!("{}\n", extra.display())).unwrap();
     let o = launch(&vpy, &app, &cache);

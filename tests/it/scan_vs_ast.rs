@@ -393,14 +393,7 @@ fn site_packages_match_ast() {
         st.success(),
         "pip install sympy numpy pandas requests failed"
     );
-    let out = common::clean_command(&vpy)
-        .args([
-            "-c",
-            "import sysconfig; print(sysconfig.get_paths()['purelib'])",
-        ])
-        .output()
-        .expect("purelib");
-    let site = PathBuf::from(String::from_utf8(out.stdout).expect("utf-8").trim());
+    let site = common::purelib(&vpy);
     let files = py_files(&site);
     for pkg in ["sympy", "numpy", "pandas", "requests"] {
         assert!(

@@ -37,19 +37,7 @@ fn write(path: &Path, text: &str) {
 fn planted_venv(py: &Python, root: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let vpy = common::venv_with(py, &root.join("venv"), &[]);
     // Asked before anything is planted: this run writes no planted pyc.
-    let out = ok(
-        common::clean_command(&vpy)
-            .args([
-                "-c",
-                "import sysconfig; print(sysconfig.get_paths()['purelib'])",
-            ])
-            .output()
-            .unwrap(),
-        "purelib",
-    );
-    let site = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-        .canonicalize()
-        .unwrap();
+    let site = common::purelib(&vpy).canonicalize().unwrap();
     for m in PLANTED {
         let body = match *m {
             // An entry point's module with a static import of its own.

@@ -451,6 +451,22 @@ pub fn venv_with(py: &Python, dir: &Path, packages: &[&str]) -> PathBuf {
     vpy
 }
 
+/// The `purelib` directory (site-packages) of the interpreter `python`
+/// (a venv's `bin/python`), as its own `sysconfig` says.
+pub fn purelib(python: &Path) -> PathBuf {
+    let out = ok(
+        clean_command(python)
+            .args([
+                "-c",
+                "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+            ])
+            .output()
+            .expect("start python for its purelib"),
+        "purelib",
+    );
+    PathBuf::from(String::from_utf8(out.stdout).expect("utf-8").trim())
+}
+
 /// Asserts that `o` succeeded (saying `what` and the output if not) and
 /// hands it back.
 pub fn ok(o: std::process::Output, what: &str) -> std::process::Output {
