@@ -29,6 +29,12 @@
 //!    repair path, compiles what is still stale under the usual cache lock,
 //!    re-stamps the manifest, and exits. It never execs the program.
 //!
+//! A launch that ran on the probe cache's guess (a venv made again at the
+//! same path, `prepare::hand_over`) records no manifest and starts a
+//! background run whatever it deferred: that run finds no manifest for the
+//! new venv, takes the cold path (the probe, the closure from the real
+//! facts, every stale pyc) and records the manifest the launch did not.
+//!
 //! The background run stores the manifest under the key's store lock
 //! ([`STORE_LOCK`]), which the learner holds across its compare and rename.
 //!
@@ -51,6 +57,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 /// The variable that tells `kolosal-python` which background stage it is.
 pub(crate) const STAGE_VAR: &str = "KOLOSAL_INTERNAL_BACKGROUND";
@@ -125,6 +132,32 @@ pub(super) fn wait_key_lock(key: &LaunchKey, ext: &str) -> Option<Flock<File>> {
             Ok(lock) => return Some(lock),
             Err((f, nix::errno::Errno::EINTR)) => file = f,
             Err(_) => return None,
+        }
+    }
+}
+
+/// How long a learner waits for a pending background run of its launch
+/// before it reads the manifest anyway.
+pub(super) const BACKGROUND_WAIT: Duration = Duration::from_secs(60);
+
+/// How often that wait looks at the lock.
+const BACKGROUND_POLL: Duration = Duration::from_millis(20);
+
+/// Returns once no background run of `key` is pending, or after `limit`
+/// (at once when none is: no lock file, or one nobody holds).
+pub(super) fn wait_until_done(key: &LaunchKey, limit: Duration) {
+    let Some(Ok(mut file)) = key_lock_path(key, "bg").map(|p| crate::cache::open_private(&p))
+    else {
+        return;
+    };
+    let start = std::time::Instant::now();
+    loop {
+        match Flock::lock(file, FlockArg::LockSharedNonblock) {
+            Err((f, nix::errno::Errno::EWOULDBLOCK)) if start.elapsed() < limit => {
+                file = f;
+                std::thread::sleep(BACKGROUND_POLL);
+            }
+            _ => return,
         }
     }
 }

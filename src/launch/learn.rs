@@ -17,7 +17,12 @@
 //!    background run it is nobody's child, in its own process group, with
 //!    stdio on `/dev/null`; once its watches are in place it switches to
 //!    `SCHED_IDLE`, inherited by its compile workers, and only then reads
-//!    the manifest). The lock, the pidfd and a pipe are handed down; the
+//!    the manifest, once a background run of the launch is done (at most
+//!    [`super::background::BACKGROUND_WAIT`]): that run may be what
+//!    records it. A launch that ran on the probe cache's guess
+//!    (`prepare::hand_over`) has its learner place the watches from the
+//!    guess too, and learn only if the probed facts turn out the same).
+//!    The lock, the pidfd and a pipe are handed down; the
 //!    launch waits on the pipe (at most [`LEARN_READY_WAIT`]) until the
 //!    watches are in place, so the program's imports never race them
 //!    (a first learner's deeper watches excepted, see 2).
@@ -84,7 +89,7 @@
 //! never writes to the program's stdout or stderr and never delays it.
 
 use super::error::StartError;
-use super::prepare::{compile_stale, interpreter_view, stale_with_reasons, Context};
+use super::prepare::{compile_stale, interpreter_view, stale_with_reasons, watch_view, Context};
 use crate::argv::{LaunchSpec, Target};
 use crate::closure::graph::{self, ClosureOptions, Entry};
 use crate::closure::listing;
@@ -645,7 +650,9 @@ pub(crate) fn run(ctx: &Context<'_>) {
     };
     // Only what the watches need comes before them: the launch waits until
     // they are in place. The manifest is read (and decoded) after.
-    let Ok((facts, spec, rules)) = interpreter_view(ctx) else {
+    // The launch may have run on the probe cache's guess (`hand_over`):
+    // the watches are placed from it, and it is checked below.
+    let Ok(((facts, spec, rules), guessed)) = watch_view(ctx) else {
         return;
     };
     let no_path0 = spec.safe_path || spec.isolated;
@@ -707,6 +714,14 @@ pub(crate) fn run(ctx: &Context<'_>) {
     } else {
         Some(walk)
     };
+    // A background run of this launch records (or re-stamps) the manifest:
+    // the learner reads it once that is done.
+    super::background::wait_until_done(ctx.key, super::background::BACKGROUND_WAIT);
+    if guessed && !interpreter_view(ctx).is_ok_and(|real| real.0 == facts) {
+        ctx.log
+            .debug(format_args!("learn: the guessed facts did not hold"));
+        return;
+    }
     let Some(recorded) = read_manifest(ctx.key) else {
         return;
     };

@@ -99,7 +99,14 @@ pub(super) fn usable_manifest(bytes: &[u8], key: &LaunchKey) -> Option<Manifest>
 /// variables the exec must set (a fallback `PYTHONPYCACHEPREFIX`).
 pub(crate) fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, PrepareError> {
     let log = ctx.log;
-    let Some((facts, spec, rules, closure)) = facts_and_closure(ctx)? else {
+    let Some(Cold {
+        facts,
+        spec,
+        rules,
+        closure,
+        guessed,
+    }) = facts_and_closure(ctx)?
+    else {
         return Ok(Vec::new());
     };
     log.debug(format_args!(
@@ -168,6 +175,17 @@ pub(crate) fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, Pr
         )?;
     }
 
+    if guessed && hand_over(ctx, &facts) {
+        log.info(format_args!(
+            "cold: {} modules in the closure (from guessed facts), {} pycs compiled, nothing recorded here ({:.1} ms)",
+            closure.modules.len(),
+            stale.len() - failed.len(),
+            log.elapsed_ms()
+        ));
+        crate::sync::drop_elsewhere((closure, targets, sources, stale, deferred, carried));
+        return Ok(exec_env);
+    }
+
     // Record the warm manifest: stamp first, then confirm every pyc is
     // fresh. A pyc removed or replaced before the stamps were taken (a
     // racing `kolosal clean`, another tool) is caught by the check; one
@@ -196,6 +214,47 @@ pub(crate) fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, Pr
     ));
     crate::sync::drop_elsewhere((closure, targets, sources, stale, deferred, carried));
     Ok(exec_env)
+}
+
+/// The end of a launch whose facts were guessed (see [`facts_and_closure`]):
+/// starts the background run, which probes and records the manifest, and
+/// a learner. Returns `true` when the background run was started; when it
+/// could not be (one is already pending, no fork), the facts are probed
+/// here and `false` returned if they are the guessed ones, so that the
+/// launch records its manifest itself. Facts that differ: nothing is
+/// recorded (`true`), and the next launch starts cold with them known.
+fn hand_over(ctx: &Context<'_>, guessed: &PythonFacts) -> bool {
+    let log = ctx.log;
+    match super::background::start(ctx.key, ctx.argv0, ctx.args) {
+        Ok(true) => {
+            log.debug(format_args!(
+                "manifest: left to a background run, which probes first"
+            ));
+            if ctx.knobs.learn {
+                super::start_learner(log, ctx.key, ctx.argv0, ctx.args);
+            }
+            return true;
+        }
+        Ok(false) => log.debug(format_args!("a background run is already pending")),
+        Err(e) => log.debug(format_args!("no background run ({e})")),
+    }
+    let config = ProbeConfig::for_launch(ctx.first_spec);
+    match facts_for(&ctx.python.path, &config) {
+        Ok(real) if &real == guessed => {
+            log.debug(format_args!("probe: the guess held"));
+            false
+        }
+        Ok(_) => {
+            log.debug(format_args!(
+                "probe: the guess did not hold; nothing recorded"
+            ));
+            true
+        }
+        Err(e) => {
+            log.debug(format_args!("probe failed ({e}); nothing recorded"));
+            true
+        }
+    }
 }
 
 /// The end of a cold or repaired launch, once `m` holds its stamps: marks
@@ -228,13 +287,14 @@ pub(super) fn record_and_defer(
             "manifest not stored: {still_stale} pycs stale after compiling"
         ));
     } else {
-        // A new closure or an edited module may load new modules at run time.
-        let learn = ctx.knobs.learn && !ctx.in_background;
-        if learn && learn_again {
+        // A new closure or an edited module may load new modules at run
+        // time. A background run records that too: it may be the one that
+        // records a launch's new closure (`hand_over`).
+        if ctx.knobs.learn && learn_again {
             m.learning = true;
             m.quiet_runs = 0;
         }
-        let learn = learn && m.learning;
+        let learn = ctx.knobs.learn && !ctx.in_background && m.learning;
         ctx.log
             .debug(format_args!("manifest: every pyc fresh after compiling"));
         // A background run stores under the store lock, so that a learner's
@@ -335,6 +395,17 @@ fn defer(ctx: &Context<'_>, deferred: &[PycTarget]) {
     }
 }
 
+/// What the cold path knows once the closure is computed.
+struct Cold {
+    facts: PythonFacts,
+    spec: LaunchSpec,
+    rules: PycRules,
+    closure: graph::Closure,
+    /// The facts are the probe cache's guess, not yet checked by a probe:
+    /// nothing is recorded from them ([`hand_over`]).
+    guessed: bool,
+}
+
 /// Stages 2b and 3: the interpreter's view of the launch and the closure
 /// (`None` when there is no program to run).
 ///
@@ -344,13 +415,38 @@ fn defer(ctx: &Context<'_>, deferred: &[PycTarget]) {
 /// while the closure is computed from the guess; that closure is kept only
 /// if the probe answers exactly the guessed facts, else it is computed
 /// again from the probe's.
-fn facts_and_closure(
-    ctx: &Context<'_>,
-) -> Result<Option<(PythonFacts, LaunchSpec, PycRules, graph::Closure)>, PrepareError> {
+///
+/// A launch that may leave work to a background run ([`Context::may_defer`])
+/// does not probe at all when there is a guess: it computes the closure
+/// from the guess, makes those pycs fresh and execs, and the background run
+/// probes, computes the closure again from the real facts and records the
+/// manifest ([`hand_over`]). A pyc is right for its source whatever the
+/// facts (the guess names the same binary, so the same magic number and
+/// cache tag); a wrong guess only costs this one start some compiles in
+/// memory.
+fn facts_and_closure(ctx: &Context<'_>) -> Result<Option<Cold>, PrepareError> {
     let config = ProbeConfig::for_launch(ctx.first_spec);
     let python = &ctx.python.path;
     let (cached, guess) = match known_facts(python, &config) {
         Known::Facts(facts) => (Some(facts), None),
+        // A launch that can leave work to a background run does not wait
+        // for the probe: the background run probes and records (see
+        // `hand_over`).
+        Known::Guess(guess) if ctx.may_defer() => {
+            let view = view_of(ctx, guess)?;
+            ctx.log.debug(format_args!(
+                "probe: none; the closure comes from the guess"
+            ));
+            let closure = closure_of(ctx, &view, ImportCache::load());
+            let (facts, spec, rules) = view;
+            return Ok(closure.map(|closure| Cold {
+                facts,
+                spec,
+                rules,
+                closure,
+                guessed: true,
+            }));
+        }
         Known::Guess(guess) => (None, Some(guess)),
         Known::Nothing => (None, None),
     };
@@ -381,15 +477,25 @@ fn facts_and_closure(
         if view.0 == facts {
             ctx.log.debug(format_args!("probe: the guess held"));
             let (facts, spec, rules) = view;
-            return Ok(closure.map(|c| (facts, spec, rules, c)));
+            return Ok(closure.map(|closure| Cold {
+                facts,
+                spec,
+                rules,
+                closure,
+                guessed: false,
+            }));
         }
         ctx.log.debug(format_args!("probe: the guess did not hold"));
     }
     let view = view_of(ctx, facts)?;
     let closure = closure_of(ctx, &view, imports.unwrap_or_else(ImportCache::load));
-    Ok(closure.map(|c| {
-        let (facts, spec, rules) = view;
-        (facts, spec, rules, c)
+    let (facts, spec, rules) = view;
+    Ok(closure.map(|closure| Cold {
+        facts,
+        spec,
+        rules,
+        closure,
+        guessed: false,
     }))
 }
 
@@ -440,6 +546,20 @@ pub(super) fn interpreter_view(
     let config = ProbeConfig::for_launch(ctx.first_spec);
     let facts = logged_probe(ctx, facts_for(&ctx.python.path, &config)?);
     view_of(ctx, facts)
+}
+
+/// [`interpreter_view`] for placing a learner's watches: from the probe
+/// cache's guess when it holds only that (`true`), so that the launch, which
+/// waits for the watches, never waits for a probe.
+pub(super) fn watch_view(
+    ctx: &Context<'_>,
+) -> Result<((PythonFacts, LaunchSpec, PycRules), bool), PrepareError> {
+    let config = ProbeConfig::for_launch(ctx.first_spec);
+    match known_facts(&ctx.python.path, &config) {
+        Known::Guess(guess) => Ok((view_of(ctx, guess)?, true)),
+        Known::Facts(facts) => Ok((view_of(ctx, logged_probe(ctx, facts))?, false)),
+        Known::Nothing => Ok((interpreter_view(ctx)?, false)),
+    }
 }
 
 /// argv parsed again with the rules of `facts`' version, and its pyc rules.
