@@ -14,7 +14,9 @@
 # just before (`rm`: the file system must then skip the inodes it freed,
 # see docs/benchmarks.md session 5).
 # WAYS (default "mv rm") may add variants of the first launch, as
-# way:VAR=value, e.g. WAYS="mv mv:KOLOSAL_LEARN=0 mv:KOLOSAL_BACKGROUND=0".
+# way:VAR=value, e.g. WAYS="mv mv:KOLOSAL_LEARN=0 mv:KOLOSAL_BACKGROUND=0",
+# or another launcher build as way:kpy=PATH (KPY and KOLOSAL_BIN override
+# the builds the whole bench uses).
 # Usage: bench/codecache.sh [--first-launch ROUNDS]
 #   (figures land in bench/out/codecache-*.md; --first-launch runs only the
 #   rounds, filling the cache from a first venv if it is empty)
@@ -72,8 +74,11 @@ first_launch_rounds() {
   : > "$OUT/codecache-rounds.txt"
   for round in $(seq 1 "$ROUNDS"); do
     for token in ${WAYS:-mv rm}; do
-      way=${token%%:*} extra=""
+      way=${token%%:*} extra="" kpy=$KPY
       [ "$token" = "$way" ] || extra=${token#*:}
+      # `way:kpy=PATH` runs that launcher build in this token's launches
+      # (two builds alternated round by round in one run).
+      case "$extra" in kpy=*) kpy=${extra#kpy=} extra="" ;; esac
       wait_bg
       if [ -d "$V3" ]; then
         if [ "$way" = mv ]; then mv "$V3" "$trash/v3-$round-$(date +%s%N)"; else rm -rf "$V3"; fi
@@ -81,11 +86,11 @@ first_launch_rounds() {
       mkvenv "$V3"
       sleep 1
       local load; load=$(cut -d' ' -f1 /proc/loadavg)
-      f=$(ms "$K $extra KOLOSAL_PYTHON=$V3/bin/python $KPY $IMPORT")
+      f=$(ms "$K $extra KOLOSAL_PYTHON=$V3/bin/python $kpy $IMPORT")
       wait_bg
-      for _ in 1 2 3; do ms "$K KOLOSAL_PYTHON=$V3/bin/python $KPY $IMPORT" >/dev/null; wait_bg; done
+      for _ in 1 2 3; do ms "$K KOLOSAL_PYTHON=$V3/bin/python $kpy $IMPORT" >/dev/null; wait_bg; done
       warm=""
-      for _ in 1 2 3; do warm="$warm $(ms "$K KOLOSAL_PYTHON=$V3/bin/python $KPY $IMPORT")"; done
+      for _ in 1 2 3; do warm="$warm $(ms "$K KOLOSAL_PYTHON=$V3/bin/python $kpy $IMPORT")"; done
       w=$(echo $warm | tr ' ' '\n' | median)
       # The machine's floor for this first launch, in the same round: the
       # pycs python loads from this venv, put into another brand-new venv

@@ -45,8 +45,8 @@ if [ ! -f "$VENV/.kolosal-bench-ready" ]; then
 fi
 
 (cd "$REPO" && cargo build --release -q)
-KOLOSAL="$REPO/target/release/kolosal"
-KPY="$REPO/target/release/kolosal-python"
+KOLOSAL="${KOLOSAL_BIN:-$REPO/target/release/kolosal}"
+KPY="${KPY:-$REPO/target/release/kolosal-python}"
 
 # Removes every pyc under a tree.
 strip_pycs() { find "$1" -name __pycache__ -type d -prune -exec rm -rf {} +; }

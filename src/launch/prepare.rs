@@ -99,13 +99,22 @@ pub(super) fn usable_manifest(bytes: &[u8], key: &LaunchKey) -> Option<Manifest>
 /// variables the exec must set (a fallback `PYTHONPYCACHEPREFIX`).
 pub(crate) fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, PrepareError> {
     let log = ctx.log;
+    let config = ProbeConfig::for_launch(ctx.first_spec);
+    let mut known = known_facts(&ctx.python.path, &config);
+    if let (Known::Guess(guess), Some(recorded)) = (&known, ctx.recorded) {
+        if let Some(env) = prepare_from_record(ctx, guess, recorded)? {
+            return Ok(env);
+        }
+        // It may have probed meanwhile.
+        known = known_facts(&ctx.python.path, &config);
+    }
     let Some(Cold {
         facts,
         spec,
         rules,
         closure,
         guessed,
-    }) = facts_and_closure(ctx)?
+    }) = facts_and_closure(ctx, known)?
     else {
         return Ok(Vec::new());
     };
@@ -214,6 +223,82 @@ pub(crate) fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, Pr
     ));
     crate::sync::drop_elsewhere((closure, targets, sources, stale, deferred, carried));
     Ok(exec_env)
+}
+
+/// The quickest start of a venv made again at its path, when the launch
+/// may hand over (see [`facts_and_closure`]) and this key's last manifest
+/// is at hand: the modules that manifest recorded as needed at start
+/// (neither lazy nor the standard library's) are the guess of what this
+/// start needs, with no closure computed. Their pycs are made fresh under
+/// the guessed facts' rules (a source that is gone is skipped), and the
+/// background run computes the real closure and records it. `None` when
+/// this does not apply: no hand-over, a manifest with a fallback pycache
+/// prefix, a tree that cannot be written.
+fn prepare_from_record(
+    ctx: &Context<'_>,
+    guess: &PythonFacts,
+    recorded: &Manifest,
+) -> Result<Option<Vec<(OsString, OsString)>>, PrepareError> {
+    if !ctx.may_defer() || !recorded.env.is_empty() {
+        return Ok(None);
+    }
+    let log = ctx.log;
+    let (facts, spec, rules) = view_of(ctx, guess.clone())?;
+    let wanted: Vec<&Path> = recorded
+        .modules
+        .iter()
+        .filter(|r| !r.lazy && r.cfile.is_some())
+        .map(|r| r.source.as_path())
+        .collect();
+    let metas: Vec<Option<Metadata>> = crate::freshness::par_map(&wanted, |s| {
+        std::fs::metadata(s).ok().filter(Metadata::is_file)
+    });
+    let (sources, metas): (Vec<PathBuf>, Vec<Metadata>) = wanted
+        .iter()
+        .zip(metas)
+        .filter_map(|(s, m)| Some((s.to_path_buf(), m?)))
+        .unzip();
+    let prefix = spec.pycache_prefix_resolved(ctx.cwd);
+    let targets = pyc_targets(&sources, &rules, &spec, prefix.as_deref(), ctx.cwd);
+    let known: HashMap<&Path, &Metadata> = sources
+        .iter()
+        .map(PathBuf::as_path)
+        .zip(metas.iter())
+        .collect();
+    let stale = owned(stale_with_known(&targets, &known, &rules, &spec));
+    if prefix.is_none() && any_unwritable(stale.iter().map(|(t, _)| t.cfile.as_path())) {
+        return Ok(None);
+    }
+    log.debug(format_args!(
+        "probe: none; {} modules from the last manifest for this path",
+        sources.len()
+    ));
+    let stale: Vec<PycTarget> = stale.into_iter().map(|(t, _)| t).collect();
+    let mut failed = HashSet::new();
+    if !stale.is_empty() {
+        failed = compile_stale(
+            ctx,
+            &facts,
+            &rules,
+            &spec,
+            prefix.as_deref(),
+            &stale,
+            &HashSet::new(),
+        )?;
+    }
+    if !hand_over(ctx, &facts) {
+        // The guess held but nobody records for this launch: the whole
+        // cold path, which finds these pycs fresh.
+        return Ok(None);
+    }
+    log.info(format_args!(
+        "cold: {} modules from the last manifest (guessed facts), {} pycs compiled, nothing recorded here ({:.1} ms)",
+        sources.len(),
+        stale.len() - failed.len(),
+        log.elapsed_ms()
+    ));
+    crate::sync::drop_elsewhere((sources, metas, targets, stale));
+    Ok(Some(Vec::new()))
 }
 
 /// The end of a launch whose facts were guessed (see [`facts_and_closure`]):
@@ -424,10 +509,10 @@ struct Cold {
 /// facts (the guess names the same binary, so the same magic number and
 /// cache tag); a wrong guess only costs this one start some compiles in
 /// memory.
-fn facts_and_closure(ctx: &Context<'_>) -> Result<Option<Cold>, PrepareError> {
+fn facts_and_closure(ctx: &Context<'_>, known: Known) -> Result<Option<Cold>, PrepareError> {
     let config = ProbeConfig::for_launch(ctx.first_spec);
     let python = &ctx.python.path;
-    let (cached, guess) = match known_facts(python, &config) {
+    let (cached, guess) = match known {
         Known::Facts(facts) => (Some(facts), None),
         // A launch that can leave work to a background run does not wait
         // for the probe: the background run probes and records (see

@@ -1,9 +1,11 @@
 //! A venv made again at the same path (an image rebuild, a CI job, `uv
 //! venv` over the old one) misses the probe cache. When the launch can
-//! leave work to a background run it does not probe: it computes the
-//! closure from the facts that path gave last time (a guess is only ever
-//! about the same interpreter binary), makes those pycs fresh and execs;
-//! the background run probes, computes the closure from the real facts and
+//! leave work to a background run it does not probe: it takes the facts
+//! that path gave last time (a guess is only ever about the same
+//! interpreter binary), makes fresh the pycs of the modules its last
+//! manifest recorded as needed at start (or, with no manifest for the
+//! program, of the closure computed from the guess) and execs; the
+//! background run probes, computes the closure from the real facts and
 //! records the manifest. Without a background run (`KOLOSAL_BACKGROUND=0`,
 //! or one already pending) the launch probes while it computes the closure
 //! from the guess and keeps that closure only when the probe answers the
@@ -76,22 +78,34 @@ fn launch_with(vpy: &Path, app: &Path, cache: &Path, env: &[(&str, &str)]) -> Ou
 
 /// The launch alone, not waiting for its background run and learner.
 fn launch_no_wait(vpy: &Path, app: &Path, cache: &Path, env: &[(&str, &str)]) -> Output {
+    launch_script(vpy, app, cache, env, "main.py")
+}
+
+fn launch_script(
+    vpy: &Path,
+    app: &Path,
+    cache: &Path,
+    env: &[(&str, &str)],
+    script: &str,
+) -> Output {
     let mut k = common::clean_command(common::launcher_bin());
     k.current_dir(app)
         .env("KOLOSAL_PYTHON", vpy)
         .env("KOLOSAL_CACHE_DIR", cache)
         .env("KOLOSAL_LOG", "debug")
         .envs(env.iter().copied())
-        .arg("main.py");
-    common::ok(k.output().unwrap(), "kolosal-python main.py")
+        .arg(script);
+    common::ok(k.output().unwrap(), script)
 }
 
 fn plain(vpy: &Path, app: &Path, args: &[&str]) -> Output {
     let mut p: Command = common::clean_command(vpy);
     p.current_dir(app)
         .env("PYTHONDONTWRITEBYTECODE", "1")
-        .args(args)
-        .arg("main.py");
+        .args(args);
+    if !args.iter().any(|a| a.ends_with(".py")) {
+        p.arg("main.py");
+    }
     common::ok(p.output().unwrap(), "python main.py")
 }
 
@@ -154,7 +168,7 @@ fn a_venv_made_again_at_its_path_uses_the_guess_only_when_it_holds() {
     dynamic_module(&app, "dyn2");
     let o = launch(&vpy, &app, &cache);
     assert!(
-        log(&o).contains("probe: none; the closure comes from the guess"),
+        log(&o).contains("modules from the last manifest for this path"),
         "{}",
         log(&o)
     );
@@ -173,6 +187,42 @@ fn a_venv_made_again_at_its_path_uses_the_guess_only_when_it_holds() {
     );
     warm("made again", &vpy, &app, &cache);
 
+    // Made again, and a program never launched in it before: no manifest
+    // for it, so the closure is computed from the guess.
+    let vpy = make_venv(last, &venv);
+    fs::write(
+        app.join("other.py"),
+        "import helper, sitemod\nprint(helper.X, sitemod.Y)\n",
+    )
+    .unwrap();
+    let o = launch_script(&vpy, &app, &cache, &[], "other.py");
+    common::wait_background(&cache);
+    assert!(
+        log(&o).contains("probe: none; the closure comes from the guess"),
+        "{}",
+        log(&o)
+    );
+    assert!(!log(&o).contains("probe: python"), "{}", log(&o));
+    let theirs = plain(&vpy, &app, &["other.py"]);
+    assert_eq!(
+        o.stdout,
+        theirs.stdout,
+        "other.py: {}",
+        common::describe(&o)
+    );
+    let verbose = plain(&vpy, &app, &["-v", "other.py"]);
+    let compiled = common::source_compiles(&verbose.stderr);
+    assert!(
+        compiled.iter().all(|s| s.ends_with("other.py")),
+        "other.py: compiled from source after the launch: {compiled:?}"
+    );
+    let o = launch_script(&vpy, &app, &cache, &[], "other.py");
+    assert!(
+        log(&o).contains("warm: manifest holds"),
+        "other.py: {}",
+        log(&o)
+    );
+
     // Made again with a `.pth` that adds a directory to `sys.path`, where
     // `sitemod` now lives: the launch runs on the guess, which misses it
     // (python compiles it in memory, as without kolosal); the background
@@ -188,7 +238,7 @@ fn a_venv_made_again_at_its_path_uses_the_guess_only_when_it_holds() {
     with_pth(&vpy);
     let o = launch(&vpy, &app, &cache);
     assert!(
-        log(&o).contains("probe: none; the closure comes from the guess"),
+        log(&o).contains("modules from the last manifest for this path"),
         "{}",
         log(&o)
     );
