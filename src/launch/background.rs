@@ -31,9 +31,10 @@
 //!
 //! A launch that ran on the probe cache's guess (a venv made again at the
 //! same path, `prepare::hand_over`) records no manifest and starts a
-//! background run whatever it deferred: that run finds no manifest for the
-//! new venv, takes the cold path (the probe, the closure from the real
-//! facts, every stale pyc) and records the manifest the launch did not.
+//! background run whatever it deferred: that run finds the old venv's
+//! manifest stale (or none), takes the cold path (the probe, the closure
+//! from the real facts, every pyc still stale) and records the manifest the
+//! launch did not.
 //!
 //! The background run stores the manifest under the key's store lock
 //! ([`STORE_LOCK`]), which the learner holds across its compare and rename.
