@@ -949,20 +949,18 @@ impl Learner<'_> {
                 .into_iter()
                 .map(|(t, _)| t.clone())
                 .collect();
-            if !stale.is_empty() {
-                match compile_stale(
-                    self.ctx,
-                    &self.facts,
-                    &self.rules,
-                    &self.spec,
-                    self.prefix.as_deref(),
-                    &stale,
-                    &std::collections::HashSet::new(),
-                ) {
-                    Ok(f) => failed = f,
-                    // No pool: nothing is learned this round.
-                    Err(_) => adds.clear(),
-                }
+            match compile_stale(
+                self.ctx,
+                &self.facts,
+                &self.rules,
+                &self.spec,
+                self.prefix.as_deref(),
+                &stale,
+                &std::collections::HashSet::new(),
+            ) {
+                Ok(f) => failed = f,
+                // No pool: nothing is learned this round.
+                Err(_) => adds.clear(),
             }
         }
         // A module that does not compile is not learned: the interpreter

@@ -171,18 +171,15 @@ pub(crate) fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, Pr
         .filter_map(|m| m.module.origin.as_deref())
         .collect();
     let (deferred, stale) = split_deferred(ctx, stale, &lazy);
-    let mut failed = HashSet::new();
-    if !stale.is_empty() {
-        failed = compile_stale(
-            ctx,
-            &facts,
-            &rules,
-            &spec,
-            prefix.as_deref(),
-            &stale,
-            &HashSet::new(),
-        )?;
-    }
+    let failed = compile_stale(
+        ctx,
+        &facts,
+        &rules,
+        &spec,
+        prefix.as_deref(),
+        &stale,
+        &HashSet::new(),
+    )?;
 
     if guessed && hand_over(ctx, &facts) {
         log.info(format_args!(
@@ -274,18 +271,15 @@ fn prepare_from_record(
         sources.len()
     ));
     let stale: Vec<PycTarget> = stale.into_iter().map(|(t, _)| t).collect();
-    let mut failed = HashSet::new();
-    if !stale.is_empty() {
-        failed = compile_stale(
-            ctx,
-            &facts,
-            &rules,
-            &spec,
-            prefix.as_deref(),
-            &stale,
-            &HashSet::new(),
-        )?;
-    }
+    let failed = compile_stale(
+        ctx,
+        &facts,
+        &rules,
+        &spec,
+        prefix.as_deref(),
+        &stale,
+        &HashSet::new(),
+    )?;
     if !hand_over(ctx, &facts) {
         // The guess held but nobody records for this launch: the whole
         // cold path, which finds these pycs fresh.
@@ -768,7 +762,8 @@ fn writable(cfile: &Path) -> bool {
 /// Compiles those of `targets` (the stale ones) that are still stale once
 /// the cache lock is held, and those of `forced` (pycs importlib would
 /// accept although their source changed) in any case. Returns the pyc
-/// paths that could not be written.
+/// paths that could not be written. No `targets`: nothing is done (no lock
+/// taken), and nothing failed.
 pub(super) fn compile_stale(
     ctx: &Context<'_>,
     facts: &PythonFacts,
@@ -778,6 +773,9 @@ pub(super) fn compile_stale(
     targets: &[PycTarget],
     forced: &HashSet<&Path>,
 ) -> Result<HashSet<PathBuf>, PrepareError> {
+    if targets.is_empty() {
+        return Ok(HashSet::new());
+    }
     let lock = match lock_cache(&ctx.python.resolved, spec.optimize, prefix) {
         Locked::Held(lock) => Some(lock),
         Locked::Unavailable => None,

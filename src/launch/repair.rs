@@ -287,19 +287,15 @@ fn compile_changed(
         .find(|(k, _)| k == PREFIX_VAR)
         .map(|(_, v)| PathBuf::from(v))
         .or_else(|| view.spec.pycache_prefix_resolved(ctx.cwd));
-    let failed = if stale.is_empty() {
-        HashSet::new()
-    } else {
-        compile_stale(
-            ctx,
-            view.facts,
-            view.rules,
-            view.spec,
-            prefix.as_deref(),
-            &stale,
-            &forced,
-        )?
-    };
+    let failed = compile_stale(
+        ctx,
+        view.facts,
+        view.rules,
+        view.spec,
+        prefix.as_deref(),
+        &stale,
+        &forced,
+    )?;
     Ok(Compiled {
         stale,
         deferred,
