@@ -101,12 +101,10 @@ pub(crate) fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, Pr
     let log = ctx.log;
     let config = ProbeConfig::for_launch(ctx.first_spec);
     let mut known = known_facts(&ctx.python.path, &config);
-    if let (Known::Guess(guess), Some(recorded)) = (&known, ctx.recorded) {
-        if let Some(env) = prepare_from_record(ctx, guess, recorded)? {
+    if let Some(recorded) = ctx.recorded {
+        if let Some(env) = prepare_from_record(ctx, &mut known, recorded)? {
             return Ok(env);
         }
-        // It may have probed meanwhile.
-        known = known_facts(&ctx.python.path, &config);
     }
     let Some(Cold {
         facts,
@@ -229,13 +227,18 @@ pub(crate) fn prepare(ctx: &Context<'_>) -> Result<Vec<(OsString, OsString)>, Pr
 /// start needs, with no closure computed. Their pycs are made fresh under
 /// the guessed facts' rules (a source that is gone is skipped), and the
 /// background run computes the real closure and records it. `None` when
-/// this does not apply: no hand-over, a manifest with a fallback pycache
-/// prefix, a tree that cannot be written.
+/// this does not apply: `probe_cache` holds no guess, no hand-over, a
+/// manifest with a fallback pycache prefix, a tree that cannot be written;
+/// or when no background run could start and the probe found the guess
+/// right (then `probe_cache` becomes those facts, for the whole cold path).
 fn prepare_from_record(
     ctx: &Context<'_>,
-    guess: &PythonFacts,
+    probe_cache: &mut Known,
     recorded: &Manifest,
 ) -> Result<Option<Vec<(OsString, OsString)>>, PrepareError> {
+    let Known::Guess(guess) = &*probe_cache else {
+        return Ok(None);
+    };
     if !ctx.may_defer() || !recorded.env.is_empty() {
         return Ok(None);
     }
@@ -283,6 +286,7 @@ fn prepare_from_record(
     if !hand_over(ctx, &facts) {
         // The guess held but nobody records for this launch: the whole
         // cold path, which finds these pycs fresh.
+        *probe_cache = Known::Facts(facts);
         return Ok(None);
     }
     log.info(format_args!(
